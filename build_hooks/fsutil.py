@@ -1,0 +1,88 @@
+"""Crash-safe file system primitives: atomic writes, renames that survive Windows."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+# Windows refuses to rename a folder while another process (an antivirus
+# scanner, an indexer) holds a handle in it; those handles go away quickly.
+_WINDOWS_RENAME_ATTEMPTS = 10
+_WINDOWS_RENAME_PAUSE = 0.2
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new content, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
+    if sys.platform == "win32":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def rename(
+    src: Path,
+    dst: Path,
+    *,
+    platform: str = sys.platform,
+    _rename: Callable[[Path, Path], None] = os.rename,
+    _sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Rename ``src`` to a ``dst`` that does not exist, retrying transient Windows locks."""
+    attempts = _WINDOWS_RENAME_ATTEMPTS if platform == "win32" else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            _rename(src, dst)
+            return
+        except PermissionError:
+            if attempt == attempts:
+                raise
+            _sleep(_WINDOWS_RENAME_PAUSE)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete ``path`` (file or folder) if it exists, including read-only files."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(path, onexc=_make_writable_and_retry)
+        else:
+            shutil.rmtree(path, onerror=_make_writable_and_retry)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst`` (no extra disk), copying where links are not possible."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _make_writable_and_retry(func: Callable[[str], object], path: str, _exc: object) -> None:
+    os.chmod(path, 0o700)
+    func(path)

@@ -1,0 +1,27 @@
+"""Mirror a pinned hub model into an anonymous, verified profile folder."""
+
+from build_hooks.model_profile.prepare import (
+    PrepareRequest,
+    PrepareResult,
+    ProfilePaths,
+    parse_variants,
+    prepare_profile,
+    revision_problem,
+)
+from build_hooks.model_profile.retry import RetryPolicy
+from build_hooks.model_profile.sources import HubCacheSource, HubSource, LocalFolderSource, ModelSource, RemoteFile
+
+__all__ = [
+    "HubCacheSource",
+    "HubSource",
+    "LocalFolderSource",
+    "ModelSource",
+    "PrepareRequest",
+    "PrepareResult",
+    "ProfilePaths",
+    "RemoteFile",
+    "RetryPolicy",
+    "parse_variants",
+    "prepare_profile",
+    "revision_problem",
+]

@@ -1,0 +1,406 @@
+"""Prepare a model profile folder: fetch, verify and atomically install a pinned model.
+
+The live profile folder is only ever replaced whole. Files are fetched into a
+download folder beside it, verified against the hashes their source published
+for the pinned commit, assembled into a staging folder with ``.prepared.json``
+written last, and swapped in with two renames. A crash at any moment leaves
+the previous complete profile (or, between the two renames, a backup that the
+next run restores); the next run repairs whatever was left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from filelock import FileLock, Timeout
+from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.errors import HFValidationError
+
+from build_hooks import fsutil
+from build_hooks.errors import InsufficientSpaceError, OutputLocationError, SourceError, UsageError
+from build_hooks.hashing import digest_file, sha256_file
+from build_hooks.model_profile.retry import RetryPolicy, SourceFailed, call_with_retry
+from build_hooks.model_profile.sources import ModelSource, RemoteFile
+from embedding_runtime.layout import (
+    MARKER_NAME,
+    VARIANTS,
+    MarkerFile,
+    PreparedMarker,
+    files_for_variants,
+    read_marker,
+)
+
+REVISION_PATTERN = re.compile(r"^[0-9a-f]{40}$")
+PROFILE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+LOCK_TIMEOUT_SECONDS = 3600.0
+# Installed files are readable by every user of an artifact, whatever mode the source wrote.
+_FILE_MODE = 0o644
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PrepareRequest:
+    """What to prepare and from where. ``sources`` are tried in order."""
+
+    repo: str
+    revision: str
+    profile_id: str
+    output_root: Path
+    variants: tuple[str, ...]
+    sources: tuple[ModelSource, ...]
+    force: bool = False
+    verify: bool = False
+    license: str = ""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    profile_dir: Path
+    changed: bool
+    fetched: tuple[str, ...] = ()
+    reused: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ProfilePaths:
+    """The live profile folder and its hidden working folders beside it."""
+
+    root: Path
+    profile_id: str
+
+    @property
+    def profile(self) -> Path:
+        return self.root / self.profile_id
+
+    @property
+    def staging(self) -> Path:
+        return self.root / f".{self.profile_id}.staging"
+
+    @property
+    def previous(self) -> Path:
+        return self.root / f".{self.profile_id}.previous"
+
+    @property
+    def download(self) -> Path:
+        return self.root / f".{self.profile_id}.download"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / f".{self.profile_id}.lock"
+
+
+def parse_variants(value: str) -> tuple[str, ...]:
+    """``fp32``, ``int8`` or ``both`` to the tuple of variants; :class:`UsageError` otherwise."""
+    if value == "both":
+        return VARIANTS
+    if value in VARIANTS:
+        return (value,)
+    raise UsageError(f"unknown variant {value!r}: pass one of fp32, int8, both")
+
+
+def revision_problem(revision: str) -> str | None:
+    """Why ``revision`` is not an acceptable pin, or ``None`` when it is a 40-hex commit SHA."""
+    if REVISION_PATTERN.match(revision):
+        return None
+    if re.fullmatch(r"[0-9a-fA-F]{40}", revision):
+        return f"--revision {revision!r} has upper-case letters: pass the commit SHA in lower case"
+    return (
+        f"--revision must be a full 40-character lowercase commit SHA, not {revision!r}: "
+        "branches, tags and short SHAs can move or be ambiguous; pass the commit id from the repo's history"
+    )
+
+
+def validate_request(request: PrepareRequest) -> None:
+    """Raise :class:`UsageError` for a malformed pin, before anything is touched."""
+    if problem := revision_problem(request.revision):
+        raise UsageError(problem)
+    try:
+        validate_repo_id(request.repo)
+    except HFValidationError as err:
+        raise UsageError(f"--repo {request.repo!r} is not a hub repo id like 'owner/name'") from err
+    if not PROFILE_ID_PATTERN.match(request.profile_id):
+        raise UsageError(
+            f"--profile-id {request.profile_id!r} must be lower-case letters, digits, '.', '_' or '-' "
+            "(it becomes a folder name), e.g. local-text-retrieval-v1"
+        )
+    if not request.variants or any(v not in VARIANTS for v in request.variants):
+        raise UsageError(f"unknown variants {request.variants!r}: pass one of fp32, int8, both")
+    if not request.sources:
+        raise UsageError("no source to prepare from: pass --endpoint, --source or --offline")
+    for path in files_for_variants(request.variants):
+        safe_relative_path(path)
+
+
+def safe_relative_path(name: str) -> PurePosixPath:
+    """Return ``name`` as a relative path that cannot leave the profile folder, or raise."""
+    path = PurePosixPath(name)
+    if (
+        not name
+        or "\\" in name
+        or path.is_absolute()
+        or re.match(r"^[A-Za-z]:", name)
+        or any(part in ("", ".", "..") for part in name.split("/"))
+    ):
+        raise UsageError(f"refusing file name {name!r}: it would leave the profile folder")
+    return path
+
+
+def prepare_profile(request: PrepareRequest, *, log: Log = lambda message: None) -> PrepareResult:
+    """Make ``<output_root>/<profile_id>`` a complete, verified copy of the pinned files.
+
+    Args:
+        request: the pin, the variants and the sources to try in order.
+        log: receives one human-readable line per step (a file fetched, a retry).
+
+    Returns:
+        What was fetched, reused and removed; ``changed`` is False for a no-op.
+
+    Raises:
+        UsageError: a malformed pin or output root (nothing touched).
+        OutputLocationError: the output root cannot be written.
+        InsufficientSpaceError: too little free space for the download.
+        SourceError: no source delivered a file that matches its published hash.
+    """
+    validate_request(request)
+    paths = ProfilePaths(request.output_root, request.profile_id)
+    _ensure_output_root(paths.root)
+    lock = FileLock(paths.lock)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log(f"another prepare is working on {paths.profile}; waiting for it to finish")
+        lock.acquire(timeout=LOCK_TIMEOUT_SECONDS)
+    try:
+        return _prepare_locked(request, paths, log)
+    finally:
+        lock.release()
+
+
+def _prepare_locked(request: PrepareRequest, paths: ProfilePaths, log: Log) -> PrepareResult:
+    _recover_interrupted_swap(paths, log)
+    needed = files_for_variants(request.variants)
+    current = None if request.force else read_marker(paths.profile)
+    same_pin = current is not None and (current.profile_id, current.repo, current.revision) == (
+        request.profile_id,
+        request.repo,
+        request.revision,
+    )
+    intact = _intact_files(paths.profile, current, verify=request.verify, log=log) if same_pin and current else {}
+    reused = {path: entry for path, entry in intact.items() if path in needed}
+
+    if current is not None and same_pin and set(current.variants) == set(request.variants) and len(reused) == len(needed):
+        if any(entry.mtime_ns != current.files[path].mtime_ns for path, entry in reused.items()):
+            _write_marker(paths.profile, _marker(request, reused, current.source))
+        return PrepareResult(paths.profile, changed=False, reused=tuple(needed), source=current.source)
+
+    to_fetch = [path for path in needed if path not in reused]
+    remote, listing_source = _list_remote(request, to_fetch, log) if to_fetch else ({}, None)
+    _check_free_space(paths.root, sum(r.size or 0 for r in remote.values()))
+
+    _reset_download_dir(paths, request)
+    fsutil.remove_tree(paths.staging)
+    paths.staging.mkdir()
+    for path in reused:
+        fsutil.link_or_copy(paths.profile / path, paths.staging / path)
+    sources = _ordered_sources(request.sources, listing_source)
+    fetched_from = ""
+    for path in to_fetch:
+        fetched_from = _fetch_verified(remote[path], sources, paths, request.retry, log)
+
+    installed = {path: _install_entry(paths.staging / path, reused.get(path)) for path in needed}
+    source_label = fetched_from or (current.source if current else "")
+    _write_marker(paths.staging, _marker(request, installed, source_label))
+    _swap_in(paths)
+    fsutil.remove_tree(paths.download)
+    removed = tuple(sorted(set(current.files) - set(needed))) if current else ()
+    return PrepareResult(
+        paths.profile,
+        changed=True,
+        fetched=tuple(to_fetch),
+        reused=tuple(reused),
+        removed=removed,
+        source=source_label,
+    )
+
+
+def _ensure_output_root(root: Path) -> None:
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--output-root {root} is a file: pass a folder (it is created when missing)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root, prefix=".write-probe-"):
+            pass
+    except OSError as err:
+        raise OutputLocationError(
+            f"cannot write to {root} ({err.strerror or err}): fix its permissions or pass another --output-root"
+        ) from err
+
+
+def _recover_interrupted_swap(paths: ProfilePaths, log: Log) -> None:
+    """Undo what a run killed between (or after) the two renames of a swap left behind."""
+    if paths.previous.exists():
+        if paths.profile.exists():
+            fsutil.remove_tree(paths.previous)
+        else:
+            log(f"restoring the previous profile that an interrupted run left in {paths.previous.name}")
+            fsutil.rename(paths.previous, paths.profile)
+    fsutil.remove_tree(paths.staging)
+
+
+def _intact_files(profile: Path, marker: PreparedMarker, *, verify: bool, log: Log) -> dict[str, MarkerFile]:
+    """The marker's files that are still as recorded: size (and mtime) equal, or hash equal on re-read."""
+    intact: dict[str, MarkerFile] = {}
+    for path, entry in marker.files.items():
+        local = profile / path
+        try:
+            st = local.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
+            continue
+        if verify or st.st_mtime_ns != entry.mtime_ns:
+            if sha256_file(local) != entry.sha256:
+                log(f"{path} no longer matches its recorded sha256; fetching it again")
+                continue
+        intact[path] = MarkerFile(entry.size, entry.sha256, st.st_mtime_ns)
+    return intact
+
+
+def _list_remote(
+    request: PrepareRequest, paths: Sequence[str], log: Log
+) -> tuple[dict[str, RemoteFile], ModelSource]:
+    attempts: list[tuple[str, str]] = []
+    for source in request.sources:
+        try:
+            listing = call_with_retry(
+                lambda: source.list_files(paths),
+                request.retry,
+                on_retry=_retry_logger(log, source.label, "file list"),
+            )
+        except SourceFailed as failure:
+            attempts.append((source.label, failure.answer))
+            continue
+        return listing, source
+    raise SourceError(f"the file list of {request.repo}@{request.revision}", attempts)
+
+
+def _ordered_sources(sources: Sequence[ModelSource], first: ModelSource | None) -> list[ModelSource]:
+    # Fetch from the source that listed the files first; the others are fallbacks.
+    return [first, *(s for s in sources if s is not first)] if first else list(sources)
+
+
+def _fetch_verified(
+    remote: RemoteFile, sources: Sequence[ModelSource], paths: ProfilePaths, retry: RetryPolicy, log: Log
+) -> str:
+    """Fetch ``remote`` from the first source that delivers the published bytes; move it to staging."""
+    attempts: list[tuple[str, str]] = []
+    for source in sources:
+        started = time.monotonic()
+        try:
+            fetched = call_with_retry(
+                lambda: source.fetch(remote, paths.download),
+                retry,
+                on_retry=_retry_logger(log, source.label, remote.path),
+            )
+        except SourceFailed as failure:
+            attempts.append((source.label, failure.answer))
+            continue
+        if problem := _content_problem(fetched, remote):
+            fetched.unlink(missing_ok=True)
+            attempts.append((source.label, problem))
+            log(f"{remote.path} from {source.label}: {problem}")
+            continue
+        target = paths.staging / remote.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(fetched, target)
+        log(
+            f"fetched {remote.path} ({_mib(remote.size or 0)}) from {source.label}, "
+            f"hash verified, in {time.monotonic() - started:.1f} s"
+        )
+        return source.label
+    raise SourceError(remote.path, attempts)
+
+
+def _content_problem(path: Path, remote: RemoteFile) -> str | None:
+    digest = digest_file(path)
+    if remote.size is not None and digest.size != remote.size:
+        return f"wrong size: expected {remote.size} bytes, got {digest.size}"
+    if digest.matches(sha256=remote.sha256, git_blob_id=remote.git_blob_id):
+        return None
+    if remote.sha256:
+        return f"wrong content: expected sha256 {remote.sha256}, got {digest.sha256}"
+    return f"wrong content: expected git blob id {remote.git_blob_id}, got {digest.git_blob_id}"
+
+
+def _install_entry(path: Path, reused: MarkerFile | None) -> MarkerFile:
+    path.chmod(_FILE_MODE)
+    st = path.stat()
+    sha256 = reused.sha256 if reused else sha256_file(path)
+    return MarkerFile(st.st_size, sha256, st.st_mtime_ns)
+
+
+def _marker(request: PrepareRequest, files: dict[str, MarkerFile], source: str) -> PreparedMarker:
+    return PreparedMarker(
+        profile_id=request.profile_id,
+        repo=request.repo,
+        revision=request.revision,
+        variants=tuple(v for v in VARIANTS if v in request.variants),
+        files=files,
+        source=source,
+        license=request.license,
+    )
+
+
+def _write_marker(folder: Path, marker: PreparedMarker) -> None:
+    data = json.dumps(marker.to_json(), indent=2, sort_keys=True).encode() + b"\n"
+    fsutil.atomic_write_bytes(folder / MARKER_NAME, data)
+
+
+def _swap_in(paths: ProfilePaths) -> None:
+    if paths.profile.exists():
+        fsutil.rename(paths.profile, paths.previous)
+    fsutil.rename(paths.staging, paths.profile)
+    fsutil.fsync_dir(paths.root)
+    fsutil.remove_tree(paths.previous)
+
+
+def _reset_download_dir(paths: ProfilePaths, request: PrepareRequest) -> None:
+    """Keep partial downloads of the same pin (to resume them); wipe those of any other pin."""
+    pin_file = paths.download / ".pin"
+    pin = f"{request.repo}@{request.revision}\n"
+    try:
+        same = pin_file.read_text(encoding="utf-8") == pin
+    except OSError:
+        same = False
+    if not same or request.force:
+        fsutil.remove_tree(paths.download)
+        paths.download.mkdir()
+        fsutil.atomic_write_bytes(pin_file, pin.encode())
+
+
+def _check_free_space(root: Path, needed: int, *, free: int | None = None) -> None:
+    # Downloads land beside the profile and are renamed into place: no second copy.
+    available = shutil.disk_usage(root).free if free is None else free
+    if needed > available:
+        raise InsufficientSpaceError(str(root), needed, available)
+
+
+def _retry_logger(log: Log, label: str, what: str) -> Callable[[str, float], None]:
+    return lambda answer, delay: log(f"{what} from {label}: {answer}; retrying in {delay:.1f} s")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"

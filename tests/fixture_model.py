@@ -1,0 +1,265 @@
+"""Generate a small but real ONNX text-embedding model laid out like a hub repo.
+
+The model is a one-layer transformer encoder built from plain ONNX ops
+(Gather embeddings, LayerNormalization, multi-head attention with the padding
+mask, an Erf-GELU feed-forward block) that returns per-token hidden states,
+as the pinned model does. The int8 variant comes from onnxruntime's dynamic
+quantization (per channel). The same seed always gives the same bytes.
+
+Run ``python tests/fixture_model.py DEST`` to write one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+OPSET = 17
+MAX_POSITIONS = 1056  # the v1 contract truncates at 1024 tokens, plus prompt room
+# Initializers at least this large go to the sidecar; shape constants stay inline
+# (onnxruntime refuses shape inputs that live in external data).
+_EXTERNAL_THRESHOLD = 1024
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+_WORDS = (
+    "query document the a an of to and in is it for on with as that this be are was by from at or not "
+    "model vector embedding search note notes memory text local desktop app offline build bundle file "
+    "cat dog bird fish tree river mountain city music book paper code python data token tokens cache "
+    "quick brown fox jumps over lazy red green blue small large fast slow hello world test one two three"
+).split()
+# Files a real repo carries that the prepare step must never fetch.
+EXTRA_REPO_FILES: Mapping[str, bytes] = {
+    "README.md": b"---\nlicense: cc-by-nc-4.0\n---\n# tiny embedder (test fixture)\n",
+    "config.json": b'{"model_type": "tiny-embedder", "hidden_size": 32}\n',
+    "custom_modeling.py": b"raise SystemExit('hub code must never be fetched or run')\n",
+    "pytorch_model.bin": b"\x80\x04\x95 not a real pickle, never fetch me",
+}
+
+
+@dataclass(frozen=True)
+class FixtureSpec:
+    seed: int = 0
+    hidden: int = 32
+    heads: int = 2
+    ffn: int = 64
+    with_token_type_ids: bool = False
+
+
+def vocabulary() -> dict[str, int]:
+    """A fixed WordPiece vocabulary (trainers are not deterministic, so none is trained)."""
+    pieces = list(SPECIAL_TOKENS)
+    pieces += list("abcdefghijklmnopqrstuvwxyz0123456789.,:;!?'-\"()")
+    pieces += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    pieces += [w for w in _WORDS if w not in pieces]
+    return {piece: i for i, piece in enumerate(pieces)}
+
+
+def build_tokenizer() -> Tokenizer:
+    vocab = vocabulary()
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # Last-token pooling reads the final [SEP], as the pinned model reads its end token.
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    tokenizer.decoder = decoders.WordPiece()
+    return tokenizer
+
+
+def build_model(spec: FixtureSpec) -> onnx.ModelProto:
+    """The fp32 encoder graph with deterministic weights from ``spec.seed``."""
+    rng = np.random.default_rng(spec.seed)
+    vocab_size, hidden, heads = len(vocabulary()), spec.hidden, spec.heads
+
+    def weight(name: str, *shape: int, scale: float = 0.2) -> onnx.TensorProto:
+        # float32 throughout: numpy 2 would promote to float64, which quantization refuses.
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+    def const(name: str, values: list[int] | list[float], dtype: type = np.int64) -> onnx.TensorProto:
+        return numpy_helper.from_array(np.array(values, dtype=dtype), name)
+
+    inits = [
+        weight("word_embeddings", vocab_size, hidden, scale=1.0),
+        weight("position_embeddings", MAX_POSITIONS, hidden, scale=0.1),
+        numpy_helper.from_array(np.ones(hidden, np.float32), "ln0_g"),
+        numpy_helper.from_array(np.zeros(hidden, np.float32), "ln0_b"),
+        numpy_helper.from_array(np.ones(hidden, np.float32), "ln1_g"),
+        numpy_helper.from_array(np.zeros(hidden, np.float32), "ln1_b"),
+        numpy_helper.from_array(np.ones(hidden, np.float32), "ln2_g"),
+        numpy_helper.from_array(np.zeros(hidden, np.float32), "ln2_b"),
+        *(weight(f"w_{n}", hidden, hidden) for n in "qkvo"),
+        *(weight(f"b_{n}", hidden, scale=0.02) for n in "qkvo"),
+        weight("w_ffn1", hidden, spec.ffn),
+        weight("b_ffn1", spec.ffn, scale=0.02),
+        weight("w_ffn2", spec.ffn, hidden),
+        weight("b_ffn2", hidden, scale=0.02),
+        const("split_heads", [0, 0, heads, hidden // heads]),
+        const("merge_heads", [0, 0, hidden]),
+        const("zero", [0]),
+        const("one", [1]),
+        const("two", [2]),
+        const("scalar_zero", 0),  # type: ignore[arg-type]
+        const("scalar_one", 1),  # type: ignore[arg-type]
+        const("mask_axes", [1, 2]),
+        const("attn_scale", [1.0 / float(np.sqrt(hidden // heads))], np.float32),
+        const("neg_big", [-1e4], np.float32),
+        const("f_one", [1.0], np.float32),
+        const("f_half", [0.5], np.float32),
+        const("inv_sqrt2", [1.0 / float(np.sqrt(2.0))], np.float32),
+    ]
+    n = helper.make_node
+    nodes = [
+        n("Gather", ["word_embeddings", "input_ids"], ["tok_emb"]),
+        n("Shape", ["input_ids"], ["ids_shape"]),
+        n("Slice", ["ids_shape", "one", "two", "zero"], ["seq_len_1d"]),
+        n("Squeeze", ["seq_len_1d", "zero"], ["seq_len"]),
+        n("Range", ["scalar_zero", "seq_len", "scalar_one"], ["positions"]),
+        n("Gather", ["position_embeddings", "positions"], ["pos_emb"]),
+        n("Add", ["tok_emb", "pos_emb"], ["emb_sum"]),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"]),
+    ]
+    embedded = "emb_sum"
+    if spec.with_token_type_ids:
+        inits.append(weight("token_type_embeddings", 2, hidden, scale=0.1))
+        inputs.append(helper.make_tensor_value_info("token_type_ids", TensorProto.INT64, ["batch", "sequence"]))
+        nodes.append(n("Gather", ["token_type_embeddings", "token_type_ids"], ["type_emb"]))
+        nodes.append(n("Add", ["emb_sum", "type_emb"], ["emb_typed"]))
+        embedded = "emb_typed"
+    nodes += [
+        n("LayerNormalization", [embedded, "ln0_g", "ln0_b"], ["x0"], axis=-1, epsilon=1e-5),
+        *_attention_nodes(n),
+        n("Add", ["x0", "attn_out"], ["res1"]),
+        n("LayerNormalization", ["res1", "ln1_g", "ln1_b"], ["x1"], axis=-1, epsilon=1e-5),
+        n("MatMul", ["x1", "w_ffn1"], ["ffn_mm"]),
+        n("Add", ["ffn_mm", "b_ffn1"], ["ffn_pre"]),
+        # GELU as 0.5 * x * (1 + erf(x / sqrt 2)): opset 17 has no Gelu op.
+        n("Mul", ["ffn_pre", "inv_sqrt2"], ["gelu_scaled"]),
+        n("Erf", ["gelu_scaled"], ["gelu_erf"]),
+        n("Add", ["gelu_erf", "f_one"], ["gelu_1p"]),
+        n("Mul", ["ffn_pre", "gelu_1p"], ["gelu_x"]),
+        n("Mul", ["gelu_x", "f_half"], ["ffn_act"]),
+        n("MatMul", ["ffn_act", "w_ffn2"], ["ffn_mm2"]),
+        n("Add", ["ffn_mm2", "b_ffn2"], ["ffn_out"]),
+        n("Add", ["x1", "ffn_out"], ["res2"]),
+        n("LayerNormalization", ["res2", "ln2_g", "ln2_b"], ["last_hidden_state"], axis=-1, epsilon=1e-5),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_embedder",
+        inputs,
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "sequence", hidden])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fixture")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def _attention_nodes(n: type[helper.make_node] | object) -> list[onnx.NodeProto]:
+    make = helper.make_node
+    nodes = []
+    for name in "qkv":
+        nodes += [
+            make("MatMul", ["x0", f"w_{name}"], [f"{name}_mm"]),
+            make("Add", [f"{name}_mm", f"b_{name}"], [f"{name}_flat"]),
+            make("Reshape", [f"{name}_flat", "split_heads"], [f"{name}_split"]),
+        ]
+    nodes += [
+        make("Transpose", ["q_split"], ["q_heads"], perm=[0, 2, 1, 3]),
+        make("Transpose", ["k_split"], ["k_heads_t"], perm=[0, 2, 3, 1]),
+        make("Transpose", ["v_split"], ["v_heads"], perm=[0, 2, 1, 3]),
+        make("MatMul", ["q_heads", "k_heads_t"], ["scores_raw"]),
+        make("Mul", ["scores_raw", "attn_scale"], ["scores_scaled"]),
+        # Padding positions get a large negative bias so they take no attention.
+        make("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
+        make("Sub", ["f_one", "mask_f"], ["mask_inv"]),
+        make("Mul", ["mask_inv", "neg_big"], ["mask_bias_2d"]),
+        make("Unsqueeze", ["mask_bias_2d", "mask_axes"], ["mask_bias"]),
+        make("Add", ["scores_scaled", "mask_bias"], ["scores"]),
+        make("Softmax", ["scores"], ["probs"], axis=-1),
+        make("MatMul", ["probs", "v_heads"], ["ctx_heads"]),
+        make("Transpose", ["ctx_heads"], ["ctx_split"], perm=[0, 2, 1, 3]),
+        make("Reshape", ["ctx_split", "merge_heads"], ["ctx"]),
+        make("MatMul", ["ctx", "w_o"], ["o_mm"]),
+        make("Add", ["o_mm", "b_o"], ["attn_out"]),
+    ]
+    return nodes
+
+
+def write_fixture_repo(dest: Path, spec: FixtureSpec = FixtureSpec()) -> dict[str, bytes]:
+    """Write the repo files under ``dest`` and return them as ``{posix path: bytes}``."""
+    onnx_dir = dest / "onnx"
+    onnx_dir.mkdir(parents=True, exist_ok=True)
+    (dest / "tokenizer.json").write_text(build_tokenizer().to_str(pretty=True) + "\n", encoding="utf-8")
+    _save_with_sidecar(build_model(spec), onnx_dir / "model.onnx")
+    _quantize(onnx_dir / "model.onnx", onnx_dir / "model_quantized.onnx")
+    for name, data in EXTRA_REPO_FILES.items():
+        (dest / name).write_bytes(data)
+    files = {}
+    for path in sorted(dest.rglob("*")):
+        if path.is_file():
+            path.chmod(0o644)  # onnx writes sidecars 0600; a hub serves them to anyone
+            files[path.relative_to(dest).as_posix()] = path.read_bytes()
+    return files
+
+
+def fixture_files(spec: FixtureSpec = FixtureSpec()) -> dict[str, bytes]:
+    """The repo files of ``spec`` in memory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return write_fixture_repo(Path(tmp), spec)
+
+
+def _save_with_sidecar(model: onnx.ModelProto, path: Path) -> None:
+    sidecar = path.name + "_data"
+    (path.parent / sidecar).unlink(missing_ok=True)  # onnx appends to an existing sidecar
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=sidecar,
+        size_threshold=_EXTERNAL_THRESHOLD,
+    )
+
+
+def _quantize(fp32_path: Path, int8_path: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "quantized.onnx"
+        # Per channel: per-tensor int8 agreed with fp32 at a min cosine of only 0.89 on a real model.
+        quantize_dynamic(fp32_path, raw, per_channel=True, weight_type=QuantType.QInt8)
+        # Re-save: quantize_dynamic would name the sidecar `.onnx.data`, the hub layout says `.onnx_data`.
+        _save_with_sidecar(onnx.load(str(raw)), int8_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("dest", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden", type=int, default=32)
+    args = parser.parse_args(argv)
+    files = write_fixture_repo(args.dest, FixtureSpec(seed=args.seed, hidden=args.hidden, ffn=2 * args.hidden))
+    for path, data in files.items():
+        print(f"{hashlib.sha256(data).hexdigest()[:12]}  {len(data):>9}  {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    raise SystemExit(main())
