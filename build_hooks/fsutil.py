@@ -25,7 +25,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -84,5 +84,5 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 
 def _make_writable_and_retry(func: Callable[[str], object], path: str, _exc: object) -> None:
-    os.chmod(path, 0o700)
+    Path(path).chmod(0o700)
     func(path)

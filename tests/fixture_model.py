@@ -31,12 +31,84 @@ MAX_POSITIONS = 1056  # the v1 contract truncates at 1024 tokens, plus prompt ro
 _EXTERNAL_THRESHOLD = 1024
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
-_WORDS = (
-    "query document the a an of to and in is it for on with as that this be are was by from at or not "
-    "model vector embedding search note notes memory text local desktop app offline build bundle file "
-    "cat dog bird fish tree river mountain city music book paper code python data token tokens cache "
-    "quick brown fox jumps over lazy red green blue small large fast slow hello world test one two three"
-).split()
+_WORDS = [
+    "query",
+    "document",
+    "the",
+    "a",
+    "an",
+    "of",
+    "to",
+    "and",
+    "in",
+    "is",
+    "it",
+    "for",
+    "on",
+    "with",
+    "as",
+    "that",
+    "this",
+    "be",
+    "are",
+    "was",
+    "by",
+    "from",
+    "at",
+    "or",
+    "not",
+    "model",
+    "vector",
+    "embedding",
+    "search",
+    "note",
+    "notes",
+    "memory",
+    "text",
+    "local",
+    "desktop",
+    "app",
+    "offline",
+    "build",
+    "bundle",
+    "file",
+    "cat",
+    "dog",
+    "bird",
+    "fish",
+    "tree",
+    "river",
+    "mountain",
+    "city",
+    "music",
+    "book",
+    "paper",
+    "code",
+    "python",
+    "data",
+    "token",
+    "tokens",
+    "cache",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "red",
+    "green",
+    "blue",
+    "small",
+    "large",
+    "fast",
+    "slow",
+    "hello",
+    "world",
+    "test",
+    "one",
+    "two",
+    "three",
+]
 # Files a real repo carries that the prepare step must never fetch.
 EXTRA_REPO_FILES: Mapping[str, bytes] = {
     "README.md": b"---\nlicense: cc-by-nc-4.0\n---\n# tiny embedder (test fixture)\n",
@@ -141,7 +213,7 @@ def build_model(spec: FixtureSpec) -> onnx.ModelProto:
         embedded = "emb_typed"
     nodes += [
         n("LayerNormalization", [embedded, "ln0_g", "ln0_b"], ["x0"], axis=-1, epsilon=1e-5),
-        *_attention_nodes(n),
+        *_attention_nodes(),
         n("Add", ["x0", "attn_out"], ["res1"]),
         n("LayerNormalization", ["res1", "ln1_g", "ln1_b"], ["x1"], axis=-1, epsilon=1e-5),
         n("MatMul", ["x1", "w_ffn1"], ["ffn_mm"]),
@@ -170,7 +242,7 @@ def build_model(spec: FixtureSpec) -> onnx.ModelProto:
     return model
 
 
-def _attention_nodes(n: type[helper.make_node] | object) -> list[onnx.NodeProto]:
+def _attention_nodes() -> list[onnx.NodeProto]:
     make = helper.make_node
     nodes = []
     for name in "qkv":

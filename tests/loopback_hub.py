@@ -82,6 +82,7 @@ class LoopbackHub:
     repos: dict[tuple[str, str], HubRepo] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     requests: list[LoggedRequest] = field(default_factory=list)
+    in_flight: list[str] = field(default_factory=list)  # "METHOD path" of requests being answered
     base_url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -118,15 +119,17 @@ class LoopbackHub:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; without this, Nagle + delayed ACK add 40 ms each.
+    disable_nagle_algorithm = True
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # the hub keeps its own structured log
 
-    def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+    def do_HEAD(self) -> None:
         self._dispatch(head=True)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self._dispatch(head=False)
 
     def _dispatch(self, *, head: bool) -> None:
@@ -135,11 +138,17 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = unquote(url.path)
         fault = hub.take_fault(self.command, path)
-        status = self._answer(hub, path, parse_qs(url.query), fault, head=head)
+        hub.in_flight.append(f"{self.command} {path}")
+        try:
+            status = self._answer(hub, path, parse_qs(url.query), fault, head=head)
+        finally:
+            hub.in_flight.remove(f"{self.command} {path}")
         headers = {k.lower(): v for k, v in self.headers.items()}
         hub.log(LoggedRequest(self.command, path, status, started, headers))
 
-    def _answer(self, hub: LoopbackHub, path: str, query: dict[str, list[str]], fault: Fault | None, *, head: bool) -> int:
+    def _answer(
+        self, hub: LoopbackHub, path: str, query: dict[str, list[str]], fault: Fault | None, *, head: bool
+    ) -> int:
         if fault is not None and fault.kind == "status":
             extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
             return self._send_json(fault.status, {"error": f"injected {fault.status}"}, head=head, headers=extra)

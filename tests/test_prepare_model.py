@@ -77,7 +77,9 @@ def prepared(hub: LoopbackHub, root: Path, **kw: object) -> PrepareResult:
     return prepare_profile(request_for(hub, root, **kw))  # type: ignore[arg-type]
 
 
-def test_prepare_produces_exactly_the_seed_layout(hub: LoopbackHub, tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+def test_prepare_produces_exactly_the_seed_layout(
+    hub: LoopbackHub, tmp_path: Path, repo_files_a: dict[str, bytes]
+) -> None:
     """A cold prepare installs the five allow-listed files and the marker, nothing else."""
     result = prepared(hub, tmp_path)
     assert result.changed
@@ -123,7 +125,9 @@ def test_touched_but_intact_files_are_rehashed_not_refetched(hub: LoopbackHub, t
     assert marker is not None and marker.files["onnx/model.onnx_data"].mtime_ns == 1_000_000_000
 
 
-def test_verify_refetches_only_a_corrupted_file(hub: LoopbackHub, tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+def test_verify_refetches_only_a_corrupted_file(
+    hub: LoopbackHub, tmp_path: Path, repo_files_a: dict[str, bytes]
+) -> None:
     """--verify re-hashes: same-size corruption with the old mtime is caught and repaired."""
     prepared(hub, tmp_path)
     target = tmp_path / PROFILE_ID / "onnx" / "model_quantized.onnx_data"
@@ -137,7 +141,9 @@ def test_verify_refetches_only_a_corrupted_file(hub: LoopbackHub, tmp_path: Path
     assert_profile_matches(tmp_path, repo_files_a)
 
 
-def test_variant_switch_removes_files_no_longer_asked_for(hub: LoopbackHub, tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+def test_variant_switch_removes_files_no_longer_asked_for(
+    hub: LoopbackHub, tmp_path: Path, repo_files_a: dict[str, bytes]
+) -> None:
     prepared(hub, tmp_path)
     hub.clear()
     result = prepared(hub, tmp_path, variants="int8")
@@ -150,9 +156,7 @@ def test_variant_switch_removes_files_no_longer_asked_for(hub: LoopbackHub, tmp_
     assert_profile_matches(tmp_path, repo_files_a)
 
 
-def test_new_pin_downloads_everything_again(
-    hub: LoopbackHub, tmp_path: Path, repo_files_b: dict[str, bytes]
-) -> None:
+def test_new_pin_downloads_everything_again(hub: LoopbackHub, tmp_path: Path, repo_files_b: dict[str, bytes]) -> None:
     prepared(hub, tmp_path)
     result = prepared(hub, tmp_path, revision=REVISION_B)
     assert set(result.fetched) == set(files_for_variants(parse_variants("both")))

@@ -116,7 +116,8 @@ def _sources(args: argparse.Namespace, env: Mapping[str, str], repo: str, revisi
         return [LocalFolderSource(args.source, repo, revision)]
     if args.offline or env.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return [HubCacheSource(repo, revision)]
-    return [HubSource(endpoint, repo, revision) for endpoint in endpoints_from(args.endpoint, env)]
+    progress = sys.stderr.isatty()
+    return [HubSource(endpoint, repo, revision, progress) for endpoint in endpoints_from(args.endpoint, env)]
 
 
 def _summary(result: PrepareResult, request: PrepareRequest, seconds: float) -> str:

@@ -11,24 +11,25 @@ next run restores); the next run repairs whatever was left behind.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import stat
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 from filelock import FileLock, Timeout
-from huggingface_hub.utils import validate_repo_id
 from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 from build_hooks import fsutil
 from build_hooks.errors import InsufficientSpaceError, OutputLocationError, SourceError, UsageError
-from build_hooks.hashing import digest_file, sha256_file
-from build_hooks.model_profile.retry import RetryPolicy, SourceFailed, call_with_retry
+from build_hooks.hashing import FileDigest, digest_file, sha256_file
+from build_hooks.model_profile.retry import RetryPolicy, SourceGaveUpError, call_with_retry
 from build_hooks.model_profile.sources import ModelSource, RemoteFile
 from embedding_runtime.layout import (
     MARKER_NAME,
@@ -42,6 +43,8 @@ from embedding_runtime.layout import (
 REVISION_PATTERN = re.compile(r"^[0-9a-f]{40}$")
 PROFILE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 LOCK_TIMEOUT_SECONDS = 3600.0
+# As many files at once as the hub client's own snapshot download uses.
+FETCH_WORKERS = 8
 # Installed files are readable by every user of an artifact, whatever mode the source wrote.
 _FILE_MODE = 0o644
 
@@ -72,6 +75,12 @@ class PrepareResult:
     reused: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     source: str = ""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    source: str
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -201,7 +210,12 @@ def _prepare_locked(request: PrepareRequest, paths: ProfilePaths, log: Log) -> P
     intact = _intact_files(paths.profile, current, verify=request.verify, log=log) if same_pin and current else {}
     reused = {path: entry for path, entry in intact.items() if path in needed}
 
-    if current is not None and same_pin and set(current.variants) == set(request.variants) and len(reused) == len(needed):
+    if (
+        current is not None
+        and same_pin
+        and set(current.variants) == set(request.variants)
+        and len(reused) == len(needed)
+    ):
         if any(entry.mtime_ns != current.files[path].mtime_ns for path, entry in reused.items()):
             _write_marker(paths.profile, _marker(request, reused, current.source))
         return PrepareResult(paths.profile, changed=False, reused=tuple(needed), source=current.source)
@@ -216,12 +230,12 @@ def _prepare_locked(request: PrepareRequest, paths: ProfilePaths, log: Log) -> P
     for path in reused:
         fsutil.link_or_copy(paths.profile / path, paths.staging / path)
     sources = _ordered_sources(request.sources, listing_source)
-    fetched_from = ""
-    for path in to_fetch:
-        fetched_from = _fetch_verified(remote[path], sources, paths, request.retry, log)
+    fetched = _fetch_all([remote[path] for path in to_fetch], sources, paths, request.retry, log)
 
-    installed = {path: _install_entry(paths.staging / path, reused.get(path)) for path in needed}
-    source_label = fetched_from or (current.source if current else "")
+    sha256s = {**{path: entry.sha256 for path, entry in reused.items()}, **{p: f.sha256 for p, f in fetched.items()}}
+    installed = {path: _install_entry(paths.staging / path, sha256s[path]) for path in needed}
+    labels = sorted({f.source for f in fetched.values()})
+    source_label = ", ".join(labels) if labels else (current.source if current else "")
     _write_marker(paths.staging, _marker(request, installed, source_label))
     _swap_in(paths)
     fsutil.remove_tree(paths.download)
@@ -271,26 +285,24 @@ def _intact_files(profile: Path, marker: PreparedMarker, *, verify: bool, log: L
             continue
         if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
             continue
-        if verify or st.st_mtime_ns != entry.mtime_ns:
-            if sha256_file(local) != entry.sha256:
-                log(f"{path} no longer matches its recorded sha256; fetching it again")
-                continue
+        # A changed mtime costs a re-hash, never a blind download.
+        if (verify or st.st_mtime_ns != entry.mtime_ns) and sha256_file(local) != entry.sha256:
+            log(f"{path} no longer matches its recorded sha256; fetching it again")
+            continue
         intact[path] = MarkerFile(entry.size, entry.sha256, st.st_mtime_ns)
     return intact
 
 
-def _list_remote(
-    request: PrepareRequest, paths: Sequence[str], log: Log
-) -> tuple[dict[str, RemoteFile], ModelSource]:
+def _list_remote(request: PrepareRequest, paths: Sequence[str], log: Log) -> tuple[dict[str, RemoteFile], ModelSource]:
     attempts: list[tuple[str, str]] = []
     for source in request.sources:
         try:
             listing = call_with_retry(
-                lambda: source.list_files(paths),
+                partial(source.list_files, paths),
                 request.retry,
                 on_retry=_retry_logger(log, source.label, "file list"),
             )
-        except SourceFailed as failure:
+        except SourceGaveUpError as failure:
             attempts.append((source.label, failure.answer))
             continue
         return listing, source
@@ -302,40 +314,56 @@ def _ordered_sources(sources: Sequence[ModelSource], first: ModelSource | None) 
     return [first, *(s for s in sources if s is not first)] if first else list(sources)
 
 
+def _fetch_all(
+    remotes: Sequence[RemoteFile], sources: Sequence[ModelSource], paths: ProfilePaths, retry: RetryPolicy, log: Log
+) -> dict[str, Fetched]:
+    """Fetch and verify every file concurrently, so requests and hashing overlap."""
+    if not remotes:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(FETCH_WORKERS, len(remotes)), thread_name_prefix="fetch") as pool:
+        futures = [pool.submit(_fetch_verified, remote, sources, paths, retry, log) for remote in remotes]
+        try:
+            return {remote.path: future.result() for remote, future in zip(remotes, futures, strict=True)}
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
 def _fetch_verified(
     remote: RemoteFile, sources: Sequence[ModelSource], paths: ProfilePaths, retry: RetryPolicy, log: Log
-) -> str:
+) -> Fetched:
     """Fetch ``remote`` from the first source that delivers the published bytes; move it to staging."""
     attempts: list[tuple[str, str]] = []
     for source in sources:
         started = time.monotonic()
         try:
             fetched = call_with_retry(
-                lambda: source.fetch(remote, paths.download),
+                partial(source.fetch, remote, paths.download),
                 retry,
                 on_retry=_retry_logger(log, source.label, remote.path),
             )
-        except SourceFailed as failure:
+        except SourceGaveUpError as failure:
             attempts.append((source.label, failure.answer))
             continue
-        if problem := _content_problem(fetched, remote):
+        digest = digest_file(fetched, git_blob_id=remote.sha256 is None)
+        if problem := _content_problem(digest, remote):
             fetched.unlink(missing_ok=True)
             attempts.append((source.label, problem))
             log(f"{remote.path} from {source.label}: {problem}")
             continue
         target = paths.staging / remote.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(fetched, target)
+        target.parent.mkdir(parents=True, exist_ok=True)  # several threads may create it at once
+        fetched.replace(target)
         log(
-            f"fetched {remote.path} ({_mib(remote.size or 0)}) from {source.label}, "
+            f"fetched {remote.path} ({_mib(digest.size)}) from {source.label}, "
             f"hash verified, in {time.monotonic() - started:.1f} s"
         )
-        return source.label
+        return Fetched(source.label, digest.sha256)
     raise SourceError(remote.path, attempts)
 
 
-def _content_problem(path: Path, remote: RemoteFile) -> str | None:
-    digest = digest_file(path)
+def _content_problem(digest: FileDigest, remote: RemoteFile) -> str | None:
     if remote.size is not None and digest.size != remote.size:
         return f"wrong size: expected {remote.size} bytes, got {digest.size}"
     if digest.matches(sha256=remote.sha256, git_blob_id=remote.git_blob_id):
@@ -345,10 +373,9 @@ def _content_problem(path: Path, remote: RemoteFile) -> str | None:
     return f"wrong content: expected git blob id {remote.git_blob_id}, got {digest.git_blob_id}"
 
 
-def _install_entry(path: Path, reused: MarkerFile | None) -> MarkerFile:
+def _install_entry(path: Path, sha256: str) -> MarkerFile:
     path.chmod(_FILE_MODE)
     st = path.stat()
-    sha256 = reused.sha256 if reused else sha256_file(path)
     return MarkerFile(st.st_size, sha256, st.st_mtime_ns)
 
 

@@ -25,13 +25,13 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait after failed ``attempt`` (1-based): at least Retry-After, at most ``max_delay``."""
-        backoff = self.base_delay * 2 ** (attempt - 1)
+        backoff = self.base_delay * float(2 ** (attempt - 1))
         if retry_after is not None:
             backoff = max(backoff, retry_after)
         return min(self.max_delay, backoff)
 
 
-class SourceFailed(Exception):
+class SourceGaveUpError(Exception):
     """A source gave up on a request; ``answer`` is what it answered, for the final error."""
 
     def __init__(self, answer: str) -> None:
@@ -46,16 +46,16 @@ def call_with_retry(
     on_retry: Callable[[str, float], None] = lambda answer, delay: None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Run ``action``, retrying transient failures; raise :class:`SourceFailed` when it gives up."""
+    """Run ``action``, retrying transient failures; raise :class:`SourceGaveUpError` when it gives up."""
     for attempt in range(1, policy.attempts + 1):
         try:
             return action()
         except Exception as err:  # classified below; anything unknown is final
             answer, transient, retry_after = describe_failure(err)
             if not transient:
-                raise SourceFailed(answer) from err
+                raise SourceGaveUpError(answer) from err
             if attempt == policy.attempts:
-                raise SourceFailed(f"{answer} (gave up after {attempt} attempts)") from err
+                raise SourceGaveUpError(f"{answer} (gave up after {attempt} attempts)") from err
             delay = policy.delay(attempt, retry_after)
             on_retry(answer, delay)
             sleep(delay)

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from huggingface_hub import hf_hub_download, try_to_load_from_cache
-from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+from tqdm import tqdm
 
 from embedding_runtime.layout import read_marker
 
@@ -45,7 +45,10 @@ class RemoteFile:
 
 
 class ModelSource(Protocol):
-    label: str
+    @property
+    def label(self) -> str:
+        """How the source is named in logs and errors (never with credentials)."""
+        ...
 
     def list_files(self, paths: Sequence[str]) -> dict[str, RemoteFile]:
         """Describe ``paths`` at the pinned commit; raise when the listing itself fails."""
@@ -56,7 +59,7 @@ class ModelSource(Protocol):
         ...
 
 
-class MissingFiles(LookupError):
+class MissingFilesError(LookupError):
     """The source has no (verifiable) copy of some required files at the pinned commit."""
 
 
@@ -67,6 +70,7 @@ class HubSource:
     endpoint: str
     repo: str
     revision: str
+    progress: bool = False  # draw a progress bar per file (for a terminal)
 
     @property
     def label(self) -> str:
@@ -77,7 +81,7 @@ class HubSource:
         found: dict[str, RemoteFile] = {}
         for item in self._tree():
             if item.get("type") == "file" and item.get("path") in wanted:
-                found[item["path"]] = _remote_from_tree(RepoFile(**item))
+                found[item["path"]] = _remote_from_tree(item)
         _require_all(paths, found, f"{self.repo}@{self.revision}")
         return found
 
@@ -94,18 +98,21 @@ class HubSource:
             url, params = response.links.get("next", {}).get("url"), None
 
     def fetch(self, remote: RemoteFile, download_dir: Path) -> Path:
-        # local_dir keeps partial downloads beside the profile, so a rerun resumes them.
-        # The client retries 429s (honouring Retry-After) and resumes broken bodies on
-        # its own; RetryPolicy wraps whatever it gives up on.
-        return Path(
-            hf_hub_download(
-                self.repo,
-                remote.path,
-                revision=self.revision,
-                endpoint=self.endpoint,
-                local_dir=download_dir,
-            )
+        # A private hub cache beside the profile, not the user's: it is on the same file
+        # system (the blob is renamed into place, never copied) and concurrent downloads
+        # do not contend there as they do in local_dir mode. The client retries 429s
+        # (honouring Retry-After) and broken bodies itself; RetryPolicy wraps what it gives up on.
+        snapshot_entry = hf_hub_download(
+            self.repo,
+            remote.path,
+            revision=self.revision,
+            endpoint=self.endpoint,
+            cache_dir=download_dir / "hub-cache",
+            # Plain tqdm: the client's own bar class stays silent unless its logger is set up.
+            tqdm_class=tqdm if self.progress else None,
         )
+        # The snapshot entry links to the blob (or is the file where symlinks are unavailable).
+        return Path(snapshot_entry).resolve()
 
 
 @dataclass(frozen=True)
@@ -198,7 +205,7 @@ class HubCacheSource:
     def fetch(self, remote: RemoteFile, download_dir: Path) -> Path:
         cached = try_to_load_from_cache(self.repo, remote.path, cache_dir=self.cache_dir, revision=self.revision)
         if not isinstance(cached, str):
-            raise MissingFiles(f"{remote.path} left the cache")
+            raise MissingFilesError(f"{remote.path} left the cache")
         return _copy_into(Path(cached), download_dir / remote.path)
 
 
@@ -212,11 +219,12 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _remote_from_tree(entry: RepoFile) -> RemoteFile:
-    if entry.lfs is not None:
+def _remote_from_tree(entry: dict[str, Any]) -> RemoteFile:
+    path, lfs = str(entry["path"]), entry.get("lfs")
+    if lfs:
         # For LFS files the git oid hashes the pointer, not the content: only sha256 counts.
-        return RemoteFile(entry.path, entry.lfs.size, sha256=entry.lfs.sha256)
-    return RemoteFile(entry.path, entry.size, git_blob_id=entry.blob_id)
+        return RemoteFile(path, int(lfs["size"]), sha256=str(lfs["oid"]))
+    return RemoteFile(path, int(entry["size"]), git_blob_id=str(entry["oid"]))
 
 
 def _remote_from_etag(path: str, size: int, etag: str) -> RemoteFile:
@@ -229,7 +237,7 @@ def _require_all(paths: Sequence[str], found: dict[str, RemoteFile], where: str,
     missing = [p for p in paths if p not in found]
     if missing:
         shown = ", ".join(missing[:3]) + (f" … ({len(missing) - 3} more)" if len(missing) > 3 else "")
-        raise MissingFiles(f"{where} lacks {shown}" + (f" ({hint})" if hint else ""))
+        raise MissingFilesError(f"{where} lacks {shown}" + (f" ({hint})" if hint else ""))
 
 
 def _copy_into(src: Path, dst: Path) -> Path:

@@ -49,6 +49,6 @@ def _guarded_getaddrinfo(host: object, *args: object, **kwargs: object) -> objec
     return _getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
 
 
-socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
-socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
+socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,assignment]
 socket.getaddrinfo = _guarded_getaddrinfo  # type: ignore[assignment]

@@ -1,0 +1,48 @@
+"""Guards and reporting shared by the nox sessions (kept here so they are tested)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from build_hooks.config import load_config
+from embedding_runtime.layout import read_marker
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    step: str
+    seconds: float
+    result: str
+
+
+def missing_profile_problem(project_root: Path) -> str | None:
+    """Why the configured profile cannot be bundled yet, or ``None`` when it is prepared."""
+    config = load_config(project_root / "pyproject.toml")
+    profile = config.output_root / config.profile_id
+    marker = read_marker(profile)
+    if marker is None:
+        return f"the model profile {profile} is not prepared: run `nox -s prepare-model` first"
+    if marker.revision != config.revision or marker.repo != config.repo:
+        return (
+            f"the model profile {profile} holds {marker.repo}@{marker.revision[:12]}, "
+            f"not the configured {config.repo}@{config.revision[:12]}: run `nox -s prepare-model` again"
+        )
+    return None
+
+
+def result_table(outcomes: Sequence[StepOutcome], steps: Sequence[str]) -> str:
+    """A fixed-width table of every step: ran ones with time and result, the rest as not run."""
+    by_step = {o.step: o for o in outcomes}
+    rows = [("step", "time", "result")]
+    for step in steps:
+        outcome = by_step.get(step)
+        if outcome is None:
+            rows.append((step, "-", "not run"))
+        else:
+            rows.append((step, f"{outcome.seconds:.1f} s", outcome.result.splitlines()[0][:100]))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

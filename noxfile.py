@@ -1,0 +1,141 @@
+"""Pipeline sessions. Each step runs on its own; `nightly` runs them in order.
+
+    nox -s prepare-model      mirror + verify the pinned model profile
+    nox -s warm-tiktoken      warm the tiktoken cache
+    nox -s build-nuitka       standalone Nuitka build
+    nox -s build-pyinstaller  onedir PyInstaller build
+    nox -s verify-artifact    prove every built artifact complete and offline
+    nox -s nightly            the five steps above, in order, with a result table
+    nox -s tests / lint       the test suite / ruff + mypy
+
+Arguments after `--` go to the step's script, e.g.
+`nox -s prepare-model -- --endpoint http://mirror.example --variant int8`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from build_hooks.pipeline_steps import StepOutcome, missing_profile_problem, result_table  # noqa: E402
+
+PYTHON = "3.11"
+# uv where it is installed, plain virtualenv (with pip) where it is not.
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["tests", "lint"]
+
+
+def install_groups(session: nox.Session, *groups: str) -> None:
+    """Install the project and the dependency ``groups`` exactly as locked in uv.lock."""
+    if session.venv_backend == "uv":
+        args = [f"--group={group}" for group in groups]
+        session.run_install(
+            "uv", "sync", "--frozen", "--no-default-groups", *args,
+            env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+        )  # fmt: skip
+    else:
+        # pip >= 25.1 reads PEP 735 dependency groups; the pins are the same, the lock is not.
+        session.install("pip>=25.1")
+        session.install("-e", ".", *(f"--group={group}" for group in groups))
+
+
+def log_versions(session: nox.Session, *modules: str) -> None:
+    session.log("# Tool versions")
+    if session.venv_backend == "uv":
+        session.run("uv", "--version", external=True, silent=False)
+    session.run("python", "--version")
+    for module in modules:
+        session.run("python", "-c", f"import {module}; print('{module}', {module}.__version__)", silent=False)
+
+
+# ----------------------------------------------------------------------------
+# Pipeline steps
+# ----------------------------------------------------------------------------
+
+
+def prepare_model(session: nox.Session) -> None:
+    install_groups(session, "build")
+    session.log("# Prepare the pinned embedding model profile")
+    session.run("python", "scripts/prepare_embedding_model.py", *session.posargs)
+
+
+def warm_tiktoken(session: nox.Session) -> None:
+    session.error("warm-tiktoken is not built yet (issue #4)")
+
+
+def build_nuitka(session: nox.Session) -> None:
+    _require_profile(session)
+    session.error("build-nuitka is not built yet (issue #6)")
+
+
+def build_pyinstaller(session: nox.Session) -> None:
+    _require_profile(session)
+    session.error("build-pyinstaller is not built yet (issue #5)")
+
+
+def verify_artifact(session: nox.Session) -> None:
+    session.error("verify-artifact is not built yet (issue #7): there is no artifact to verify")
+
+
+STEPS: dict[str, Callable[[nox.Session], None]] = {
+    "prepare-model": prepare_model,
+    "warm-tiktoken": warm_tiktoken,
+    "build-nuitka": build_nuitka,
+    "build-pyinstaller": build_pyinstaller,
+    "verify-artifact": verify_artifact,
+}
+for _name, _step in STEPS.items():
+    nox.session(name=_name, python=PYTHON, tags=["pipeline"])(_step)
+
+
+@nox.session(python=PYTHON)
+def nightly(session: nox.Session) -> None:
+    """Run every step in order, stop at the first failure, always print the result table."""
+    install_groups(session, "build")
+    outcomes: list[StepOutcome] = []
+    for name, step in STEPS.items():
+        session.log(f"# Step {name}")
+        started = time.monotonic()
+        try:
+            step(session)
+        except Exception as err:  # nox raises its own types for failed commands and session.error
+            outcomes.append(StepOutcome(name, time.monotonic() - started, f"FAILED: {err}"))
+            break
+        outcomes.append(StepOutcome(name, time.monotonic() - started, "ok"))
+    session.log("\n" + result_table(outcomes, list(STEPS)))
+    if any(o.result != "ok" for o in outcomes):
+        session.error(f"nightly failed at step {outcomes[-1].step}")
+
+
+def _require_profile(session: nox.Session) -> None:
+    if problem := missing_profile_problem(ROOT):
+        session.error(problem)
+
+
+# ----------------------------------------------------------------------------
+# Development
+# ----------------------------------------------------------------------------
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The test suite; loopback-only networking is enforced by pytest's configuration."""
+    install_groups(session, "test")
+    log_versions(session, "huggingface_hub", "onnxruntime", "tokenizers")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    install_groups(session, "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
