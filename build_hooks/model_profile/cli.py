@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -131,8 +132,13 @@ def _summary(result: PrepareResult, request: PrepareRequest, seconds: float) -> 
     return f"{where} ready ({pin}): {', '.join(parts)} in {seconds:.1f} s"
 
 
+_LOG_LOCK = threading.Lock()
+
+
 def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    # Files are fetched by several threads: one whole line at a time.
+    with _LOG_LOCK:
+        print(message, file=sys.stderr, flush=True)
 
 
 def _error(message: str, code: int) -> NoReturn:
