@@ -99,6 +99,12 @@ for _name, _step in STEPS.items():
 @nox.session(python=PYTHON)
 def nightly(session: nox.Session) -> None:
     """Run every step in order, stop at the first failure, always print the result table."""
+    if session.posargs:
+        # Each step takes different arguments; the pin and endpoints come from the environment.
+        session.error(
+            "Usage: nox -s nightly (no arguments); override the pin with EMBEDDING_MODEL_REPO, "
+            "EMBEDDING_MODEL_REVISION or EMBEDDING_MODEL_ENDPOINTS, or run the steps one by one"
+        )
     install_groups(session, "build")
     outcomes: list[StepOutcome] = []
     for name, step in STEPS.items():
