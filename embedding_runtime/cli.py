@@ -1,0 +1,81 @@
+"""The runtime's command line: ``doctor`` explains, ``embed`` turns texts into vectors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from embedding_runtime import __version__
+from embedding_runtime.errors import EmbeddingRuntimeError, EmbeddingsDisabledError
+from embedding_runtime.layout import DEFAULT_PROFILE_ID
+from embedding_runtime.service import DEFAULT_APP_NAME, EmbeddingService
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"ERROR: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m embedding_runtime", description="Offline text embeddings.")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE_ID, help="profile id (default: %(default)s)")
+    parser.add_argument("--app-name", default=DEFAULT_APP_NAME, help="names the app-data folder of the override")
+    commands = parser.add_subparsers(dest="command", required=True)
+    doctor = commands.add_parser("doctor", help="explain which folder and variant serve, or why none does")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.add_argument("--verify", action="store_true", help="re-hash the model files")
+    embed = commands.add_parser("embed", help="texts in (arguments or stdin lines), vectors out as JSON")
+    embed.add_argument("texts", nargs="*")
+    embed.add_argument("--query", action="store_true", help="embed as queries (default: documents)")
+    embed.add_argument("--dim", type=int, default=None, help="Matryoshka dimension (default: full)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "doctor":
+            service = EmbeddingService(args.profile, app_name=args.app_name, verify=args.verify)
+            report = {"runtime_version": __version__, **service.explain()}
+            print(json.dumps(report, indent=2) if args.json else _readable(report))
+            return 0 if report["state"] == "ready" else 1
+        return _embed(args)
+    except EmbeddingsDisabledError as err:
+        print(f"ERROR: {err}; run `python -m embedding_runtime doctor` for details", file=sys.stderr)
+        return 1
+    except (EmbeddingRuntimeError, ValueError, TypeError) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 2
+
+
+def _embed(args: argparse.Namespace) -> int:
+    texts = list(args.texts) or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    with EmbeddingService(args.profile, app_name=args.app_name) as service:
+        embed = service.embed_queries if args.query else service.embed_documents
+        vectors = embed(texts, dim=args.dim)
+        print(json.dumps({"model_id": service.model_id(args.dim), "vectors": vectors.round(6).tolist()}))
+    return 0
+
+
+def _readable(report: dict[str, Any]) -> str:
+    lines = [f"profile     {report['profile']['profile_id']} ({report['profile']['dimension']} dims)"]
+    lines.append(
+        f"state       {report['state']}" + (f" ({report['disabled_reason']})" if report["disabled_reason"] else "")
+    )
+    if report["disabled_detail"]:
+        lines.append(f"            {report['disabled_detail']}")
+    if variant := report["variant"]:
+        lines.append(f"variant     prefers {variant['preferred']}: {variant['reason']}")
+    if resolution := report["resolution"]:
+        if resolution["folder"]:
+            lines.append(f"using       {resolution['folder']} ({resolution['kind']}, {resolution['variant']})")
+        for skipped in resolution["skipped"]:
+            lines.append(f"skipped     {skipped['path']} [{skipped['variant']}]: {skipped['reason']}")
+    lines.append(f"override    create {report['override_folder']} to use your own copy of the model")
+    if cpu := report["cpu"]:
+        lines.append(f"cpu         {cpu['arch']} {cpu['model_name']} ({', '.join(cpu['sources'])})")
+    return "\n".join(lines)

@@ -1,0 +1,30 @@
+"""Errors of the embedding runtime: one root, each also a builtin it behaves like."""
+
+from __future__ import annotations
+
+
+class EmbeddingRuntimeError(Exception):
+    """Root of the runtime's errors."""
+
+
+class UnknownProfileError(EmbeddingRuntimeError, KeyError):
+    """No contract is declared for a profile id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class EmbeddingsDisabledError(EmbeddingRuntimeError, RuntimeError):
+    """Vectors are disabled for this process; ``reason`` is machine-readable."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason, self.detail = reason, detail
+        super().__init__(f"embeddings are disabled ({reason})" + (f": {detail}" if detail else ""))
+
+
+class ServiceClosedError(EmbeddingRuntimeError, RuntimeError):
+    """The service was closed."""
+
+
+class VectorFormatError(EmbeddingRuntimeError, ValueError):
+    """A packed vector does not match its stamp, its length, or holds NaN/Inf."""

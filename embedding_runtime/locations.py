@@ -1,0 +1,89 @@
+"""Where profile folders can live: the user's override, then the bundled copies.
+
+Platform facts are parameters (defaulting to this process) so that every OS
+branch can be tested on any OS.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+MODELS_FOLDER = "embedding_models"
+# Points straight at a folder of profile folders, replacing <app data>/<app>/embedding_models.
+OVERRIDE_ENV = "EMBEDDING_RUNTIME_MODELS_DIR"
+SOURCE_TREE_ROOT = Path(__file__).resolve().parent.parent
+
+RootKind = Literal["override", "bundled", "source"]
+
+
+@dataclass(frozen=True)
+class ModelRoot:
+    """A folder that may hold ``<profile id>/``, and what kind of place it is."""
+
+    path: Path
+    kind: RootKind
+
+
+@dataclass(frozen=True)
+class ProcessFacts:
+    """What decides the roots: OS, environment, and how the app is packaged."""
+
+    platform: str
+    env: Mapping[str, str]
+    home: Path
+    executable: Path
+    frozen: bool  # PyInstaller sets sys.frozen; Nuitka defines __compiled__ in compiled modules
+    meipass: Path | None
+
+    @classmethod
+    def current(cls) -> ProcessFacts:
+        meipass = getattr(sys, "_MEIPASS", None)
+        return cls(
+            platform=sys.platform,
+            env=os.environ,
+            home=Path.home(),
+            executable=Path(sys.executable).resolve(),
+            frozen=bool(getattr(sys, "frozen", False)) or "__compiled__" in globals(),
+            meipass=Path(meipass) if meipass else None,
+        )
+
+
+def app_data_dir(app_name: str, facts: ProcessFacts) -> Path:
+    """The per-user data folder of ``app_name`` on this OS."""
+    env = facts.env
+    if facts.platform == "win32":
+        base = env.get("LOCALAPPDATA") or str(facts.home / "AppData" / "Local")
+        return Path(base) / app_name
+    if facts.platform == "darwin":
+        return facts.home / "Library" / "Application Support" / app_name
+    base = env.get("XDG_DATA_HOME") or str(facts.home / ".local" / "share")
+    return Path(base) / app_name
+
+
+def override_root(app_name: str, facts: ProcessFacts) -> Path:
+    """The folder a user puts ``<profile id>/`` in to override the bundled model."""
+    if explicit := facts.env.get(OVERRIDE_ENV, "").strip():
+        return Path(explicit)
+    return app_data_dir(app_name, facts) / MODELS_FOLDER
+
+
+def model_roots(app_name: str, facts: ProcessFacts | None = None) -> list[ModelRoot]:
+    """Every root in the order they are tried: override, bundled roots, the source tree."""
+    facts = facts or ProcessFacts.current()
+    roots = [ModelRoot(override_root(app_name, facts), "override")]
+    if facts.meipass is not None:
+        # PyInstaller >= 6 onedir: data sits under _internal/, which is what _MEIPASS names.
+        roots.append(ModelRoot(facts.meipass / "data" / MODELS_FOLDER, "bundled"))
+    if facts.frozen:
+        # Nuitka standalone (and older PyInstaller layouts): data beside the executable.
+        roots.append(ModelRoot(facts.executable.parent / "data" / MODELS_FOLDER, "bundled"))
+    roots.append(ModelRoot(SOURCE_TREE_ROOT / "data" / MODELS_FOLDER, "source"))
+    unique: dict[Path, ModelRoot] = {}
+    for root in roots:
+        unique.setdefault(root.path, root)
+    return list(unique.values())

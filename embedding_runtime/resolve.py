@@ -1,0 +1,71 @@
+"""Pick the profile folder and the variant: preferred variant first, then root order.
+
+The first root complete for the preferred variant wins; only when no root has
+it does the other variant serve (fp32 always can, int8 only on a CPU that is
+not blocked). So an override folder holding only fp32 never hides a complete
+bundled int8 on an int8 machine. Every folder skipped is reported with why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embedding_runtime.completeness import folder_problem
+from embedding_runtime.locations import ModelRoot, RootKind
+from embedding_runtime.variant import VariantDecision
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SkippedFolder:
+    path: Path
+    kind: RootKind
+    variant: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The chosen folder and variant (``folder`` is None when nothing can serve)."""
+
+    folder: Path | None
+    kind: RootKind | None
+    variant: str | None
+    variant_reason: str
+    skipped: tuple[SkippedFolder, ...] = field(default=())
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "folder": str(self.folder) if self.folder else None,
+            "kind": self.kind,
+            "variant": self.variant,
+            "variant_reason": self.variant_reason,
+            "skipped": [
+                {"path": str(s.path), "kind": s.kind, "variant": s.variant, "reason": s.reason} for s in self.skipped
+            ],
+        }
+
+
+def resolve(
+    profile_id: str, roots: Sequence[ModelRoot], decision: VariantDecision, *, verify: bool = False
+) -> Resolution:
+    """Find the folder to load ``profile_id`` from; see the module docstring for the order."""
+    skipped: list[SkippedFolder] = []
+    other = "fp32" if decision.preferred == "int8" else "int8"
+    candidates = [(decision.preferred, decision.reason)]
+    if other == "fp32" or decision.int8_allowed:
+        candidates.append((other, f"no folder has {decision.preferred} ({decision.reason}); {other} serves instead"))
+    for variant, why in candidates:
+        for root in roots:
+            folder = root.path / profile_id
+            problem = folder_problem(folder, variant, verify=verify)
+            if problem is None:
+                return Resolution(folder, root.kind, variant, why, tuple(skipped))
+            skipped.append(SkippedFolder(folder, root.kind, variant, problem))
+            if folder.exists():  # an absent folder is normal; a broken one is worth a line in the log
+                logger.info("skipping %s folder %s for %s: %s", root.kind, folder, variant, problem)
+    return Resolution(None, None, None, decision.reason, tuple(skipped))

@@ -1,0 +1,402 @@
+"""The embedding service: lifecycle, loading once, and text to vectors.
+
+States: INIT -> LOADING -> READY, or DISABLED with one machine-readable reason
+when loading fails (sticky for the process: the cause will not go away by
+itself); CLOSED after :meth:`EmbeddingService.close`. A bad input fails only
+its own call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embedding_runtime import cpu as cpu_facts
+from embedding_runtime.completeness import folder_problem
+from embedding_runtime.errors import EmbeddingsDisabledError, ServiceClosedError
+from embedding_runtime.locations import ModelRoot, ProcessFacts, model_roots, override_root
+from embedding_runtime.profiles import ProfileContract, get_profile
+from embedding_runtime.resolve import Resolution, resolve
+from embedding_runtime.variant import VARIANT_ENV, VariantDecision, decide_variant
+from embedding_runtime.vectors import model_id
+
+logger = logging.getLogger(__name__)
+
+DISABLE_ENV = "EMBEDDING_RUNTIME_DISABLE"  # 1: never load, report disabled_by_env
+THREADS_ENV = "EMBEDDING_RUNTIME_THREADS"
+DEFAULT_APP_NAME = "embedding-runtime"
+# Text beyond this many characters per allowed token cannot survive truncation;
+# cutting it first keeps a pasted megabyte from costing a megabyte of tokenizing.
+_CHARS_PER_TOKEN_CAP = 64
+
+Vectors = npt.NDArray[np.float32]
+
+
+class State(enum.Enum):
+    INIT = "init"
+    LOADING = "loading"
+    READY = "ready"
+    DISABLED = "disabled"
+    CLOSED = "closed"
+
+
+class _ContractMismatchError(Exception):
+    """The model's output does not fit the profile contract."""
+
+
+class _DisabledError(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason, self.detail = reason, detail
+        super().__init__(detail)
+
+
+class EmbeddingService:
+    """Turns texts into vectors with the profile's bundled (or user-supplied) model.
+
+    Args:
+        profile: a profile id declared with :func:`register_profile`, or a contract.
+        app_name: names the user's app-data folder, where an override may live.
+        roots: the folders to look in, in order (default: override, bundled, source tree).
+        env: environment for the overrides (default: ``os.environ``).
+        cpu: CPU facts (default: detected once, without child processes).
+        verify: re-hash model files against ``.prepared.json`` before loading.
+    """
+
+    def __init__(
+        self,
+        profile: str | ProfileContract,
+        *,
+        app_name: str = DEFAULT_APP_NAME,
+        roots: Sequence[ModelRoot] | None = None,
+        env: Mapping[str, str] | None = None,
+        cpu: cpu_facts.CpuFacts | None = None,
+        verify: bool = False,
+    ) -> None:
+        self.contract = profile if isinstance(profile, ProfileContract) else get_profile(profile)
+        self._app_name = app_name
+        self._env = os.environ if env is None else env
+        self._roots = list(roots) if roots is not None else model_roots(app_name, _facts(self._env))
+        self._cpu = cpu
+        self._verify = verify
+        self._state = State.INIT
+        self._disabled: _DisabledError | None = None
+        self._resolution: Resolution | None = None
+        self._decision: VariantDecision | None = None
+        self._engine: _Engine | None = None
+        self._load_lock = threading.Lock()
+        self._calls = threading.Condition()
+        self._in_flight = 0
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def disabled_reason(self) -> str | None:
+        return self._disabled.reason if self._disabled else None
+
+    @property
+    def variant(self) -> str | None:
+        return self._engine.variant if self._engine else None
+
+    def embed_queries(self, texts: Sequence[str], dim: int | None = None) -> Vectors:
+        """Vectors for search queries (the profile's query prompt is applied). Shape (len(texts), dim)."""
+        return self._embed(texts, self.contract.query_prompt, dim)
+
+    def embed_documents(self, texts: Sequence[str], dim: int | None = None) -> Vectors:
+        """Vectors for documents to be searched (the document prompt is applied)."""
+        return self._embed(texts, self.contract.document_prompt, dim)
+
+    async def aembed_queries(self, texts: Sequence[str], dim: int | None = None) -> Vectors:
+        return await asyncio.to_thread(self.embed_queries, texts, dim)
+
+    async def aembed_documents(self, texts: Sequence[str], dim: int | None = None) -> Vectors:
+        return await asyncio.to_thread(self.embed_documents, texts, dim)
+
+    def model_id(self, dim: int | None = None) -> str:
+        """The stamp of this service's vectors of ``dim`` (loads the model to know the variant)."""
+        self.load()
+        assert self._engine is not None
+        return model_id(self.contract, self.contract.check_dim(dim), self._engine.variant)
+
+    def load(self) -> None:
+        """Load now (otherwise the first call does). Raises :class:`EmbeddingsDisabledError`."""
+        if self._ready():
+            return
+        with self._load_lock:
+            if self._state is State.CLOSED:
+                raise ServiceClosedError("the embedding service is closed")
+            if self._disabled is not None:
+                raise EmbeddingsDisabledError(self._disabled.reason, self._disabled.detail)
+            if self._ready():  # another thread loaded it while this one waited
+                return
+            self._state = State.LOADING
+            try:
+                self._engine = self._load()
+            except _DisabledError as disable:
+                self._disabled, self._state = disable, State.DISABLED
+                logger.warning("embeddings disabled (%s): %s", disable.reason, disable.detail)
+                raise EmbeddingsDisabledError(disable.reason, disable.detail) from None
+            self._state = State.READY
+            logger.info(
+                "loaded %s (%s, %s threads)", self._engine.model_file, self._engine.variant, self._engine.threads
+            )
+
+    def _ready(self) -> bool:
+        return self._state is State.READY
+
+    def explain(self) -> dict[str, Any]:
+        """Everything a user needs to see why vectors work or not (the ``doctor`` report)."""
+        if self._state is State.INIT:
+            with suppress(EmbeddingsDisabledError):
+                self.load()
+        facts = _facts(self._env)
+        return {
+            "profile": _contract_json(self.contract),
+            "state": self._state.value,
+            "disabled_reason": self.disabled_reason,
+            "disabled_detail": self._disabled.detail if self._disabled else None,
+            "override_folder": str(override_root(self._app_name, facts) / self.contract.profile_id),
+            "roots": [{"path": str(r.path), "kind": r.kind} for r in self._roots],
+            "variant": self._decision.to_json() if self._decision else None,
+            "resolution": self._resolution.to_json() if self._resolution else None,
+            "cpu": self._cpu.to_json() if self._cpu else None,
+            "threads": self._engine.threads if self._engine else None,
+        }
+
+    def close(self) -> None:
+        """Refuse new calls, wait for the ones in flight, release the model."""
+        with self._calls:
+            self._state = State.CLOSED
+            self._calls.wait_for(lambda: self._in_flight == 0)
+            self._engine = None
+
+    def __enter__(self) -> EmbeddingService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ------------------------------------------------------------
+
+    def _embed(self, texts: Sequence[str], prompt: str, dim: int | None) -> Vectors:
+        out_dim = self.contract.check_dim(dim)
+        batch = _validated(texts)
+        self.load()
+        with self._call():
+            assert self._engine is not None
+            if not batch:
+                return np.zeros((0, out_dim), dtype=np.float32)
+            return self._engine.embed([prompt + text for text in batch], out_dim)
+
+    @contextmanager
+    def _call(self) -> Iterator[None]:
+        with self._calls:
+            if self._state is State.CLOSED:
+                raise ServiceClosedError("the embedding service is closed")
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._calls:
+                self._in_flight -= 1
+                self._calls.notify_all()
+
+    def _load(self) -> _Engine:
+        if self._env.get(DISABLE_ENV, "").strip() == "1":
+            raise _DisabledError("disabled_by_env", f"{DISABLE_ENV}=1")
+        try:
+            import onnxruntime
+        except ImportError as err:
+            raise _DisabledError("onnxruntime_missing", str(err)) from err
+        try:
+            import tokenizers
+        except ImportError as err:
+            raise _DisabledError("tokenizers_missing", str(err)) from err
+        self._cpu = self._cpu or cpu_facts.detect()
+        self._decision = decide_variant(self._cpu, self._env)
+        strict = self._env.get(VARIANT_ENV, "auto").strip().lower() in ("fp32", "int8")
+        self._resolution = resolve(self.contract.profile_id, self._roots, self._decision, verify=self._verify)
+        resolution = self._resolution
+        if resolution.folder is None or resolution.variant is None:
+            raise _DisabledError(
+                *_why_nothing_serves(resolution, self._decision, self._roots, self.contract.profile_id)
+            )
+        if strict and resolution.variant != self._decision.preferred:
+            raise _DisabledError(
+                "variant_unavailable", f"{VARIANT_ENV} asks for {self._decision.preferred}, no folder has it"
+            )
+        return _Engine.open(
+            onnxruntime, tokenizers, self.contract, resolution.folder, resolution.variant, _threads(self._env)
+        )
+
+
+class _Engine:
+    """A loaded tokenizer + ONNX session, and the batching around them."""
+
+    def __init__(
+        self, contract: ProfileContract, session: Any, tokenizer: Any, model_file: Path, variant: str, threads: int
+    ) -> None:
+        self.contract, self.session, self.tokenizer = contract, session, tokenizer
+        self.model_file, self.variant, self.threads = model_file, variant, threads
+        inputs = {i.name for i in session.get_inputs()}
+        self.feeds_token_types = "token_type_ids" in inputs
+        self.output_name = session.get_outputs()[0].name
+
+    @classmethod
+    def open(
+        cls, ort: Any, tokenizers: Any, contract: ProfileContract, folder: Path, variant: str, threads: int
+    ) -> _Engine:
+        model_file = folder / ("onnx/model.onnx" if variant == "fp32" else "onnx/model_quantized.onnx")
+        try:
+            tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+            # The contract decides truncation and padding, whatever tokenizer.json carries.
+            tokenizer.no_padding()
+            tokenizer.enable_truncation(max_length=contract.max_tokens)
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.enable_cpu_mem_arena = False
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            session = ort.InferenceSession(str(model_file), sess_options=options, providers=["CPUExecutionProvider"])
+            engine = cls(contract, session, tokenizer, model_file, variant, threads)
+            probe = engine.embed(["probe"], contract.dimension)
+        except _ContractMismatchError as err:
+            raise _DisabledError("contract_mismatch", f"{model_file}: {err}") from err
+        except Exception as err:  # any failure to load is the same condition for the caller
+            raise _DisabledError("load_failed", f"{model_file}: {type(err).__name__}: {err}") from err
+        if not np.isfinite(probe).all():
+            raise _DisabledError("load_failed", f"{model_file} computes NaN or Inf")
+        return engine
+
+    def embed(self, texts: Sequence[str], dim: int) -> Vectors:
+        cap = self.contract.max_tokens * _CHARS_PER_TOKEN_CAP
+        encodings = self.tokenizer.encode_batch([t[:cap] for t in texts], add_special_tokens=True)
+        ids = [e.ids for e in encodings]
+        out = np.empty((len(texts), dim), dtype=np.float32)
+        for rows in token_budget_batches([len(i) for i in ids], self.contract.batch_token_budget):
+            out[rows] = self._run([ids[r] for r in rows], dim)
+        return out
+
+    def _run(self, batch_ids: Sequence[Sequence[int]], dim: int) -> Vectors:
+        contract = self.contract
+        width = max(1, max(len(row) for row in batch_ids))
+        input_ids = np.full((len(batch_ids), width), contract.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(batch_ids), width), dtype=np.int64)
+        for r, row in enumerate(batch_ids):
+            span = slice(width - len(row), width) if contract.padding_side == "left" else slice(0, len(row))
+            input_ids[r, span] = row
+            mask[r, span] = 1
+        feeds = {"input_ids": input_ids, "attention_mask": mask}
+        if self.feeds_token_types:
+            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        hidden = self.session.run([self.output_name], feeds)[0]
+        if hidden.ndim != 3 or hidden.shape[-1] != contract.dimension:
+            raise _ContractMismatchError(
+                f"the model returns shape {hidden.shape}; "
+                f"{contract.profile_id} needs (batch, tokens, {contract.dimension})",
+            )
+        return pool(hidden, mask, contract, dim)
+
+
+def pool(hidden: npt.NDArray[Any], mask: npt.NDArray[np.int64], contract: ProfileContract, dim: int) -> Vectors:
+    """Per-token states to one vector per row: pooling, Matryoshka cut, L2 normalisation."""
+    if contract.pooling == "last_token":
+        last = (mask.shape[1] - 1) if contract.padding_side == "left" else (mask.sum(axis=1) - 1)
+        pooled = hidden[np.arange(hidden.shape[0]), last]
+    elif contract.pooling == "cls":
+        first = (mask.shape[1] - mask.sum(axis=1)) if contract.padding_side == "left" else 0
+        pooled = hidden[np.arange(hidden.shape[0]), first]
+    else:
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
+    vectors = np.asarray(pooled[:, :dim], dtype=np.float32)
+    if contract.normalize:
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return vectors
+
+
+def token_budget_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Row indices grouped so that rows x longest row <= ``budget``; similar lengths share a batch.
+
+    Sorting by length keeps padding small; the caller writes each batch's
+    results back by index, so the caller's order is kept.
+    """
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+        longest = max(lengths[index], 1)  # ascending order: the new row is the longest
+        if current and (len(current) + 1) * longest > budget:
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def default_threads(cpu_count: int | None) -> int:
+    """Intra-op threads: 1 on small machines (leave the app responsive), else half the CPUs, at most 8."""
+    logical = cpu_count or 1
+    return 1 if logical <= 4 else min(8, logical // 2)
+
+
+def _threads(env: Mapping[str, str]) -> int:
+    explicit = env.get(THREADS_ENV, "").strip()
+    if explicit.isdigit() and int(explicit) > 0:
+        return int(explicit)
+    return default_threads(os.cpu_count())
+
+
+def _validated(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError("pass a list of texts, not a single str")
+    batch = list(texts)
+    for position, text in enumerate(batch):
+        if not isinstance(text, str):
+            raise TypeError(f"text {position} is {type(text).__name__}, not str")
+    return batch
+
+
+def _why_nothing_serves(
+    resolution: Resolution, decision: VariantDecision, roots: Sequence[ModelRoot], profile_id: str
+) -> tuple[str, str]:
+    blocked = decision.blocked_by and not decision.int8_allowed
+    if blocked and any(folder_problem(root.path / profile_id, "int8") is None for root in roots):
+        return "cpu_blocked", f"only int8 files are present and int8 is blocked here: {decision.blocked_by}"
+    tried = "; ".join(f"{s.path} [{s.variant}]: {s.reason}" for s in resolution.skipped[:4])
+    more = f" (+{len(resolution.skipped) - 4} more)" if len(resolution.skipped) > 4 else ""
+    return "model_file_missing", f"no complete profile folder: {tried}{more}"
+
+
+def _facts(env: Mapping[str, str]) -> ProcessFacts:
+    facts = ProcessFacts.current()
+    return ProcessFacts(facts.platform, env, facts.home, facts.executable, facts.frozen, facts.meipass)
+
+
+def _contract_json(contract: ProfileContract) -> dict[str, Any]:
+    return {
+        "profile_id": contract.profile_id,
+        "dimension": contract.dimension,
+        "matryoshka_dims": list(contract.matryoshka_dims),
+        "pooling": contract.pooling,
+        "normalize": contract.normalize,
+        "max_tokens": contract.max_tokens,
+        "padding_side": contract.padding_side,
+        "query_prompt": contract.query_prompt,
+        "document_prompt": contract.document_prompt,
+        "input_version": contract.input_version,
+    }

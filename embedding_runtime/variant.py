@@ -1,0 +1,81 @@
+"""Which quantization to prefer on this CPU, and why.
+
+int8 needs fast integer dot products (VNNI, or at least AVX2, on x86; the
+dot-product extension on ARM64); fp32 runs everywhere. Some CPUs are known to
+crash in onnxruntime's int8 kernels and are blocked from int8.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from embedding_runtime.cpu import CpuFacts
+
+VARIANT_ENV = "EMBEDDING_RUNTIME_VARIANT"  # auto, fp32 or int8
+FORCE_INT8_ENV = "EMBEDDING_RUNTIME_FORCE_INT8"  # 1: ignore the block list
+
+
+@dataclass(frozen=True)
+class BlockedCpu:
+    vendor: str
+    family: int
+    model: int
+    name_contains: str
+    why: str
+
+
+# Data, not code: add a row when the field reports another CPU crashing in int8 kernels.
+INT8_BLOCK_LIST: tuple[BlockedCpu, ...] = (
+    BlockedCpu("GenuineIntel", 6, 63, "E5-2666 v3", "SIGILL in onnxruntime int8 kernels (Haswell-EP, EC2 c4)"),
+)
+
+
+@dataclass(frozen=True)
+class VariantDecision:
+    preferred: str
+    int8_allowed: bool
+    reason: str
+    blocked_by: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {"preferred": self.preferred, "int8_allowed": self.int8_allowed, "reason": self.reason}
+
+
+def decide_variant(cpu: CpuFacts, env: Mapping[str, str]) -> VariantDecision:
+    """The preferred variant for ``cpu``, honouring the env overrides, with the reason."""
+    blocked = _blocked(cpu)
+    forced_int8 = env.get(FORCE_INT8_ENV, "").strip() == "1"
+    int8_allowed = blocked is None or forced_int8
+    requested = env.get(VARIANT_ENV, "auto").strip().lower() or "auto"
+    if requested == "fp32":
+        return VariantDecision("fp32", int8_allowed, f"{VARIANT_ENV}=fp32")
+    if requested == "int8":
+        if not int8_allowed and blocked is not None:
+            return VariantDecision("fp32", False, f"{VARIANT_ENV}=int8 but {blocked.why}", blocked.why)
+        return VariantDecision("int8", True, f"{VARIANT_ENV}=int8")
+    if blocked is not None and not forced_int8:
+        return VariantDecision("fp32", False, f"int8 blocked on this CPU: {blocked.why}", blocked.why)
+    if kernel := _int8_kernel(cpu):
+        suffix = f" ({FORCE_INT8_ENV}=1 overrides the block list)" if blocked else ""
+        return VariantDecision("int8", True, f"{cpu.arch} CPU has {kernel}{suffix}")
+    return VariantDecision("fp32", int8_allowed, f"{cpu.arch} CPU lacks fast int8 dot products")
+
+
+def _int8_kernel(cpu: CpuFacts) -> str:
+    if cpu.arch == "x86_64":
+        for feature in ("AVX512VNNI", "AVXVNNI", "AVX2"):
+            if feature in cpu.features:
+                return feature
+    if cpu.arch == "arm64" and "ASIMDDP" in cpu.features:
+        return "ASIMDDP (dot product)"
+    return ""
+
+
+def _blocked(cpu: CpuFacts) -> BlockedCpu | None:
+    for row in INT8_BLOCK_LIST:
+        if (cpu.vendor, cpu.family, cpu.model) == (row.vendor, row.family, row.model) and (
+            row.name_contains in cpu.model_name
+        ):
+            return row
+    return None

@@ -1,0 +1,283 @@
+"""Where the runtime loads from: roots per OS, completeness, variant choice, resolution order."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from embedding_runtime.completeness import folder_problem
+from embedding_runtime.cpu import CpuFacts, detect
+from embedding_runtime.locations import OVERRIDE_ENV, ModelRoot, ProcessFacts, model_roots, override_root
+from embedding_runtime.resolve import resolve
+from embedding_runtime.variant import FORCE_INT8_ENV, VARIANT_ENV, VariantDecision, decide_variant
+from tests.runtime_fixtures import FIXTURE_PROFILE, write_profile
+
+PROFILE = FIXTURE_PROFILE.profile_id
+VNNI = CpuFacts("x86_64", frozenset({"AVX2", "AVX512VNNI"}), "GenuineIntel", 6, 106, "Xeon Platinum")
+AVX2_ONLY = CpuFacts("x86_64", frozenset({"AVX2"}), "AuthenticAMD", 23, 49, "EPYC 7R32")
+OLD_X86 = CpuFacts("x86_64", frozenset({"SSE42", "AVX"}), "GenuineIntel", 6, 42, "Core i7-2600")
+BLOCKED = CpuFacts("x86_64", frozenset({"AVX2"}), "GenuineIntel", 6, 63, "Intel(R) Xeon(R) CPU E5-2666 v3 @ 2.90GHz")
+APPLE = CpuFacts("arm64", frozenset({"NEON", "ASIMDDP"}), "", None, None, "Apple M2")
+OLD_ARM = CpuFacts("arm64", frozenset({"NEON"}), "", None, None, "Cortex-A72")
+
+
+def facts(platform: str, home: Path, env: dict[str, str] | None = None, **packaging: object) -> ProcessFacts:
+    return ProcessFacts(
+        platform=platform,
+        env=env or {},
+        home=home,
+        executable=Path(str(packaging.get("executable", "/usr/bin/python3"))),
+        frozen=bool(packaging.get("frozen", False)),
+        meipass=packaging.get("meipass"),  # type: ignore[arg-type]
+    )
+
+
+# -- roots per platform -------------------------------------------------------
+
+
+def test_windows_override_lives_in_local_app_data(tmp_path: Path) -> None:
+    env = {"LOCALAPPDATA": r"C:\Users\ada\AppData\Local"}
+    root = override_root("local-notes", facts("win32", Path(r"C:\Users\ada"), env))
+    assert root == Path(r"C:\Users\ada\AppData\Local") / "local-notes" / "embedding_models"
+
+
+def test_windows_without_local_app_data_falls_back_to_the_profile_folder() -> None:
+    root = override_root("local-notes", facts("win32", Path("/home/ada")))
+    assert root == Path("/home/ada/AppData/Local/local-notes/embedding_models")
+
+
+def test_macos_override_lives_in_application_support() -> None:
+    root = override_root("local-notes", facts("darwin", Path("/Users/ada")))
+    assert root == Path("/Users/ada/Library/Application Support/local-notes/embedding_models")
+
+
+def test_linux_override_honours_xdg_data_home() -> None:
+    assert override_root("n", facts("linux", Path("/home/ada"))) == Path("/home/ada/.local/share/n/embedding_models")
+    env = {"XDG_DATA_HOME": "/data/ada"}
+    assert override_root("n", facts("linux", Path("/home/ada"), env)) == Path("/data/ada/n/embedding_models")
+
+
+def test_env_var_points_the_override_elsewhere() -> None:
+    env = {OVERRIDE_ENV: "/srv/models"}
+    assert override_root("n", facts("linux", Path("/home/ada"), env)) == Path("/srv/models")
+
+
+def test_pyinstaller_roots_come_after_the_override(tmp_path: Path) -> None:
+    internal = tmp_path / "app" / "_internal"
+    roots = model_roots(
+        "n", facts("win32", tmp_path, executable=tmp_path / "app" / "app.exe", frozen=True, meipass=internal)
+    )
+    assert [r.kind for r in roots] == ["override", "bundled", "bundled", "source"]
+    assert roots[1].path == internal / "data" / "embedding_models"
+    assert roots[2].path == tmp_path / "app" / "data" / "embedding_models"
+
+
+def test_nuitka_root_is_beside_the_executable(tmp_path: Path) -> None:
+    exe = tmp_path / "launcher.dist" / "launcher"
+    roots = model_roots("n", facts("linux", tmp_path, executable=exe, frozen=True))
+    assert [r.kind for r in roots] == ["override", "bundled", "source"]
+    assert roots[1].path == tmp_path / "launcher.dist" / "data" / "embedding_models"
+
+
+def test_source_runs_have_no_bundled_root(tmp_path: Path) -> None:
+    assert [r.kind for r in model_roots("n", facts("linux", tmp_path))] == ["override", "source"]
+
+
+# -- completeness -------------------------------------------------------------
+
+
+def test_complete_folder_serves_both_variants(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+    folder = write_profile(tmp_path, repo_files_a)
+    assert folder_problem(folder, "fp32") is None
+    assert folder_problem(folder, "int8", verify=True) is None
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda f: (f / "tokenizer.json").unlink(), "tokenizer.json is missing"),
+        (lambda f: (f / "onnx" / "model_quantized.onnx_data").unlink(), "onnx_data is missing"),
+        (lambda f: (f / "onnx" / "model_quantized.onnx_data").write_bytes(b""), "is empty"),
+        (lambda f: (f / "onnx" / "model_quantized.onnx").write_bytes(b"short"), "records"),
+        (lambda f: (f / ".prepared.json").write_text("{"), "invalid"),
+    ],
+)
+def test_damaged_folders_are_skipped_with_the_reason(
+    tmp_path: Path, repo_files_a: dict[str, bytes], damage: object, expected: str
+) -> None:
+    folder = write_profile(tmp_path, repo_files_a)
+    assert callable(damage)
+    damage(folder)
+    problem = folder_problem(folder, "int8")
+    assert problem is not None and expected in problem
+
+
+def test_only_the_other_variant_present(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+    folder = write_profile(tmp_path, repo_files_a, ("fp32",))
+    assert folder_problem(folder, "fp32") is None
+    assert "missing" in (folder_problem(folder, "int8") or "")
+
+
+def test_verify_catches_same_size_corruption(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+    folder = write_profile(tmp_path, repo_files_a)
+    target = folder / "onnx" / "model.onnx_data"
+    target.write_bytes(bytes(len(repo_files_a["onnx/model.onnx_data"])))
+    assert folder_problem(folder, "fp32") is None, "sizes alone cannot see it"
+    assert "sha256" in (folder_problem(folder, "fp32", verify=True) or "")
+
+
+def test_folder_without_marker_needs_only_non_empty_files(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+    """A user's hand-made override has no marker: the seed's checks still apply."""
+    folder = write_profile(tmp_path, repo_files_a, ("int8",), marker=False)
+    assert folder_problem(folder, "int8") is None
+
+
+@pytest.mark.parametrize("link", ["onnx/model.onnx_data", "onnx", "tokenizer.json"])
+def test_symlinks_that_could_leave_the_folder_are_refused(
+    tmp_path: Path, repo_files_a: dict[str, bytes], link: str
+) -> None:
+    outside = write_profile(tmp_path / "elsewhere", repo_files_a)
+    folder = write_profile(tmp_path / "override", repo_files_a, marker=False)
+    target = folder / link
+    if target.is_dir():
+        import shutil
+
+        shutil.rmtree(target)
+    else:
+        target.unlink()
+    target.symlink_to(outside / link)
+    assert "symlink" in (folder_problem(folder, "fp32") or "")
+
+
+def test_symlinked_profile_folder_is_refused(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+    real = write_profile(tmp_path / "real", repo_files_a)
+    (tmp_path / "roots").mkdir()
+    (tmp_path / "roots" / PROFILE).symlink_to(real)
+    assert "symlink" in (folder_problem(tmp_path / "roots" / PROFILE, "fp32") or "")
+
+
+# -- variant choice -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cpu", "preferred", "reason"),
+    [
+        (VNNI, "int8", "AVX512VNNI"),
+        (
+            CpuFacts("x86_64", frozenset({"AVX2", "AVXVNNI"}), "GenuineIntel", 6, 151, "Core i5-12400"),
+            "int8",
+            "AVXVNNI",
+        ),
+        (AVX2_ONLY, "int8", "AVX2"),
+        (OLD_X86, "fp32", "lacks fast int8"),
+        (APPLE, "int8", "dot product"),
+        (OLD_ARM, "fp32", "lacks fast int8"),
+        (BLOCKED, "fp32", "SIGILL"),
+    ],
+)
+def test_variant_table(cpu: CpuFacts, preferred: str, reason: str) -> None:
+    decision = decide_variant(cpu, {})
+    assert decision.preferred == preferred and reason in decision.reason
+
+
+def test_block_list_can_be_overridden() -> None:
+    decision = decide_variant(BLOCKED, {FORCE_INT8_ENV: "1"})
+    assert (decision.preferred, decision.int8_allowed) == ("int8", True)
+    assert FORCE_INT8_ENV in decision.reason
+
+
+def test_env_chooses_the_variant() -> None:
+    assert decide_variant(VNNI, {VARIANT_ENV: "fp32"}).preferred == "fp32"
+    assert decide_variant(OLD_X86, {VARIANT_ENV: "int8"}).preferred == "int8"
+    assert decide_variant(BLOCKED, {VARIANT_ENV: "int8"}).preferred == "fp32", "the block list still holds"
+
+
+def test_cpu_facts_come_from_numpy_and_proc_cpuinfo() -> None:
+    cpuinfo = (
+        "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 63\n"
+        "model name\t: Intel(R) Xeon(R) CPU E5-2666 v3 @ 2.90GHz\nflags\t\t: fpu avx avx2\n\nprocessor\t: 1\n"
+    )
+    found = detect(machine="AMD64", numpy_features={"AVX": True, "AVX512F": False}, cpuinfo_text=cpuinfo)
+    assert found.arch == "x86_64" and found.features == {"AVX", "AVX2"}
+    assert (found.vendor, found.family, found.model) == ("GenuineIntel", 6, 63)
+    assert decide_variant(found, {}).preferred == "fp32"
+
+
+def test_arm_features_from_proc_cpuinfo() -> None:
+    found = detect(machine="aarch64", numpy_features={}, cpuinfo_text="processor : 0\nFeatures : fp asimd asimddp\n")
+    assert found.arch == "arm64" and "ASIMDDP" in found.features
+
+
+def test_detection_on_this_machine_spawns_nothing() -> None:
+    """CPU detection must never start a process: in a frozen app that process is the app."""
+    import subprocess
+
+    original = subprocess.Popen.__init__
+    started: list[object] = []
+
+    def refuse(self: subprocess.Popen[bytes], *args: object, **kwargs: object) -> None:
+        started.append(args)
+        raise AssertionError("CPU detection started a process")
+
+    subprocess.Popen.__init__ = refuse  # type: ignore[method-assign,assignment]
+    try:
+        found = detect()
+    finally:
+        subprocess.Popen.__init__ = original  # type: ignore[method-assign]
+    assert started == [] and found.arch
+
+
+# -- resolution order ---------------------------------------------------------
+
+
+def roots_for(tmp_path: Path) -> list[ModelRoot]:
+    return [ModelRoot(tmp_path / "override", "override"), ModelRoot(tmp_path / "bundled", "bundled")]
+
+
+def test_override_wins_when_complete(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+    write_profile(tmp_path / "override", repo_files_a)
+    write_profile(tmp_path / "bundled", repo_files_a)
+    found = resolve(PROFILE, roots_for(tmp_path), decide_variant(VNNI, {}))
+    assert (found.kind, found.variant) == ("override", "int8")
+
+
+def test_fp32_only_override_does_not_hide_bundled_int8(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+    write_profile(tmp_path / "override", repo_files_a, ("fp32",))
+    write_profile(tmp_path / "bundled", repo_files_a, ("int8",))
+    found = resolve(PROFILE, roots_for(tmp_path), decide_variant(VNNI, {}))
+    assert (found.kind, found.variant) == ("bundled", "int8")
+    assert [(s.kind, s.variant) for s in found.skipped] == [("override", "int8")]
+
+
+def test_other_variant_serves_only_when_no_folder_has_the_preferred(
+    tmp_path: Path, repo_files_a: dict[str, bytes]
+) -> None:
+    write_profile(tmp_path / "override", repo_files_a, ("fp32",))
+    found = resolve(PROFILE, roots_for(tmp_path), decide_variant(VNNI, {}))
+    assert (found.kind, found.variant) == ("override", "fp32")
+    assert "no folder has int8" in found.variant_reason
+
+
+def test_blocked_cpu_never_falls_back_to_int8(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+    write_profile(tmp_path / "bundled", repo_files_a, ("int8",))
+    found = resolve(PROFILE, roots_for(tmp_path), decide_variant(BLOCKED, {}))
+    assert found.folder is None
+    assert {s.variant for s in found.skipped} == {"fp32"}
+
+
+def test_old_cpu_may_fall_back_to_int8(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+    write_profile(tmp_path / "bundled", repo_files_a, ("int8",))
+    found = resolve(PROFILE, roots_for(tmp_path), VariantDecision("fp32", True, "old cpu"))
+    assert (found.kind, found.variant) == ("bundled", "int8")
+
+
+def test_damaged_override_falls_back_to_the_bundle(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+    override = write_profile(tmp_path / "override", repo_files_a)
+    (override / "onnx" / "model_quantized.onnx_data").write_bytes(b"")
+    os.truncate(override / "tokenizer.json", 0)
+    write_profile(tmp_path / "bundled", repo_files_a)
+    found = resolve(PROFILE, roots_for(tmp_path), decide_variant(VNNI, {}))
+    assert found.kind == "bundled"
+    assert "empty" in found.skipped[0].reason

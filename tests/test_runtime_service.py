@@ -1,0 +1,409 @@
+"""The embedding service end to end on the fixture model: vectors, lifecycle, stamps, CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedding_runtime import (
+    EmbeddingsDisabledError,
+    EmbeddingService,
+    ModelRoot,
+    ServiceClosedError,
+    State,
+    VectorFormatError,
+    pack_vector,
+    unpack_vector,
+)
+from embedding_runtime.cpu import CpuFacts
+from embedding_runtime.profiles import ProfileContract, get_profile, register_profile
+from embedding_runtime.service import default_threads, token_budget_batches
+from embedding_runtime.vectors import model_id
+from tests.conftest import REPO_ROOT, child_env
+from tests.runtime_fixtures import FIXTURE_PROFILE, normalized, reference_hidden, write_profile
+
+VNNI = CpuFacts("x86_64", frozenset({"AVX2", "AVX512VNNI"}), "GenuineIntel", 6, 106, "Xeon")
+OLD_X86 = CpuFacts("x86_64", frozenset({"AVX"}), "GenuineIntel", 6, 42, "Core i7-2600")
+BLOCKED = CpuFacts("x86_64", frozenset({"AVX2"}), "GenuineIntel", 6, 63, "Xeon E5-2666 v3")
+TEXTS = [
+    "the quick brown fox jumps over the lazy dog",
+    "a",
+    "offline search for local notes in a desktop app",
+    "hello world",
+]
+
+
+@pytest.fixture
+def model_root(tmp_path: Path, repo_files_a: dict[str, bytes]) -> Path:
+    write_profile(tmp_path / "bundled", repo_files_a)
+    return tmp_path / "bundled"
+
+
+def service_for(
+    root: Path, contract: ProfileContract = FIXTURE_PROFILE, cpu: CpuFacts = VNNI, **env: str
+) -> EmbeddingService:
+    return EmbeddingService(contract, roots=[ModelRoot(root, "bundled")], env=env, cpu=cpu)
+
+
+def fp32_service(root: Path, contract: ProfileContract = FIXTURE_PROFILE) -> EmbeddingService:
+    """fp32 for exact comparisons: dynamic int8 quantizes activations per batch, so its
+    vectors move slightly with what else is in the batch (cosine > 0.999, not equality)."""
+    return service_for(root, contract, EMBEDDING_RUNTIME_VARIANT="fp32")
+
+
+def expected_vectors(root: Path, variant: str, texts: list[str], contract: ProfileContract, dim: int) -> np.ndarray:
+    """The reference: unbatched onnxruntime plus pooling written out for each mode."""
+    hidden, mask = reference_hidden(root / contract.profile_id, variant, texts, contract.max_tokens)
+    lengths = mask.sum(axis=1)
+    if contract.pooling == "last_token":
+        pooled = np.stack([hidden[i, lengths[i] - 1] for i in range(len(texts))])
+    elif contract.pooling == "cls":
+        pooled = hidden[:, 0]
+    else:
+        pooled = np.stack([hidden[i, : lengths[i]].mean(axis=0) for i in range(len(texts))])
+    return normalized(pooled[:, :dim])
+
+
+# -- vectors ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pooling", ["last_token", "mean", "cls"])
+def test_each_pooling_mode_matches_the_reference(model_root: Path, pooling: str) -> None:
+    contract = replace(FIXTURE_PROFILE, profile_id="fixture-v1", pooling=pooling)  # type: ignore[arg-type]
+    vectors = fp32_service(model_root, contract).embed_documents(TEXTS)
+    prompted = [contract.document_prompt + t for t in TEXTS]
+    np.testing.assert_allclose(vectors, expected_vectors(model_root, "fp32", prompted, contract, 32), atol=2e-5)
+
+
+@pytest.mark.parametrize("dim", [8, 16, 32])
+def test_matryoshka_dimensions_cut_then_normalise(model_root: Path, dim: int) -> None:
+    vectors = fp32_service(model_root).embed_queries(TEXTS, dim=dim)
+    assert vectors.shape == (len(TEXTS), dim)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    reference = expected_vectors(model_root, "fp32", ["Query: " + t for t in TEXTS], FIXTURE_PROFILE, dim)
+    np.testing.assert_allclose(vectors, reference, atol=2e-5)
+
+
+def test_dimension_outside_the_contract_fails_that_call_only(model_root: Path) -> None:
+    service = service_for(model_root)
+    with pytest.raises(ValueError, match="pick one of 8, 16, 32"):
+        service.embed_documents(TEXTS, dim=12)
+    assert service.embed_documents(TEXTS).shape == (4, 32)
+
+
+def test_prompts_are_applied(model_root: Path) -> None:
+    plain = replace(FIXTURE_PROFILE, profile_id="fixture-v1", query_prompt="", document_prompt="")
+    with_prompts, without = fp32_service(model_root), fp32_service(model_root, plain)
+    np.testing.assert_allclose(with_prompts.embed_queries(["cat"]), without.embed_queries(["Query: cat"]), atol=1e-6)
+    np.testing.assert_allclose(
+        with_prompts.embed_documents(["cat"]), without.embed_documents(["Document: cat"]), atol=1e-6
+    )
+    assert not np.allclose(with_prompts.embed_queries(["cat"]), with_prompts.embed_documents(["cat"]))
+
+
+def test_batching_keeps_the_callers_order(model_root: Path) -> None:
+    texts = [("word " * n).strip() for n in (40, 1, 17, 3, 60, 9, 2, 33)] * 3
+    service = fp32_service(model_root)
+    together = service.embed_documents(texts)
+    one_by_one = np.concatenate([service.embed_documents([t]) for t in texts])
+    np.testing.assert_allclose(together, one_by_one, atol=2e-5)
+    int8 = service_for(model_root)
+    agreement = (int8.embed_documents(texts) * np.concatenate([int8.embed_documents([t]) for t in texts])).sum(axis=1)
+    assert agreement.min() > 0.999
+
+
+def test_token_budget_batches_sort_and_bound() -> None:
+    lengths = [50, 3, 64, 10, 12, 64, 1]
+    batches = token_budget_batches(lengths, budget=128)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) * max(lengths[i] for i in batch) <= 128
+    assert batches[0] == [6, 1, 3, 4]  # shortest first, together
+
+
+def test_truncation_comes_from_the_contract_not_tokenizer_json(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+    """A tokenizer.json with its own truncation (8) and fixed padding (128) must not change vectors."""
+    files = dict(repo_files_a)
+    config = json.loads(files["tokenizer.json"])
+    config["truncation"] = {"direction": "Right", "max_length": 8, "strategy": "LongestFirst", "stride": 0}
+    config["padding"] = {
+        "strategy": {"Fixed": 128},
+        "direction": "Left",
+        "pad_to_multiple_of": None,
+        "pad_id": 0,
+        "pad_type_id": 0,
+        "pad_token": "[PAD]",
+    }
+    files["tokenizer.json"] = json.dumps(config).encode()
+    write_profile(tmp_path / "odd", files)
+    write_profile(tmp_path / "clean", repo_files_a)
+    text = ["word " * 30]
+    odd = fp32_service(tmp_path / "odd").embed_documents(text)
+    clean = fp32_service(tmp_path / "clean").embed_documents(text)
+    np.testing.assert_allclose(odd, clean, atol=1e-6)
+
+
+def test_long_texts_are_truncated_at_max_tokens(model_root: Path) -> None:
+    service = fp32_service(model_root)
+    words = " ".join(["music"] * 5000)
+    pasted = words + " " + "x" * 1_000_000  # a pasted megabyte
+    vectors = service.embed_documents([pasted, " ".join(["music"] * 200)])
+    np.testing.assert_allclose(vectors[0], vectors[1], atol=1e-6)
+
+
+def test_models_declaring_token_type_ids_are_fed(tmp_path: Path) -> None:
+    from tests.fixture_model import FixtureSpec, fixture_files
+
+    write_profile(tmp_path, fixture_files(FixtureSpec(seed=4, with_token_type_ids=True)))
+    vectors = service_for(tmp_path).embed_documents(TEXTS)
+    assert vectors.shape == (4, 32) and np.isfinite(vectors).all()
+
+
+def test_int8_agrees_with_fp32(model_root: Path) -> None:
+    int8 = service_for(model_root).embed_documents(TEXTS)
+    fp32 = service_for(model_root, EMBEDDING_RUNTIME_VARIANT="fp32").embed_documents(TEXTS)
+    assert (int8 * fp32).sum(axis=1).min() > 0.99
+
+
+# -- lifecycle ----------------------------------------------------------------
+
+
+def test_states_from_init_to_closed(model_root: Path) -> None:
+    service = service_for(model_root)
+    assert service.state is State.INIT
+    service.embed_documents(["x"])
+    assert service.state.value == "ready" and service.variant == "int8"
+    service.close()
+    assert service.state.value == "closed"
+    with pytest.raises(ServiceClosedError):
+        service.embed_documents(["x"])
+
+
+@pytest.mark.parametrize(
+    ("setup", "env", "cpu", "reason"),
+    [
+        ("empty", {}, VNNI, "model_file_missing"),
+        ("both", {"EMBEDDING_RUNTIME_DISABLE": "1"}, VNNI, "disabled_by_env"),
+        ("int8", {}, BLOCKED, "cpu_blocked"),
+        ("fp32", {"EMBEDDING_RUNTIME_VARIANT": "int8"}, VNNI, "variant_unavailable"),
+        ("garbage", {}, VNNI, "load_failed"),
+    ],
+)
+def test_disabled_states_carry_one_reason_and_stick(
+    tmp_path: Path, repo_files_a: dict[str, bytes], setup: str, env: dict[str, str], cpu: CpuFacts, reason: str
+) -> None:
+    if setup in ("both", "int8", "fp32"):
+        write_profile(tmp_path, repo_files_a, ("fp32", "int8") if setup == "both" else (setup,))
+    elif setup == "garbage":
+        folder = write_profile(tmp_path, repo_files_a, ("int8",), marker=False)
+        (folder / "onnx" / "model_quantized.onnx").write_bytes(b"not an onnx model")
+    service = EmbeddingService(FIXTURE_PROFILE, roots=[ModelRoot(tmp_path, "bundled")], env=env, cpu=cpu)
+    for _ in range(2):
+        with pytest.raises(EmbeddingsDisabledError) as caught:
+            service.embed_documents(["x"])
+        assert caught.value.reason == reason
+    assert service.state is State.DISABLED and service.disabled_reason == reason
+
+
+def test_contract_mismatch_disables(model_root: Path) -> None:
+    wide = register_profile(
+        ProfileContract("fixture-wide-v1", dimension=64, matryoshka_dims=(64,), pooling="mean", max_tokens=64,
+                        batch_token_budget=256)
+    )  # fmt: skip
+    (model_root / "fixture-v1").rename(model_root / "fixture-wide-v1")
+    service = service_for(model_root, wide)
+    with pytest.raises(EmbeddingsDisabledError, match="contract_mismatch"):
+        service.embed_documents(["x"])
+
+
+def test_bad_input_fails_the_call_not_the_service(model_root: Path) -> None:
+    service = service_for(model_root)
+    with pytest.raises(TypeError, match="not a single str"):
+        service.embed_documents("just a string")
+    with pytest.raises(TypeError, match="text 1 is int"):
+        service.embed_documents(["ok", 3])  # type: ignore[list-item]
+    assert service.embed_documents([]).shape == (0, 32)
+    assert service.embed_documents(["", "fine"]).shape == (2, 32)
+    assert service.state is State.READY
+
+
+def test_concurrent_first_calls_load_once(model_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    service = service_for(model_root)
+    caplog.set_level(logging.INFO, logger="embedding_runtime.service")
+    barrier = threading.Barrier(6)
+    results: list[np.ndarray] = []
+
+    def call() -> None:
+        barrier.wait()
+        results.append(service.embed_documents(TEXTS))
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+
+    async def both() -> list[np.ndarray]:
+        barrier.wait()  # the event loop thread joins the race too
+        return list(await asyncio.gather(service.aembed_documents(TEXTS), service.aembed_queries(TEXTS)))
+
+    barrier_runner = threading.Thread(target=barrier.wait)
+    barrier_runner.start()
+    async_results = asyncio.run(both())
+    for thread in [*threads, barrier_runner]:
+        thread.join()
+    loads = [r for r in caplog.records if r.getMessage().startswith("loaded ")]
+    assert len(loads) == 1
+    assert len(results) == 4 and all(np.allclose(r, results[0]) for r in results)
+    np.testing.assert_allclose(async_results[0], results[0], atol=1e-6)
+
+
+def test_close_waits_for_calls_in_flight(model_root: Path) -> None:
+    service = service_for(model_root)
+    service.load()
+    started, finished = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def long_call() -> None:
+        started.set()
+        outcome.append(service.embed_documents(["note " * 50] * 400))
+        finished.set()
+
+    worker = threading.Thread(target=long_call)
+    worker.start()
+    started.wait(5)
+    service.close()
+    assert finished.is_set(), "close() returned while a call was still running"
+    worker.join()
+    assert isinstance(outcome[0], np.ndarray) and outcome[0].shape == (400, 32)
+
+
+def test_default_thread_count_leaves_small_machines_responsive() -> None:
+    assert [default_threads(n) for n in (None, 1, 2, 4, 8, 16, 64)] == [1, 1, 1, 1, 4, 8, 8]
+
+
+# -- stamps and packed vectors ------------------------------------------------
+
+
+def test_model_id_stamp_names_everything_that_changes_vectors(model_root: Path) -> None:
+    service = service_for(model_root)
+    assert service.model_id() == "fixture-v1-32d-int8-mlen64-in1"
+    assert service.model_id(8) == "fixture-v1-8d-int8-mlen64-in1"
+    assert (
+        model_id(get_profile("local-text-retrieval-v1"), 768, "fp32")
+        == "local-text-retrieval-v1-768d-fp32-mlen1024-in1"
+    )
+
+
+def test_pack_unpack_round_trip() -> None:
+    stamp = "fixture-v1-8d-int8-mlen64-in1"
+    vector = normalized(np.arange(1, 9, dtype=np.float32)[None])[0]
+    packed = pack_vector(vector)
+    np.testing.assert_allclose(unpack_vector(packed, stamp=stamp, expected_stamp=stamp), vector, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("packed", "stamp", "message"),
+    [
+        (pack_vector(np.ones(8)), "fixture-v1-8d-fp32-mlen64-in1", "does not match"),
+        (pack_vector(np.ones(7)), "fixture-v1-8d-int8-mlen64-in1", "has 7 values"),
+        ("AAB+", "fixture-v1-8d-int8-mlen64-in1", "has 1 values"),
+        ("not base64!", "fixture-v1-8d-int8-mlen64-in1", "not base64"),
+    ],
+)
+def test_unpack_rejects_what_cannot_be_trusted(packed: str, stamp: str, message: str) -> None:
+    with pytest.raises(VectorFormatError, match=message):
+        unpack_vector(packed, stamp=stamp, expected_stamp="fixture-v1-8d-int8-mlen64-in1")
+
+
+def test_unpack_rejects_nan_and_pack_rejects_non_finite() -> None:
+    import base64
+
+    stamp = "fixture-v1-8d-int8-mlen64-in1"
+    nan = base64.b64encode(np.full(8, np.nan, "<f2").tobytes()).decode()
+    with pytest.raises(VectorFormatError, match="NaN or Inf"):
+        unpack_vector(nan, stamp=stamp, expected_stamp=stamp)
+    with pytest.raises(VectorFormatError):
+        pack_vector(np.array([1.0, np.inf]))
+    with pytest.raises(VectorFormatError, match="overflow"):
+        pack_vector(np.array([1e6]))
+
+
+# -- CLI and package boundaries -----------------------------------------------
+
+
+def run_runtime(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "embedding_runtime", *args],
+        cwd=REPO_ROOT,
+        env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_doctor_explains_choice_and_override_path(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+    override = tmp_path / "models"
+    write_profile(override, repo_files_a, profile_id="local-text-retrieval-v1")
+    result = run_runtime(["doctor", "--json"], {"EMBEDDING_RUNTIME_MODELS_DIR": str(override)})
+    report = json.loads(result.stdout)
+    assert report["override_folder"] == str(override / "local-text-retrieval-v1")
+    assert report["resolution"]["kind"] == "override"
+    assert report["state"] == "disabled" and report["disabled_reason"] == "contract_mismatch"
+    assert result.returncode == 1
+    readable = run_runtime(["doctor"], {"EMBEDDING_RUNTIME_MODELS_DIR": str(override)}).stdout
+    assert "create " + str(override / "local-text-retrieval-v1") in readable
+
+
+def test_embed_cli_prints_vectors_and_stamp(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+    override = tmp_path / "models"
+    write_profile(override, repo_files_a, profile_id="local-text-retrieval-v1")
+    # The fixture model is 32 wide; the app declares its own profile in real use, the CLI takes an id.
+    code = (
+        "import sys, runpy\n"
+        "from embedding_runtime.profiles import ProfileContract, register_profile\n"
+        "register_profile(ProfileContract('fixture-v1', 32, (8, 16, 32), 'last_token', max_tokens=64,"
+        " batch_token_budget=256, query_prompt='Query: '))\n"
+        "sys.argv = ['embedding_runtime', '--profile', 'fixture-v1', 'embed', '--query', '--dim', '8', 'a', 'b']\n"
+        "runpy.run_module('embedding_runtime', run_name='__main__')\n"
+    )
+    write_profile(override, repo_files_a)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=child_env({"EMBEDDING_RUNTIME_MODELS_DIR": str(override)}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["model_id"].startswith("fixture-v1-8d-") and len(payload["vectors"]) == 2
+    assert len(payload["vectors"][0]) == 8
+
+
+def test_runtime_imports_no_build_time_package() -> None:
+    code = (
+        "import sys, embedding_runtime, embedding_runtime.cli, embedding_runtime.service\n"
+        "build_time = {'huggingface_hub', 'tiktoken', 'nox', 'build_hooks'}\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in build_time)\n"
+        "print(bad)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True
+    )
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_runtime_source_names_no_upstream_model() -> None:
+    """The runtime knows profile ids; the upstream repo name lives in the build config only."""
+    for path in (REPO_ROOT / "embedding_runtime").rglob("*.py"):
+        assert "jina" not in path.read_text().lower(), path
