@@ -68,7 +68,9 @@ def prepare_model(session: nox.Session) -> None:
 
 
 def warm_tiktoken(session: nox.Session) -> None:
-    session.error("warm-tiktoken is not built yet (issue #4)")
+    install_groups(session, "build")
+    session.log("# Warm the tiktoken cache")
+    session.run("python", "scripts/warm_tiktoken.py", *session.posargs)
 
 
 def build_nuitka(session: nox.Session) -> None:

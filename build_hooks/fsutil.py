@@ -14,6 +14,7 @@ from pathlib import Path
 # scanner, an indexer) holds a handle in it; those handles go away quickly.
 _WINDOWS_RENAME_ATTEMPTS = 10
 _WINDOWS_RENAME_PAUSE = 0.2
+SHARED_FILE_MODE = 0o644
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -21,6 +22,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600; these files ship inside artifacts that other users run.
+        Path(tmp).chmod(SHARED_FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

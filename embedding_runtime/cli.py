@@ -12,6 +12,7 @@ from embedding_runtime import __version__
 from embedding_runtime.errors import EmbeddingRuntimeError, EmbeddingsDisabledError
 from embedding_runtime.layout import DEFAULT_PROFILE_ID
 from embedding_runtime.service import DEFAULT_APP_NAME, EmbeddingService
+from embedding_runtime.tiktoken_cache import cache_report, use_bundled_tiktoken_cache
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "doctor":
             service = EmbeddingService(args.profile, app_name=args.app_name, verify=args.verify)
-            report = {"runtime_version": __version__, **service.explain()}
+            report = {"runtime_version": __version__, **service.explain(), "tiktoken": _tiktoken_section()}
             print(json.dumps(report, indent=2) if args.json else _readable(report))
             return 0 if report["state"] == "ready" else 1
         return _embed(args)
@@ -50,6 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EmbeddingRuntimeError, ValueError, TypeError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
+
+
+def _tiktoken_section() -> dict[str, Any] | None:
+    folder = use_bundled_tiktoken_cache()
+    return cache_report(folder) if folder is not None else None
 
 
 def _embed(args: argparse.Namespace) -> int:
@@ -76,6 +82,9 @@ def _readable(report: dict[str, Any]) -> str:
         for skipped in resolution["skipped"]:
             lines.append(f"skipped     {skipped['path']} [{skipped['variant']}]: {skipped['reason']}")
     lines.append(f"override    create {report['override_folder']} to use your own copy of the model")
+    if tiktoken := report["tiktoken"]:
+        status = ", ".join(f"{name}: {state}" for name, state in tiktoken["encodings"].items())
+        lines.append(f"tiktoken    {tiktoken['folder']}: {status or tiktoken['problem']}")
     if cpu := report["cpu"]:
         lines.append(f"cpu         {cpu['arch']} {cpu['model_name']} ({', '.join(cpu['sources'])})")
     return "\n".join(lines)

@@ -45,8 +45,6 @@ PROFILE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 LOCK_TIMEOUT_SECONDS = 3600.0
 # As many files at once as the hub client's own snapshot download uses.
 FETCH_WORKERS = 8
-# Installed files are readable by every user of an artifact, whatever mode the source wrote.
-_FILE_MODE = 0o644
 
 Log = Callable[[str], None]
 
@@ -374,7 +372,7 @@ def _content_problem(digest: FileDigest, remote: RemoteFile) -> str | None:
 
 
 def _install_entry(path: Path, sha256: str) -> MarkerFile:
-    path.chmod(_FILE_MODE)
+    path.chmod(fsutil.SHARED_FILE_MODE)  # readable by every user of an artifact, whatever the source wrote
     st = path.stat()
     return MarkerFile(st.st_size, sha256, st.st_mtime_ns)
 

@@ -1,0 +1,12 @@
+"""Warm the tiktoken cache into data/tiktoken_cache/ (see --help)."""
+
+import sys
+from pathlib import Path
+
+# Runs as a plain script too (`python scripts/...`), so the project root must be importable.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from build_hooks.warm_tiktoken_cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
