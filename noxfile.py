@@ -24,7 +24,7 @@ import nox
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from build_hooks.pipeline_steps import StepOutcome, missing_profile_problem, result_table  # noqa: E402
+from build_hooks.pipeline_steps import StepOutcome, result_table  # noqa: E402
 
 PYTHON = "3.11"
 # uv where it is installed, plain virtualenv (with pip) where it is not.
@@ -74,13 +74,20 @@ def warm_tiktoken(session: nox.Session) -> None:
 
 
 def build_nuitka(session: nox.Session) -> None:
-    _require_profile(session)
+    install_groups(session, "build")
+    _preflight(session)
     session.error("build-nuitka is not built yet (issue #6)")
 
 
 def build_pyinstaller(session: nox.Session) -> None:
-    _require_profile(session)
-    session.error("build-pyinstaller is not built yet (issue #5)")
+    install_groups(session, "build")
+    _preflight(session)
+    log_versions(session, "PyInstaller", "onnxruntime")
+    session.log("# Build the PyInstaller onedir artifact")
+    session.run(
+        "python", "-m", "PyInstaller", "specs/launcher.spec", "--noconfirm",
+        "--distpath", "dist/pyinstaller", "--workpath", "build/pyinstaller", *session.posargs,
+    )  # fmt: skip
 
 
 def verify_artifact(session: nox.Session) -> None:
@@ -123,9 +130,9 @@ def nightly(session: nox.Session) -> None:
         session.error(f"nightly failed at step {outcomes[-1].step}")
 
 
-def _require_profile(session: nox.Session) -> None:
-    if problem := missing_profile_problem(ROOT):
-        session.error(problem)
+def _preflight(session: nox.Session) -> None:
+    """Refuse before any expensive work; each ERROR line names the step that fixes it."""
+    session.run("python", "-m", "build_hooks.bundle")
 
 
 # ----------------------------------------------------------------------------

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-
-from build_hooks.config import load_config
-from embedding_runtime.layout import read_marker
 
 
 @dataclass(frozen=True)
@@ -15,21 +11,6 @@ class StepOutcome:
     step: str
     seconds: float
     result: str
-
-
-def missing_profile_problem(project_root: Path) -> str | None:
-    """Why the configured profile cannot be bundled yet, or ``None`` when it is prepared."""
-    config = load_config(project_root / "pyproject.toml")
-    profile = config.output_root / config.profile_id
-    marker = read_marker(profile)
-    if marker is None:
-        return f"the model profile {profile} is not prepared: run `nox -s prepare-model` first"
-    if marker.revision != config.revision or marker.repo != config.repo:
-        return (
-            f"the model profile {profile} holds {marker.repo}@{marker.revision[:12]}, "
-            f"not the configured {config.repo}@{config.revision[:12]}: run `nox -s prepare-model` again"
-        )
-    return None
 
 
 def result_table(outcomes: Sequence[StepOutcome], steps: Sequence[str]) -> str:

