@@ -29,10 +29,16 @@ SELF_CHECK_SCHEMA = 1
 # Set to 1 (by tests where `unshare -n` is not permitted) to make every connection attempt fail.
 FORBID_NETWORK_ENV = "LOCAL_NOTES_FORBID_NETWORK"
 _CONNECTIONS: list[str] = []
+_PROCESSES: list[str] = []
+# A frozen app that starts a process (py-cpuinfo re-executes sys.executable) starts itself.
+_PROCESS_EVENTS = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.fork", "os.spawn")
 
 
 def _record_connections(event: str, args: tuple[Any, ...]) -> None:
-    # The self-check reports every connection attempted: an offline app makes none.
+    # The self-check reports every connection attempted (an offline app makes none) and
+    # every process started (it starts none).
+    if event in _PROCESS_EVENTS:
+        _PROCESSES.append(f"{event} {args[0]!r}"[:200])
     if event == "socket.connect":
         _CONNECTIONS.append(repr(args[1]))
         if os.environ.get(FORBID_NETWORK_ENV) == "1":
@@ -101,7 +107,8 @@ def self_check(info: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         report["disabled_reason"] = "built_without_vectors"
     report["token_counts"], report["tiktoken"] = _token_counts(info)
     report["network_connections_attempted"] = list(_CONNECTIONS)
-    ok = bool(vectors) and report["tiktoken"]["ok"] and not _CONNECTIONS
+    report["processes_started"] = list(_PROCESSES)
+    ok = bool(vectors) and report["tiktoken"]["ok"] and not _CONNECTIONS and not _PROCESSES
     report["ok"] = ok
     return report, ok
 

@@ -50,6 +50,10 @@ class Project:
         return self.root / "dist" / "pyinstaller" / APP_NAME
 
     @property
+    def nuitka_artifact(self) -> Path:
+        return self.root / "dist" / "nuitka" / f"{APP_NAME}.dist"
+
+    @property
     def tiktoken_cache(self) -> Path:
         return self.root / "data" / "tiktoken_cache"
 
@@ -102,6 +106,18 @@ def run_pyinstaller(project: Project, env: Mapping[str, str] | None = None) -> s
         capture_output=True,
         text=True,
         timeout=900,
+    )
+
+
+def run_nuitka(project: Project, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`nox -s build-nuitka`'s command, from the project folder."""
+    return subprocess.run(
+        [sys.executable, "-m", "build_hooks.nuitka_build", str(project.root / "dist" / "nuitka")],
+        cwd=project.root,
+        env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
 
 

@@ -108,3 +108,13 @@ def pyinstaller_artifact(artifact_project: Project) -> Path:
     result = run_pyinstaller(artifact_project)
     assert result.returncode == 0, result.stderr[-3000:]
     return artifact_project.pyinstaller_artifact
+
+
+@pytest.fixture(scope="session")
+def nuitka_artifact(artifact_project: Project) -> Path:
+    """The Nuitka standalone artifact, built once per test run (minutes: ccache helps reruns)."""
+    from tests.artifacts import run_nuitka
+
+    result = run_nuitka(artifact_project)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return artifact_project.nuitka_artifact

@@ -1,0 +1,117 @@
+"""build-nuitka: the standalone artifact, run offline elsewhere, and the traps Nuitka sets."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from build_hooks.bundle import plan_for
+from build_hooks.config import load_config
+from build_hooks.nuitka_build import dist_problems, make_data_readable, nuitka_command
+from tests.artifacts import PROFILE_ID, Project, run_nuitka, run_offline
+from tests.test_build_pyinstaller import damaged, source_vectors
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def self_check(nuitka_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    moved = tmp_path_factory.mktemp("elsewhere") / "local-notes.dist"
+    shutil.copytree(nuitka_artifact, moved, symlinks=True)
+    result = run_offline(moved / "local-notes", ["--self-check"], tmp_path_factory.mktemp("home"))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = dict(json.loads(result.stdout))
+    report["_moved_to"] = str(moved)
+    return report
+
+
+def test_nuitka_artifact_runs_offline_from_its_bundle(self_check: dict[str, object]) -> None:
+    folder = self_check["folder"]
+    assert isinstance(folder, dict) and folder["kind"] == "bundled"
+    assert str(folder["path"]) == f"{self_check['_moved_to']}/data/embedding_models/{PROFILE_ID}"
+    assert self_check["network_connections_attempted"] == []
+    assert self_check["processes_started"] == [], "nothing may re-execute the executable"
+    tiktoken_report = self_check["tiktoken"]
+    assert isinstance(tiktoken_report, dict) and tiktoken_report["ok"]
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_nuitka_vectors_match_the_source_runtime(
+    self_check: dict[str, object], artifact_project: Project, variant: str
+) -> None:
+    vectors = self_check["vectors"]
+    assert isinstance(vectors, dict)
+    frozen = np.array(vectors[variant], dtype=np.float32)
+    source = source_vectors(artifact_project, variant)
+    cosine = (frozen * source).sum(axis=1) / np.linalg.norm(frozen, axis=1) / np.linalg.norm(source, axis=1)
+    assert cosine.min() >= 0.9999, cosine
+
+
+def test_every_data_file_arrived_and_is_readable(nuitka_artifact: Path, artifact_project: Project) -> None:
+    plan = plan_for(load_config(artifact_project.root / "pyproject.toml"), env={})
+    assert dist_problems(plan, nuitka_artifact) == []
+    for path in (nuitka_artifact / "data").rglob("*"):
+        if path.is_file():
+            assert path.stat().st_mode & 0o444 == 0o444, path
+
+
+def test_unused_subpackages_and_libraries_are_left_out(nuitka_artifact: Path) -> None:
+    assert not (nuitka_artifact / "onnxruntime" / "transformers").exists()
+    assert not list(nuitka_artifact.rglob("libonnxruntime.so*")), "the unused C API library was bundled"
+
+
+def test_dropped_file_check_names_the_missing_file(
+    nuitka_artifact: Path, artifact_project: Project, tmp_path: Path
+) -> None:
+    dist = tmp_path / "dist"
+    shutil.copytree(nuitka_artifact, dist, copy_function=os.link)  # hard links: fast, and no 200 MB copy
+    (dist / "data" / "embedding_models" / PROFILE_ID / "onnx" / "model.onnx_data").unlink()
+    (dist / "data" / "tiktoken_cache" / "fb374d419588a4632f3f557e76b4b70aebbca790").unlink()
+    plan = plan_for(load_config(artifact_project.root / "pyproject.toml"), env={})
+    problems = dist_problems(plan, dist)
+    assert len(problems) == 2
+    assert f"data/embedding_models/{PROFILE_ID}/onnx/model.onnx_data is missing" in problems[0]
+    assert "data/tiktoken_cache/fb374d419588a4632f3f557e76b4b70aebbca790 is missing" in problems[1]
+
+
+@pytest.mark.parametrize(("damage", "message"), [("missing sidecar", "is missing"), ("tiktoken missing", "tiktoken")])
+def test_nuitka_build_refuses_before_compiling(
+    artifact_project: Project, tmp_path: Path, damage: str, message: str
+) -> None:
+    project = damaged(artifact_project, tmp_path, damage)
+    result = run_nuitka(project)
+    assert result.returncode == 1
+    assert any(message in line for line in result.stderr.splitlines() if line.startswith("ERROR: "))
+    assert "Nuitka" not in result.stdout, "the compiler was started"
+    assert not project.nuitka_artifact.exists()
+
+
+def test_mode_0600_files_become_readable(tmp_path: Path) -> None:
+    sidecar = tmp_path / "data" / "embedding_models" / "p" / "onnx" / "model.onnx_data"
+    sidecar.parent.mkdir(parents=True)
+    sidecar.write_bytes(b"weights")
+    sidecar.chmod(0o600)
+    make_data_readable(tmp_path)
+    assert stat.S_IMODE(sidecar.stat().st_mode) == 0o644
+
+
+def test_data_goes_file_by_file_and_platform_specific_libraries(artifact_project: Project) -> None:
+    plan = plan_for(load_config(artifact_project.root / "pyproject.toml"), env={})
+    linux = nuitka_command(plan, Path("out"), platform="linux")
+    assert not any(arg.startswith("--include-data-dir") for arg in linux), "data dirs drop files by suffix"
+    assert (
+        f"--include-data-files={artifact_project.profile}/onnx/model.onnx_data=data/embedding_models/{PROFILE_ID}/onnx/model.onnx_data"
+        in linux
+    )
+    assert "--nofollow-import-to=onnxruntime.transformers" in linux
+    assert "--noinclude-dlls=onnxruntime/capi/libonnxruntime.so*" in linux
+    assert "--noinclude-dlls=onnxruntime/capi/libonnxruntime*.dylib" in nuitka_command(
+        plan, Path("o"), platform="darwin"
+    )
+    assert not any("noinclude-dlls" in arg for arg in nuitka_command(plan, Path("o"), platform="win32"))
