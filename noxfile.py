@@ -14,6 +14,7 @@ Arguments after `--` go to the step's script, e.g.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ import nox
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from build_hooks.pipeline_steps import StepOutcome, result_table  # noqa: E402
+from build_hooks.pipeline_steps import StepOutcome, artifact_sizes, clean_targets, result_table  # noqa: E402
 
 PYTHON = "3.11"
 # uv where it is installed, plain virtualenv (with pip) where it is not.
@@ -93,7 +94,9 @@ def build_pyinstaller(session: nox.Session) -> None:
 
 
 def verify_artifact(session: nox.Session) -> None:
-    session.error("verify-artifact is not built yet (issue #7): there is no artifact to verify")
+    install_groups(session, "build")
+    session.log("# Verify every built artifact: pinned bytes, offline self-check, golden vectors")
+    session.run("python", "scripts/verify_artifact.py", *session.posargs)
 
 
 STEPS: dict[str, Callable[[nox.Session], None]] = {
@@ -127,7 +130,7 @@ def nightly(session: nox.Session) -> None:
             outcomes.append(StepOutcome(name, time.monotonic() - started, f"FAILED: {err}"))
             break
         outcomes.append(StepOutcome(name, time.monotonic() - started, "ok"))
-    session.log("\n" + result_table(outcomes, list(STEPS)))
+    session.log("\n" + result_table(outcomes, list(STEPS), artifact_sizes(ROOT / "dist")))
     if any(o.result != "ok" for o in outcomes):
         session.error(f"nightly failed at step {outcomes[-1].step}")
 
@@ -135,6 +138,46 @@ def nightly(session: nox.Session) -> None:
 def _preflight(session: nox.Session) -> None:
     """Refuse before any expensive work; each ERROR line names the step that fixes it."""
     session.run("python", "-m", "build_hooks.bundle")
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """The nightly end to end without hub access: a generated model and an offline tiktoken file."""
+    install_groups(session, "test")
+    project = ROOT / "build" / "demo"
+    session.log(f"# Generate a demo project in {project} (its own pin, model source and tiktoken file)")
+    session.run("python", "-m", "tests.demo_project", str(project))
+    source, tiktoken_file = project / "model-source", project / "o200k_base.tiktoken.gz"
+    step_args = {
+        "prepare-model": ["scripts/prepare_embedding_model.py", "--source", str(source)],
+        "warm-tiktoken": ["scripts/warm_tiktoken.py", "--from-file", f"o200k_base={tiktoken_file}"],
+        "build-nuitka": ["-m", "build_hooks.nuitka_build", "dist/nuitka"],
+        "build-pyinstaller": ["-m", "PyInstaller", str(ROOT / "specs" / "launcher.spec"), "--noconfirm",
+                              "--distpath", "dist/pyinstaller", "--workpath", "build/pyinstaller"],
+        "verify-artifact": ["scripts/verify_artifact.py"],
+    }  # fmt: skip
+    outcomes: list[StepOutcome] = []
+    with session.chdir(project):
+        for name, args in step_args.items():
+            script = [str(ROOT / a) if a.startswith("scripts/") else a for a in args]
+            started = time.monotonic()
+            try:
+                session.run("python", *script, env={"PYTHONPATH": str(ROOT)})
+            except Exception as err:  # nox raises its own type for a failed command
+                outcomes.append(StepOutcome(name, time.monotonic() - started, f"FAILED: {err}"))
+                break
+            outcomes.append(StepOutcome(name, time.monotonic() - started, "ok"))
+    session.log("\n" + result_table(outcomes, list(step_args), artifact_sizes(project / "dist")))
+    if any(o.result != "ok" for o in outcomes):
+        session.error(f"demo failed at step {outcomes[-1].step}")
+
+
+@nox.session(python=False)
+def clean(session: nox.Session) -> None:
+    """Remove build outputs, staging folders and temp files; `-- --profile` also the prepared profile."""
+    for target in clean_targets(ROOT, with_profile="--profile" in session.posargs):
+        session.log(f"# remove {target.relative_to(ROOT)}")
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
 
 
 # ----------------------------------------------------------------------------

@@ -39,6 +39,8 @@ class PipelineConfig:
     tiktoken_cache: Path
     app_name: str
     app_entry: Path
+    # verify-artifact fails when int8 and fp32 vectors of the self-check texts agree less.
+    int8_min_cosine: float = 0.80
 
 
 def find_pyproject(start: Path | None = None) -> Path:
@@ -75,6 +77,7 @@ def load_config(pyproject: Path | None = None) -> PipelineConfig:
             tiktoken_cache=root / str(table.get("tiktoken-cache", "data/tiktoken_cache")),
             app_name=str(table["app-name"]),
             app_entry=root / str(table["app-entry"]),
+            int8_min_cosine=float(table.get("int8-min-cosine", 0.80)),
         )
     except KeyError as err:
         raise UsageError(f"{path}: [tool.{TABLE}] lacks the key {err.args[0]!r}") from err

@@ -1,0 +1,185 @@
+"""verify-artifact: the built artifacts pass, and each way of breaking one is caught by name."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from build_hooks.bundle import BundlePlan, plan_for
+from build_hooks.config import load_config
+from build_hooks.verify import locate, verify
+from embedding_runtime.layout import MARKER_NAME
+from tests.artifacts import ARTIFACT_SPEC, PROFILE_ID, Project, run_offline
+from tests.conftest import REPO_ROOT, child_env
+from tests.fixture_model import fixture_files
+
+pytestmark = pytest.mark.slow
+O200K_FILE = "fb374d419588a4632f3f557e76b4b70aebbca790"
+
+
+def plan(project: Project) -> BundlePlan:
+    return plan_for(load_config(project.root / "pyproject.toml"), env={})
+
+
+def linked_copy(dist: Path, dest: Path) -> Path:
+    """A copy made of hard links (fast); files a test changes are replaced, never written through."""
+    shutil.copytree(dist, dest, copy_function=os.link, symlinks=True)
+    return dest
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    path.unlink()
+    path.write_bytes(data)
+
+
+def run_verify(project: Project, *dists: Path, reports: Path) -> subprocess.CompletedProcess[str]:
+    """`nox -s verify-artifact`'s command, from the project folder."""
+    return subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "verify_artifact.py"),
+            *map(str, dists),
+            "--reports",
+            str(reports),
+        ],
+        cwd=project.root,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_nightly_artifacts_pass_with_reports_and_checksums(
+    artifact_project: Project, pyinstaller_artifact: Path, nuitka_artifact: Path, tmp_path: Path
+) -> None:
+    """The last step of the nightly, over both artifacts the earlier steps built."""
+    result = run_verify(artifact_project, pyinstaller_artifact, nuitka_artifact, reports=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS" in result.stdout and "FAIL" not in result.stdout
+    for name in ("local-notes", "local-notes.dist"):
+        report = json.loads((tmp_path / f"{name}.verify.json").read_text())
+        assert report["verdict"] == "pass" and report["failures"] == []
+        assert report["int8_vs_fp32"]["min_cosine"] > 0.95  # per-channel int8 of the fixture: ~0.99
+        assert all(c >= 0.9999 for c in report["golden_min_cosine"].values())
+        sums = (tmp_path / f"{name}.SHA256SUMS").read_text().splitlines()
+        assert any(line.endswith(f"data/embedding_models/{PROFILE_ID}/onnx/model.onnx_data") for line in sums)
+
+
+def test_github_job_summary_is_written(artifact_project: Project, pyinstaller_artifact: Path, tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "verify_artifact.py"), str(pyinstaller_artifact),
+         "--reports", str(tmp_path), "--static-only"],
+        cwd=artifact_project.root, env=child_env({"GITHUB_STEP_SUMMARY": str(summary)}),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "| pyinstaller:local-notes | model files | ok (fp32+int8) |" in summary.read_text()
+
+
+def break_artifact(dist: Path, how: str) -> None:
+    artifact = locate(dist, "local-notes")
+    profile = artifact.data_root / "data" / "embedding_models" / PROFILE_ID
+    if how == "delete a sidecar":
+        (profile / "onnx" / "model_quantized.onnx_data").unlink()
+    elif how == "truncate a file":
+        target = profile / "onnx" / "model.onnx_data"
+        replace_file(target, target.read_bytes()[:-4096])
+    elif how == "flip one byte":
+        target = profile / "tokenizer.json"
+        data = bytearray(target.read_bytes())
+        data[100] ^= 0x01
+        replace_file(target, bytes(data))
+    elif how == "drop the tiktoken blob":
+        (artifact.data_root / "data" / "tiktoken_cache" / O200K_FILE).unlink()
+    elif how == "remove the runtime package":
+        shutil.rmtree(artifact.data_root / "embedding_runtime")
+
+
+@pytest.mark.parametrize(
+    ("how", "messages"),
+    [
+        ("delete a sidecar", ["model files: onnx/model_quantized.onnx_data is missing", "self-check"]),
+        ("truncate a file", ["model files: onnx/model.onnx_data has", "bytes, the prepared profile has"]),
+        ("flip one byte", ["model files: tokenizer.json sha256"]),
+        ("drop the tiktoken blob", [f"tiktoken cache: o200k_base: {O200K_FILE} is missing", "token counts"]),
+        ("remove the runtime package", ["runtime package: vendored runtime module embedding_runtime/__init__.pyc"]),
+    ],
+)
+def test_broken_artifacts_are_caught_by_name(
+    artifact_project: Project, pyinstaller_artifact: Path, tmp_path: Path, how: str, messages: list[str]
+) -> None:
+    dist = linked_copy(pyinstaller_artifact, tmp_path / "local-notes")
+    break_artifact(dist, how)
+    verdict = verify(dist, plan(artifact_project))
+    assert not verdict.ok
+    text = "\n".join(verdict.failures)
+    for message in messages:
+        assert message in text, text
+    assert dict(verdict.checks)["executable"] == "ok"
+
+
+def test_scrambled_quantized_model_is_caught(
+    artifact_project: Project, pyinstaller_artifact: Path, tmp_path: Path
+) -> None:
+    """A quantized file that loads and returns unit vectors, but from the wrong weights, and whose
+    bundled .prepared.json was made to agree: only comparing vectors can tell."""
+    dist = linked_copy(pyinstaller_artifact, tmp_path / "local-notes")
+    profile = locate(dist, "local-notes").data_root / "data" / "embedding_models" / PROFILE_ID
+    other = fixture_files(type(ARTIFACT_SPEC)(seed=99, hidden=768, heads=12, ffn=768))
+    for name in ("onnx/model_quantized.onnx", "onnx/model_quantized.onnx_data"):
+        replace_file(profile / name, other[name])
+    marker = json.loads((profile / MARKER_NAME).read_text())
+
+    for name in ("onnx/model_quantized.onnx", "onnx/model_quantized.onnx_data"):
+        marker["files"][name] = {
+            "size": len(other[name]),
+            "sha256": hashlib.sha256(other[name]).hexdigest(),
+            "mtime_ns": 0,
+        }
+    replace_file(profile / MARKER_NAME, json.dumps(marker).encode())
+    verdict = verify(dist, plan(artifact_project))
+    text = "\n".join(verdict.failures)
+    assert "int8 vs fp32: int8 agrees with fp32 at min cosine" in text and "computes garbage" in text
+    assert "golden vectors: int8 vectors differ from the source runtime's" in text
+
+
+def test_an_app_data_override_cannot_shadow_the_bundle(
+    artifact_project: Project, pyinstaller_artifact: Path, tmp_path: Path
+) -> None:
+    """An override planted in the user's real app-data would win at run time; verify runs with an
+    empty HOME so it judges the bundle itself, and a self-check that used an override fails."""
+    home = tmp_path / "home"
+    override = home / ".local" / "share" / "local-notes" / "embedding_models" / PROFILE_ID
+    shutil.copytree(artifact_project.profile, override)
+    shadowed = run_offline(pyinstaller_artifact / "local-notes", ["--self-check"], home)
+    assert json.loads(shadowed.stdout)["folder"]["kind"] == "override", "the plant shadows the bundle at run time"
+
+    verdict = verify(pyinstaller_artifact, plan(artifact_project))
+    assert verdict.ok, verdict.failures
+    assert verdict.report["self_check"]["folder"]["kind"] == "bundled"
+
+    from build_hooks.verify import _placement_problems
+
+    report = json.loads(shadowed.stdout)
+    problems = _placement_problems(report, locate(pyinstaller_artifact, "local-notes"), plan(artifact_project))
+    assert any("used override folder" in p and "not the artifact's bundled profile" in p for p in problems)
+
+
+def test_no_artifact_says_which_step_builds_one(artifact_project: Project, tmp_path: Path) -> None:
+    empty = tmp_path / "project"
+    empty.mkdir()
+    shutil.copy(artifact_project.root / "pyproject.toml", empty / "pyproject.toml")
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "verify_artifact.py")],
+        cwd=empty, env=child_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and "run `nox -s build-nuitka` or `nox -s build-pyinstaller` first" in result.stderr
