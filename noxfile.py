@@ -86,11 +86,8 @@ def build_pyinstaller(session: nox.Session) -> None:
     install_groups(session, "build")
     _preflight(session)
     log_versions(session, "PyInstaller", "onnxruntime")
-    session.log("# Build the PyInstaller onedir artifact")
-    session.run(
-        "python", "-m", "PyInstaller", "specs/launcher.spec", "--noconfirm",
-        "--distpath", "dist/pyinstaller", "--workpath", "build/pyinstaller", *session.posargs,
-    )  # fmt: skip
+    session.log("# Build the PyInstaller onedir artifact (skipped when no input changed; -- --force)")
+    session.run("python", "-m", "build_hooks.pyinstaller_build", "dist/pyinstaller", *session.posargs)
 
 
 def verify_artifact(session: nox.Session) -> None:
@@ -152,8 +149,7 @@ def demo(session: nox.Session) -> None:
         "prepare-model": ["scripts/prepare_embedding_model.py", "--source", str(source)],
         "warm-tiktoken": ["scripts/warm_tiktoken.py", "--from-file", f"o200k_base={tiktoken_file}"],
         "build-nuitka": ["-m", "build_hooks.nuitka_build", "dist/nuitka"],
-        "build-pyinstaller": ["-m", "PyInstaller", str(ROOT / "specs" / "launcher.spec"), "--noconfirm",
-                              "--distpath", "dist/pyinstaller", "--workpath", "build/pyinstaller"],
+        "build-pyinstaller": ["-m", "build_hooks.pyinstaller_build", "dist/pyinstaller"],
         "verify-artifact": ["scripts/verify_artifact.py"],
     }  # fmt: skip
     outcomes: list[StepOutcome] = []

@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from build_hooks.build_stamp import inputs_digest, is_up_to_date, write_stamp
 from build_hooks.bundle import EXCLUDED_MODULES, BundlePlan, plan_for, preflight_problems, write_generated_files
 from build_hooks.config import load_config
 from embedding_runtime.layout import MARKER_NAME, read_marker
@@ -98,22 +99,29 @@ def make_data_readable(dist: Path) -> None:
 
 
 def build(output_dir: Path, extra_args: Sequence[str] = ()) -> int:
-    """Preflight, compile, check the dist; print what failed. Returns an exit code."""
+    """Preflight, compile (unless nothing changed), check the dist. Returns an exit code."""
     plan = plan_for(load_config())
     if problems := preflight_problems(plan):
         return _fail(problems, "refusing to build")
     write_generated_files(plan, builder="nuitka")
+    dist = dist_dir(plan, output_dir)
+    force = "--force" in extra_args
+    extra_args = [a for a in extra_args if a != "--force"]
+    command = [*nuitka_command(plan, output_dir)[:-1], *extra_args, str(plan.config.app_entry)]
+    digest = inputs_digest(plan, "nuitka", command)
+    if not force and is_up_to_date(dist, digest) and not dist_problems(plan, dist):
+        print(f"{dist} is up to date (no input changed; pass --force to rebuild)", flush=True)
+        return 0
     ccache = shutil.which("ccache")
     print(f"ccache: {'used, ' + ccache if ccache else 'not found (install it to speed up rebuilds)'}", flush=True)
-    dist = dist_dir(plan, output_dir)
     shutil.rmtree(dist, ignore_errors=True)
     started = time.monotonic()
-    command = [*nuitka_command(plan, output_dir)[:-1], *extra_args, str(plan.config.app_entry)]
     if subprocess.run(command, check=False).returncode != 0:
         return _fail(["Nuitka failed (see its output above)"], "build failed")
     make_data_readable(dist)
     if problems := dist_problems(plan, dist):
         return _fail(problems, "the dist is incomplete")
+    write_stamp(dist, digest)
     size = sum(p.stat().st_size for p in dist.rglob("*") if p.is_file())
     print(f"built {dist} in {time.monotonic() - started:.0f} s, {size / 2**20:.0f} MiB", flush=True)
     return 0

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from build_hooks.pipeline_steps import StepOutcome, result_table
+import shutil
+from pathlib import Path
+
+from build_hooks.pipeline_steps import StepOutcome, artifact_sizes, clean_targets, result_table
+from tests.conftest import REPO_ROOT
 
 STEPS = ["prepare-model", "warm-tiktoken", "build-nuitka"]
 
@@ -17,3 +21,38 @@ def test_result_table_lists_every_step_with_what_happened() -> None:
     assert lines[2].split() == ["prepare-model", "1.2", "s", "ok"]
     assert lines[3].split()[:4] == ["warm-tiktoken", "0.5", "s", "FAILED:"] and "detail" not in table
     assert lines[4].split() == ["build-nuitka", "-", "not", "run"]
+
+
+def _project(tmp_path: Path) -> Path:
+    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def test_clean_removes_builds_and_leftovers_but_keeps_the_profile(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    models = root / "data" / "embedding_models"
+    keep = [models / "local-text-retrieval-v1" / "tokenizer.json", root / "data" / "tiktoken_cache" / "x"]
+    drop = [
+        root / "dist" / "nuitka" / "a",
+        root / "build" / "pyinstaller" / "b",
+        models / ".local-text-retrieval-v1.staging" / "c",
+        models / ".local-text-retrieval-v1.download" / "d",
+        models / "local-text-retrieval-v1" / "onnx" / "half.tmp",
+    ]
+    for path in keep + drop:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    targets = clean_targets(root)
+    assert {t.relative_to(root).parts[:3] for t in targets} >= {("dist",), ("build",)}
+    assert all(not any(k.is_relative_to(t) for k in keep) for t in targets)
+    assert models / ".local-text-retrieval-v1.staging" in targets
+    assert models / "local-text-retrieval-v1" / "onnx" / "half.tmp" in targets
+    assert models / "local-text-retrieval-v1" in clean_targets(root, with_profile=True)
+
+
+def test_artifact_sizes_per_builder(tmp_path: Path) -> None:
+    (tmp_path / "nuitka" / "app.dist").mkdir(parents=True)
+    (tmp_path / "nuitka" / "app.dist" / "bin").write_bytes(b"x" * 10)
+    (tmp_path / "pyinstaller" / "app").mkdir(parents=True)
+    (tmp_path / "pyinstaller" / "app.SHA256SUMS").write_text("not an artifact")
+    assert artifact_sizes(tmp_path) == {"nuitka/app.dist": 10, "pyinstaller/app": 0}
