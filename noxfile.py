@@ -195,3 +195,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    if shutil.which("actionlint", path=str(Path(session.bin))):
+        session.run("actionlint", ".github/workflows/build-desktop.yml")
+    else:
+        session.log("# actionlint has no wheel for this platform; the workflow tests still run in `tests`")

@@ -65,12 +65,12 @@ class Verdict:
         return not self.failures
 
 
-def locate(dist: Path, app_name: str) -> Artifact:
+def locate(dist: Path, app_name: str, platform: str = sys.platform) -> Artifact:
     """Find the data root and executable of a PyInstaller or Nuitka onedir ``dist``."""
     internal = dist / "_internal"
-    data_root = internal if (internal / "data").is_dir() or internal.is_dir() else dist
+    data_root = internal if internal.is_dir() else dist
     builder = "pyinstaller" if data_root == internal else "nuitka"
-    suffix = ".exe" if sys.platform == "win32" else ""
+    suffix = ".exe" if platform == "win32" else ""
     return Artifact(dist, data_root, dist / f"{app_name}{suffix}", builder)
 
 

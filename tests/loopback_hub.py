@@ -118,6 +118,7 @@ class LoopbackHub:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    _logged: tuple[str, float]
     protocol_version = "HTTP/1.1"
     # Headers and body go out in separate writes; without this, Nagle + delayed ACK add 40 ms each.
     disable_nagle_algorithm = True
@@ -138,13 +139,12 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = unquote(url.path)
         fault = hub.take_fault(self.command, path)
+        self._logged = (path, started)
         hub.in_flight.append(f"{self.command} {path}")
         try:
-            status = self._answer(hub, path, parse_qs(url.query), fault, head=head)
+            self._answer(hub, path, parse_qs(url.query), fault, head=head)
         finally:
             hub.in_flight.remove(f"{self.command} {path}")
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        hub.log(LoggedRequest(self.command, path, status, started, headers))
 
     def _answer(
         self, hub: LoopbackHub, path: str, query: dict[str, list[str]], fault: Fault | None, *, head: bool
@@ -246,6 +246,11 @@ class _Handler(BaseHTTPRequestHandler):
         return status
 
     def _send_head(self, status: int, length: int, headers: Mapping[str, str]) -> None:
+        # Logged before the client can see the answer, so a test reading the log right
+        # after a failed call never misses the last request.
+        path, started = self._logged
+        request_headers = {k.lower(): v for k, v in self.headers.items()}
+        self.server.hub.log(LoggedRequest(self.command, path, status, started, request_headers))
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)

@@ -17,7 +17,7 @@ from build_hooks.nuitka_build import dist_problems, make_data_readable, nuitka_c
 from tests.artifacts import PROFILE_ID, Project, run_nuitka, run_offline
 from tests.test_build_pyinstaller import damaged, source_vectors
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a cold Nuitka build alone takes ~5 min
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from tests.artifacts import (
 )
 from tests.conftest import REPO_ROOT, child_env
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a cold Nuitka build alone takes ~5 min
 
 
 @pytest.fixture(scope="module")

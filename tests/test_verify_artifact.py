@@ -20,7 +20,7 @@ from tests.artifacts import ARTIFACT_SPEC, PROFILE_ID, Project, run_offline
 from tests.conftest import REPO_ROOT, child_env
 from tests.fixture_model import fixture_files
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a cold Nuitka build alone takes ~5 min
 O200K_FILE = "fb374d419588a4632f3f557e76b4b70aebbca790"
 
 

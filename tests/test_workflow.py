@@ -1,0 +1,158 @@
+"""The nightly workflow, checked offline: pin source, sessions, matrix, cache keys, permissions."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tomllib
+from collections.abc import Mapping
+from glob import glob
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from build_hooks.verify import locate
+from tests.conftest import REPO_ROOT
+
+WORKFLOW = REPO_ROOT / ".github" / "workflows" / "build-desktop.yml"
+STEP_SESSIONS = ["prepare-model", "warm-tiktoken", "build-nuitka", "build-pyinstaller", "verify-artifact"]
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict[str, Any]:
+    return dict(yaml.safe_load(WORKFLOW.read_text()))
+
+
+def job(workflow: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(workflow["jobs"]["build"])
+
+
+def test_pin_comes_from_pyproject_only() -> None:
+    text = WORKFLOW.read_text()
+    table = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["embedding-pipeline"]
+    assert table["revision"] not in text and table["repo"] not in text, "the pin is written in one place"
+    assert not re.search(r"\b[0-9a-f]{40}\b", text)
+    assert 'tomllib.load(open("pyproject.toml", "rb"))["tool"]["embedding-pipeline"]' in text
+
+
+def test_dispatch_revision_overrides_through_the_environment(workflow: Mapping[str, Any]) -> None:
+    triggers = workflow["on"] if "on" in workflow else workflow[True]  # type: ignore[index]  # YAML 1.1: `on` is true
+    assert "schedule" in triggers and "workflow_dispatch" in triggers
+    assert set(triggers["workflow_dispatch"]["inputs"]) == {"revision", "skip-nuitka"}
+    steps = {s.get("name"): s for s in job(workflow)["steps"]}
+    assert steps["Read the model pin from pyproject.toml"]["env"]["REVISION_OVERRIDE"] == "${{ inputs.revision }}"
+    for name in ("prepare-model", "build-nuitka", "build-pyinstaller", "verify-artifact"):
+        assert steps[name]["env"]["EMBEDDING_MODEL_REVISION"] == "${{ steps.pin.outputs.revision }}"
+    assert steps["build-nuitka"]["if"] == "${{ !inputs.skip-nuitka }}"
+
+
+def test_every_step_is_its_own_existing_nox_session(workflow: Mapping[str, Any]) -> None:
+    import nox.registry
+
+    import noxfile  # registers the sessions with nox
+
+    sessions = set(nox.registry.get())
+    runs = [s["run"] for s in job(workflow)["steps"] if "nox -s" in s.get("run", "")]
+    called = [re.fullmatch(r"nox -s ([\w-]+)", run.strip())[1] for run in runs]  # type: ignore[index]
+    assert called == STEP_SESSIONS, "one step per session, in pipeline order"
+    assert set(called) <= sessions
+    assert set(noxfile.STEPS) == set(STEP_SESSIONS)
+
+
+def test_matrix_covers_windows_macos_both_archs_and_linux(workflow: Mapping[str, Any]) -> None:
+    runners = job(workflow)["strategy"]["matrix"]["os"]
+    assert {"ubuntu-latest", "windows-latest", "macos-latest", "macos-15-intel"} <= set(runners)
+    assert job(workflow)["strategy"]["fail-fast"] is False
+
+
+def test_permissions_are_least_privilege(workflow: Mapping[str, Any]) -> None:
+    assert workflow["permissions"] == {"contents": "read"}
+    assert job(workflow)["permissions"] == {"contents": "read", "id-token": "write", "attestations": "write"}
+    checkout = job(workflow)["steps"][0]
+    assert checkout["with"]["persist-credentials"] is False
+
+
+def test_python_is_pinned_and_outputs_are_uploaded_attested_and_described(workflow: Mapping[str, Any]) -> None:
+    assert re.fullmatch(r"3\.11\.\d+", workflow["env"]["PYTHON_VERSION"])
+    uses = [s.get("uses", "") for s in job(workflow)["steps"]]
+    assert any(u.startswith("actions/attest-build-provenance@") for u in uses)
+    upload = next(s for s in job(workflow)["steps"] if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert "dist/nuitka/" in upload["with"]["path"] and "dist/pyinstaller/" in upload["with"]["path"]
+    assert upload["if"] == "always()", "reports of a failed verify are uploaded too"
+    sbom = next(s for s in job(workflow)["steps"] if "SBOM" in s.get("name", ""))
+    assert "cyclonedx-py environment" in sbom["run"]
+
+
+# -- the model cache key ------------------------------------------------------
+
+
+def render(template: str, outputs: Mapping[str, str], root: Path) -> str:
+    """Evaluate the parts of a GitHub expression the cache key uses."""
+
+    def hash_files(patterns: str) -> str:
+        # glob.glob, not Path.glob: like hashFiles, its `**` matches files too.
+        found = {f for p in re.findall(r"'([^']+)'", patterns) for f in glob(str(root / p), recursive=True)}  # noqa: PTH207
+        files = sorted(Path(f) for f in found if Path(f).is_file())
+        assert files, f"hashFiles({patterns}) matches nothing"
+        return hashlib.sha256(b"".join(hashlib.sha256(f.read_bytes()).digest() for f in files)).hexdigest()
+
+    def expression(match: re.Match[str]) -> str:
+        expr = match[1].strip()
+        if expr == "runner.os":
+            return "Linux"
+        if expr.startswith("steps.pin.outputs."):
+            return outputs[expr.removeprefix("steps.pin.outputs.")]
+        if call := re.fullmatch(r"hashFiles\((.*)\)", expr):
+            return hash_files(call[1])
+        raise AssertionError(f"unexpected expression {expr}")
+
+    return re.sub(r"\$\{\{(.*?)\}\}", expression, template)
+
+
+def model_cache_key(workflow: Mapping[str, Any]) -> str:
+    step = next(s for s in job(workflow)["steps"] if s.get("name") == "Cache the prepared model profile")
+    return str(step["with"]["key"])
+
+
+def test_model_cache_key_changes_with_the_pin_and_the_prepare_code(workflow: Mapping[str, Any], tmp_path: Path) -> None:
+    key = model_cache_key(workflow)
+    pin = {"repo": "a/b", "revision": "1" * 40, "variants": "both", "profile-id": "p"}
+    base = render(key, pin, REPO_ROOT)
+    assert render(key, pin, REPO_ROOT) == base
+    assert render(key, {**pin, "revision": "2" * 40}, REPO_ROOT) != base
+    assert render(key, {**pin, "repo": "a/c"}, REPO_ROOT) != base
+    assert render(key, {**pin, "variants": "int8"}, REPO_ROOT) != base
+
+    copy = tmp_path / "repo"
+    for folder in ("build_hooks", "embedding_runtime"):
+        shutil.copytree(REPO_ROOT / folder, copy / folder)
+    assert render(key, pin, copy) == base
+    prepare = copy / "build_hooks" / "model_profile" / "prepare.py"
+    prepare.write_text(prepare.read_text() + "\n# a change to the prepare code\n")
+    assert render(key, pin, copy) != base
+
+
+# -- platform branches the matrix hits ----------------------------------------
+
+
+def test_windows_artifacts_are_found_by_their_exe(tmp_path: Path) -> None:
+    (tmp_path / "local-notes" / "_internal").mkdir(parents=True)
+    pyinstaller = locate(tmp_path / "local-notes", "local-notes", platform="win32")
+    assert pyinstaller.executable.name == "local-notes.exe" and pyinstaller.builder == "pyinstaller"
+    assert pyinstaller.data_root == tmp_path / "local-notes" / "_internal"
+    (tmp_path / "local-notes.dist").mkdir()
+    nuitka = locate(tmp_path / "local-notes.dist", "local-notes", platform="win32")
+    assert nuitka.executable == tmp_path / "local-notes.dist" / "local-notes.exe"
+    assert nuitka.builder == "nuitka" and nuitka.data_root == tmp_path / "local-notes.dist"
+    assert locate(tmp_path / "local-notes.dist", "local-notes", platform="darwin").executable.name == "local-notes"
+
+
+def test_marker_paths_are_posix_on_every_platform(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+    from embedding_runtime.layout import read_marker
+    from tests.runtime_fixtures import write_profile
+
+    marker = read_marker(write_profile(tmp_path, repo_files_a))
+    assert marker is not None and all("\\" not in name for name in marker.files)
