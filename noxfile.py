@@ -17,7 +17,8 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 
 import nox
@@ -48,13 +49,14 @@ def install_groups(session: nox.Session, *groups: str) -> None:
         session.install("-e", ".", *(f"--group={group}" for group in groups))
 
 
-def log_versions(session: nox.Session, *modules: str) -> None:
+def log_versions(session: nox.Session, *distributions: str) -> None:
     session.log("# Tool versions")
     if session.venv_backend == "uv":
         session.run("uv", "--version", external=True, silent=False)
     session.run("python", "--version")
-    for module in modules:
-        session.run("python", "-c", f"import {module}; print('{module}', {module}.__version__)", silent=False)
+    # Distribution metadata, not module attributes: nuitka has no __version__.
+    code = "import importlib.metadata as m, sys; [print(d, m.version(d)) for d in sys.argv[1:]]"
+    session.run("python", "-c", code, *distributions, silent=False)
 
 
 # ----------------------------------------------------------------------------
@@ -85,7 +87,7 @@ def build_nuitka(session: nox.Session) -> None:
 def build_pyinstaller(session: nox.Session) -> None:
     install_groups(session, "build")
     _preflight(session)
-    log_versions(session, "PyInstaller", "onnxruntime")
+    log_versions(session, "pyinstaller", "onnxruntime")
     session.log("# Build the PyInstaller onedir artifact (skipped when no input changed; -- --force)")
     session.run("python", "-m", "build_hooks.pyinstaller_build", "dist/pyinstaller", *session.posargs)
 
@@ -117,19 +119,24 @@ def nightly(session: nox.Session) -> None:
             "EMBEDDING_MODEL_REVISION or EMBEDDING_MODEL_ENDPOINTS, or run the steps one by one"
         )
     install_groups(session, "build")
+    run_steps(session, "nightly", {name: partial(step, session) for name, step in STEPS.items()}, ROOT / "dist")
+
+
+def run_steps(session: nox.Session, what: str, steps: Mapping[str, Callable[[], object]], dist: Path) -> None:
+    """Run ``steps`` in order, stop at the first failure, always log the result table."""
     outcomes: list[StepOutcome] = []
-    for name, step in STEPS.items():
+    for name, step in steps.items():
         session.log(f"# Step {name}")
         started = time.monotonic()
         try:
-            step(session)
+            step()
         except Exception as err:  # nox raises its own types for failed commands and session.error
             outcomes.append(StepOutcome(name, time.monotonic() - started, f"FAILED: {err}"))
             break
         outcomes.append(StepOutcome(name, time.monotonic() - started, "ok"))
-    session.log("\n" + result_table(outcomes, list(STEPS), artifact_sizes(ROOT / "dist")))
+    session.log("\n" + result_table(outcomes, list(steps), artifact_sizes(dist)))
     if any(o.result != "ok" for o in outcomes):
-        session.error(f"nightly failed at step {outcomes[-1].step}")
+        session.error(f"{what} failed at step {outcomes[-1].step}")
 
 
 def _preflight(session: nox.Session) -> None:
@@ -145,27 +152,20 @@ def demo(session: nox.Session) -> None:
     session.log(f"# Generate a demo project in {project} (its own pin, model source and tiktoken file)")
     session.run("python", "-m", "tests.demo_project", str(project))
     source, tiktoken_file = project / "model-source", project / "o200k_base.tiktoken.gz"
+    scripts = ROOT / "scripts"
     step_args = {
-        "prepare-model": ["scripts/prepare_embedding_model.py", "--source", str(source)],
-        "warm-tiktoken": ["scripts/warm_tiktoken.py", "--from-file", f"o200k_base={tiktoken_file}"],
+        "prepare-model": [str(scripts / "prepare_embedding_model.py"), "--source", str(source)],
+        "warm-tiktoken": [str(scripts / "warm_tiktoken.py"), "--from-file", f"o200k_base={tiktoken_file}"],
         "build-nuitka": ["-m", "build_hooks.nuitka_build", "dist/nuitka"],
         "build-pyinstaller": ["-m", "build_hooks.pyinstaller_build", "dist/pyinstaller"],
-        "verify-artifact": ["scripts/verify_artifact.py"],
-    }  # fmt: skip
-    outcomes: list[StepOutcome] = []
+        "verify-artifact": [str(scripts / "verify_artifact.py")],
+    }
     with session.chdir(project):
-        for name, args in step_args.items():
-            script = [str(ROOT / a) if a.startswith("scripts/") else a for a in args]
-            started = time.monotonic()
-            try:
-                session.run("python", *script, env={"PYTHONPATH": str(ROOT)})
-            except Exception as err:  # nox raises its own type for a failed command
-                outcomes.append(StepOutcome(name, time.monotonic() - started, f"FAILED: {err}"))
-                break
-            outcomes.append(StepOutcome(name, time.monotonic() - started, "ok"))
-    session.log("\n" + result_table(outcomes, list(step_args), artifact_sizes(project / "dist")))
-    if any(o.result != "ok" for o in outcomes):
-        session.error(f"demo failed at step {outcomes[-1].step}")
+        steps = {
+            name: partial(session.run, "python", *args, env={"PYTHONPATH": str(ROOT)})
+            for name, args in step_args.items()
+        }
+        run_steps(session, "demo", steps, project / "dist")
 
 
 @nox.session(python=False)
@@ -185,7 +185,7 @@ def clean(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite; loopback-only networking is enforced by pytest's configuration."""
     install_groups(session, "test")
-    log_versions(session, "huggingface_hub", "onnxruntime", "tokenizers")
+    log_versions(session, "huggingface-hub", "onnxruntime", "tokenizers")
     session.run("python", "-m", "pytest", *session.posargs)
 
 

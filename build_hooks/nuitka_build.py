@@ -108,7 +108,7 @@ def build(output_dir: Path, extra_args: Sequence[str] = ()) -> int:
     force = "--force" in extra_args
     extra_args = [a for a in extra_args if a != "--force"]
     command = [*nuitka_command(plan, output_dir)[:-1], *extra_args, str(plan.config.app_entry)]
-    digest = inputs_digest(plan, "nuitka", command)
+    digest = inputs_digest(plan, "nuitka", command[1:])  # not the interpreter path: venvs differ
     if not force and is_up_to_date(dist, digest) and not dist_problems(plan, dist):
         print(f"{dist} is up to date (no input changed; pass --force to rebuild)", flush=True)
         return 0

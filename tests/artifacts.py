@@ -9,6 +9,7 @@ runtime are this repository's own.
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 import subprocess
 import sys
@@ -141,6 +142,17 @@ def run_offline(executable: Path, args: list[str], home: Path) -> subprocess.Com
     else:
         env["LOCAL_NOTES_FORBID_NETWORK"] = "1"  # the launcher's audit hook then fails any connect
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def self_check_elsewhere(dist: Path, elsewhere: Path, home: Path) -> dict[str, object]:
+    """Copy the artifact ``dist`` to ``elsewhere`` and run its self-check there, offline."""
+    moved = elsewhere / dist.name
+    shutil.copytree(dist, moved, symlinks=True)
+    result = run_offline(moved / APP_NAME, ["--self-check"], home)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = dict(json.loads(result.stdout))
+    report["_moved_to"] = str(moved)
+    return report
 
 
 def gunzipped_o200k() -> bytes:

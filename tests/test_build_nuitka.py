@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
@@ -14,7 +13,7 @@ import pytest
 from build_hooks.bundle import plan_for
 from build_hooks.config import load_config
 from build_hooks.nuitka_build import dist_problems, make_data_readable, nuitka_command
-from tests.artifacts import PROFILE_ID, Project, run_nuitka, run_offline
+from tests.artifacts import PROFILE_ID, Project, run_nuitka, self_check_elsewhere
 from tests.test_build_pyinstaller import damaged, source_vectors
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a cold Nuitka build alone takes ~5 min
@@ -22,13 +21,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a cold Nuitka buil
 
 @pytest.fixture(scope="module")
 def self_check(nuitka_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    moved = tmp_path_factory.mktemp("elsewhere") / "local-notes.dist"
-    shutil.copytree(nuitka_artifact, moved, symlinks=True)
-    result = run_offline(moved / "local-notes", ["--self-check"], tmp_path_factory.mktemp("home"))
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    report = dict(json.loads(result.stdout))
-    report["_moved_to"] = str(moved)
-    return report
+    """The artifact copied elsewhere and run with only PATH, an empty HOME and no network."""
+    return self_check_elsewhere(nuitka_artifact, tmp_path_factory.mktemp("elsewhere"), tmp_path_factory.mktemp("home"))
 
 
 def test_nuitka_artifact_runs_offline_from_its_bundle(self_check: dict[str, object]) -> None:

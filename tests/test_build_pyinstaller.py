@@ -24,6 +24,7 @@ from tests.artifacts import (
     gunzipped_o200k,
     run_offline,
     run_pyinstaller,
+    self_check_elsewhere,
 )
 from tests.conftest import REPO_ROOT, child_env
 
@@ -33,13 +34,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a cold Nuitka buil
 @pytest.fixture(scope="module")
 def self_check(pyinstaller_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """The artifact copied elsewhere and run with only PATH, an empty HOME and no network."""
-    moved = tmp_path_factory.mktemp("elsewhere") / "local-notes"
-    shutil.copytree(pyinstaller_artifact, moved, symlinks=True)
-    result = run_offline(moved / "local-notes", ["--self-check"], tmp_path_factory.mktemp("home"))
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    report = json.loads(result.stdout)
-    report["_moved_to"] = str(moved)
-    return dict(report)
+    return self_check_elsewhere(
+        pyinstaller_artifact, tmp_path_factory.mktemp("elsewhere"), tmp_path_factory.mktemp("home")
+    )
 
 
 def source_vectors(project: Project, variant: str) -> np.ndarray:
