@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -279,6 +280,10 @@ def test_close_waits_for_calls_in_flight(model_root: Path) -> None:
     worker = threading.Thread(target=long_call)
     worker.start()
     started.wait(5)
+    deadline = time.monotonic() + 5
+    while service._in_flight == 0 and time.monotonic() < deadline:  # the call must be in flight before close()
+        time.sleep(0.001)
+    assert service._in_flight == 1
     service.close()
     assert finished.is_set(), "close() returned while a call was still running"
     worker.join()
