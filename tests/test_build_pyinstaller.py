@@ -13,18 +13,17 @@ import pytest
 
 from build_hooks.bundle import plan_for, preflight_problems
 from build_hooks.config import load_config
-from embedding_runtime import EmbeddingService, ModelRoot
-from embedding_runtime.self_check import SELF_CHECK_TEXTS
 from tests.artifacts import (
     ARTIFACT_REPO,
     ARTIFACT_REVISION,
     PROFILE_ID,
     Project,
     copy_project,
-    gunzipped_o200k,
+    damaged,
     run_offline,
     run_pyinstaller,
     self_check_elsewhere,
+    source_vectors,
 )
 from tests.conftest import REPO_ROOT, child_env
 
@@ -37,12 +36,6 @@ def self_check(pyinstaller_artifact: Path, tmp_path_factory: pytest.TempPathFact
     return self_check_elsewhere(
         pyinstaller_artifact, tmp_path_factory.mktemp("elsewhere"), tmp_path_factory.mktemp("home")
     )
-
-
-def source_vectors(project: Project, variant: str) -> np.ndarray:
-    env = {"EMBEDDING_RUNTIME_VARIANT": variant}
-    service = EmbeddingService(PROFILE_ID, roots=[ModelRoot(project.models, "source")], env=env)
-    return service.embed_documents(list(SELF_CHECK_TEXTS))
 
 
 def test_artifact_uses_its_bundled_profile(self_check: dict[str, object]) -> None:
@@ -104,28 +97,6 @@ def test_only_the_profile_is_bundled_not_the_prepare_working_files(pyinstaller_a
 
 
 # -- refusals -----------------------------------------------------------------
-
-
-def damaged(artifact_project: Project, tmp_path: Path, damage: str) -> Project:
-    project = copy_project(artifact_project, tmp_path / "project")
-    if damage == "missing sidecar":
-        (project.profile / "onnx" / "model_quantized.onnx_data").unlink()
-    elif damage == "empty profile":
-        shutil.rmtree(project.profile)
-        project.profile.mkdir()
-    elif damage == "flipped byte":
-        target = project.profile / "onnx" / "model.onnx_data"
-        data = bytearray(target.read_bytes())
-        data[1000] ^= 0xFF
-        target.write_bytes(bytes(data))
-    elif damage == "tiktoken missing":
-        shutil.rmtree(project.tiktoken_cache)
-    elif damage == "tiktoken tampered":
-        (project.tiktoken_cache / "fb374d419588a4632f3f557e76b4b70aebbca790").write_bytes(gunzipped_o200k()[:-1] + b"x")
-    elif damage == "other pin":
-        text = (project.root / "pyproject.toml").read_text().replace(ARTIFACT_REVISION, "d" * 40)
-        (project.root / "pyproject.toml").write_text(text)
-    return project
 
 
 @pytest.mark.parametrize(
