@@ -78,7 +78,6 @@ def warm_tiktoken(session: nox.Session) -> None:
 
 def build_nuitka(session: nox.Session) -> None:
     install_groups(session, "build")
-    _preflight(session)
     log_versions(session, "nuitka", "onnxruntime")
     session.log("# Build the Nuitka standalone artifact (checks every data file arrived)")
     session.run("python", "-m", "build_hooks.nuitka_build", "dist/nuitka", *session.posargs)
@@ -86,7 +85,6 @@ def build_nuitka(session: nox.Session) -> None:
 
 def build_pyinstaller(session: nox.Session) -> None:
     install_groups(session, "build")
-    _preflight(session)
     log_versions(session, "pyinstaller", "onnxruntime")
     session.log("# Build the PyInstaller onedir artifact (skipped when no input changed; -- --force)")
     session.run("python", "-m", "build_hooks.pyinstaller_build", "dist/pyinstaller", *session.posargs)
@@ -137,11 +135,6 @@ def run_steps(session: nox.Session, what: str, steps: Mapping[str, Callable[[], 
     session.log("\n" + result_table(outcomes, list(steps), artifact_sizes(dist)))
     if any(o.result != "ok" for o in outcomes):
         session.error(f"{what} failed at step {outcomes[-1].step}")
-
-
-def _preflight(session: nox.Session) -> None:
-    """Refuse before any expensive work; each ERROR line names the step that fixes it."""
-    session.run("python", "-m", "build_hooks.bundle")
 
 
 @nox.session(python=PYTHON)

@@ -21,7 +21,7 @@ from typing import Any
 
 from embedding_runtime import EmbeddingsDisabledError, EmbeddingService, __version__, pack_vector, unpack_vector
 from embedding_runtime.layout import VARIANTS
-from embedding_runtime.locations import ModelRoot, ProcessFacts, app_data_dir
+from embedding_runtime.locations import ModelRoot, ProcessFacts, app_data_dir, bundled_data_roots
 from embedding_runtime.self_check import SELF_CHECK_TEXTS
 from embedding_runtime.tiktoken_cache import cache_report, use_bundled_tiktoken_cache
 
@@ -34,7 +34,7 @@ _PROCESSES: list[str] = []
 _PROCESS_EVENTS = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.fork", "os.spawn")
 
 
-def _record_connections(event: str, args: tuple[Any, ...]) -> None:
+def _audit(event: str, args: tuple[Any, ...]) -> None:
     # The self-check reports every connection attempted (an offline app makes none) and
     # every process started (it starts none).
     if event in _PROCESS_EVENTS:
@@ -47,9 +47,7 @@ def _record_connections(event: str, args: tuple[Any, ...]) -> None:
 
 def build_info() -> dict[str, Any]:
     """What the build recorded (artifact), or the project's configuration (source run)."""
-    facts = ProcessFacts.current()
-    roots = [r for r in (facts.meipass, facts.executable.parent if facts.frozen else None) if r is not None]
-    for root in roots:
+    for root in bundled_data_roots():
         info = root / "data" / "build-info.json"
         if info.is_file():
             return dict(json.loads(info.read_text(encoding="utf-8")))
@@ -168,7 +166,7 @@ def search(info: dict[str, Any], query: str, k: int) -> list[tuple[float, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.addaudithook(_record_connections)
+    sys.addaudithook(_audit)
     parser = argparse.ArgumentParser(prog="launcher", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--self-check", action="store_true", help="print the self-check JSON and exit")
     commands = parser.add_subparsers(dest="command")

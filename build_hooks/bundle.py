@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,19 +179,3 @@ def _import_problem(package: str) -> str | None:
     except Exception as err:  # an import failing in any way means it cannot be collected
         return f"{type(err).__name__}: {err}"
     return None
-
-
-def main() -> int:
-    """``python -m build_hooks.bundle``: print every preflight problem; exit 1 if any."""
-    from build_hooks.config import load_config
-
-    problems = preflight_problems(plan_for(load_config()))
-    for problem in problems:
-        print(f"ERROR: {problem}", file=sys.stderr)
-    if not problems:
-        print("build inputs ready: model profile and tiktoken cache verified")
-    return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

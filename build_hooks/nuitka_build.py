@@ -8,8 +8,6 @@ a file that did not arrive fails the build by name.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +18,7 @@ from pathlib import Path
 from build_hooks.build_stamp import inputs_digest, is_up_to_date, write_stamp
 from build_hooks.bundle import EXCLUDED_MODULES, BundlePlan, plan_for, preflight_problems, write_generated_files
 from build_hooks.config import load_config
+from build_hooks.hashing import sha256_file
 from embedding_runtime.layout import MARKER_NAME, read_marker
 from embedding_runtime.tiktoken_cache import MANIFEST_NAME, read_manifest
 
@@ -109,7 +108,7 @@ def build(output_dir: Path, extra_args: Sequence[str] = ()) -> int:
     extra_args = [a for a in extra_args if a != "--force"]
     command = [*nuitka_command(plan, output_dir)[:-1], *extra_args, str(plan.config.app_entry)]
     digest = inputs_digest(plan, "nuitka", command[1:])  # not the interpreter path: venvs differ
-    if not force and is_up_to_date(dist, digest) and not dist_problems(plan, dist):
+    if not force and is_up_to_date(dist, digest):  # verify-artifact re-checks the dist's bytes
         print(f"{dist} is up to date (no input changed; pass --force to rebuild)", flush=True)
         return 0
     ccache = shutil.which("ccache")
@@ -139,8 +138,7 @@ def _os_family(platform: str) -> str:
 
 
 def _size_and_hash(path: Path) -> tuple[int, str]:
-    with path.open("rb") as fh:
-        return os.fstat(fh.fileno()).st_size, hashlib.file_digest(fh, "sha256").hexdigest()
+    return path.stat().st_size, sha256_file(path)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ Every failure is collected, never just the first.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from build_hooks.bundle import BundlePlan
+from build_hooks.hashing import sha256_file
 from embedding_runtime import EmbeddingService, ModelRoot
 from embedding_runtime.cpu import detect
 from embedding_runtime.layout import MARKER_NAME, VARIANT_FILES, read_marker
@@ -100,7 +100,7 @@ def write_outputs(verdict: Verdict, out_dir: Path) -> tuple[Path, Path]:
     """The JSON report and SHA256SUMS of one artifact, beside it (never inside it)."""
     dist = verdict.artifact.dist
     sums = out_dir / f"{dist.name}.SHA256SUMS"
-    lines = [f"{_sha256(p)}  {p.relative_to(dist).as_posix()}" for p in sorted(dist.rglob("*")) if p.is_file()]
+    lines = [f"{sha256_file(p)}  {p.relative_to(dist).as_posix()}" for p in sorted(dist.rglob("*")) if p.is_file()]
     sums.write_text("\n".join(lines) + "\n", encoding="utf-8")
     report = out_dir / f"{dist.name}.verify.json"
     payload = {
@@ -161,7 +161,7 @@ def _model_problems(artifact: Artifact, plan: BundlePlan) -> list[str]:
                 problems.append(f"{name} is empty")
             elif size != pinned.size:
                 problems.append(f"{name} has {size} bytes, the prepared profile has {pinned.size}")
-            elif (digest := _sha256(path)) != pinned.sha256:
+            elif (digest := sha256_file(path)) != pinned.sha256:
                 problems.append(f"{name} sha256 {digest[:16]}… differs from the prepared {pinned.sha256[:16]}…")
     return problems
 
@@ -180,7 +180,7 @@ def _tiktoken_problems(artifact: Artifact, plan: BundlePlan) -> list[str]:
             path = folder / blob.file
             if not path.is_file():
                 problems.append(f"{encoding}: {blob.file} is missing")
-            elif _sha256(path) != blob.sha256:
+            elif sha256_file(path) != blob.sha256:
                 problems.append(f"{encoding}: {blob.file} does not match its manifest sha256")
     return problems
 
@@ -199,24 +199,25 @@ def _runtime_problems(artifact: Artifact) -> list[str]:
 # -- the self-check -------------------------------------------------------------
 
 
+def run_offline(executable: Path, args: Sequence[str], home: Path) -> subprocess.CompletedProcess[str]:
+    """Run a frozen binary with only PATH, ``home`` as every app-data root, and no network."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
+    if sys.platform == "win32":
+        app_data = {"LOCALAPPDATA": str(home), "APPDATA": str(home), "USERPROFILE": str(home)}
+        env |= {**app_data, "SYSTEMROOT": os.environ.get("SYSTEMROOT", "")}
+    command = [str(executable), *args]
+    if _unshare_works():
+        command = ["unshare", "-n", *command]
+    else:
+        env["LOCAL_NOTES_FORBID_NETWORK"] = "1"  # the launcher's audit hook then fails every connect
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=SELF_CHECK_TIMEOUT)
+
+
 def run_self_check(artifact: Artifact) -> tuple[int, str, str, float]:
-    """Run ``--self-check`` with only PATH, an empty HOME, and the network cut."""
+    """Run ``--self-check`` offline with an empty HOME, so no user override can leak in."""
     with tempfile.TemporaryDirectory(prefix="verify-home-") as home:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home}
-        if sys.platform == "win32":
-            env |= {
-                "LOCALAPPDATA": home,
-                "APPDATA": home,
-                "USERPROFILE": home,
-                "SYSTEMROOT": os.environ.get("SYSTEMROOT", ""),
-            }
-        command = [str(artifact.executable), "--self-check"]
-        if _unshare_works():
-            command = ["unshare", "-n", *command]
-        else:
-            env["LOCAL_NOTES_FORBID_NETWORK"] = "1"  # the launcher's audit hook fails every connect
         started = time.monotonic()
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=SELF_CHECK_TIMEOUT)
+        result = run_offline(artifact.executable, ["--self-check"], Path(home))
         return result.returncode, result.stdout, result.stderr, time.monotonic() - started
 
 
@@ -327,11 +328,6 @@ def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _variants(plan: BundlePlan) -> str:
     return f"ok ({'+'.join(plan.variants)})"
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _unshare_works() -> bool:

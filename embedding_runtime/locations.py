@@ -72,16 +72,24 @@ def override_root(app_name: str, facts: ProcessFacts) -> Path:
     return app_data_dir(app_name, facts) / MODELS_FOLDER
 
 
+def bundled_data_roots(facts: ProcessFacts | None = None) -> list[Path]:
+    """The folders holding a frozen app's ``data/``, in order (none for source runs)."""
+    facts = facts or ProcessFacts.current()
+    roots = []
+    if facts.meipass is not None:
+        # PyInstaller >= 6 onedir: data sits under _internal/, which is what _MEIPASS names.
+        roots.append(facts.meipass)
+    if facts.frozen:
+        # Nuitka standalone (and older PyInstaller layouts): data beside the executable.
+        roots.append(facts.executable.parent)
+    return roots
+
+
 def model_roots(app_name: str, facts: ProcessFacts | None = None) -> list[ModelRoot]:
     """Every root in the order they are tried: override, bundled roots, the source tree."""
     facts = facts or ProcessFacts.current()
     roots = [ModelRoot(override_root(app_name, facts), "override")]
-    if facts.meipass is not None:
-        # PyInstaller >= 6 onedir: data sits under _internal/, which is what _MEIPASS names.
-        roots.append(ModelRoot(facts.meipass / "data" / MODELS_FOLDER, "bundled"))
-    if facts.frozen:
-        # Nuitka standalone (and older PyInstaller layouts): data beside the executable.
-        roots.append(ModelRoot(facts.executable.parent / "data" / MODELS_FOLDER, "bundled"))
+    roots += [ModelRoot(root / "data" / MODELS_FOLDER, "bundled") for root in bundled_data_roots(facts)]
     roots.append(ModelRoot(SOURCE_TREE_ROOT / "data" / MODELS_FOLDER, "source"))
     unique: dict[Path, ModelRoot] = {}
     for root in roots:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embedding_runtime.locations import SOURCE_TREE_ROOT, ProcessFacts
+from embedding_runtime.locations import SOURCE_TREE_ROOT, ProcessFacts, bundled_data_roots
 
 CACHE_ENV = "TIKTOKEN_CACHE_DIR"
 CACHE_FOLDER = "tiktoken_cache"
@@ -37,11 +37,8 @@ class CachedBlob:
 def bundled_cache_dir(facts: ProcessFacts | None = None, source_root: Path = SOURCE_TREE_ROOT) -> Path | None:
     """The cache shipped inside a frozen or compiled app; for source runs the
     project's warmed cache when there is one (``None`` otherwise)."""
-    facts = facts or ProcessFacts.current()
-    if facts.meipass is not None:
-        return facts.meipass / "data" / CACHE_FOLDER
-    if facts.frozen:
-        return facts.executable.parent / "data" / CACHE_FOLDER
+    if bundled := bundled_data_roots(facts):
+        return bundled[0] / "data" / CACHE_FOLDER
     source_cache = source_root / "data" / CACHE_FOLDER
     return source_cache if (source_cache / MANIFEST_NAME).is_file() else None
 

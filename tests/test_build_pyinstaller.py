@@ -13,6 +13,7 @@ import pytest
 
 from build_hooks.bundle import plan_for, preflight_problems
 from build_hooks.config import load_config
+from build_hooks.verify import run_offline
 from tests.artifacts import (
     ARTIFACT_REPO,
     ARTIFACT_REVISION,
@@ -20,7 +21,6 @@ from tests.artifacts import (
     Project,
     copy_project,
     damaged,
-    run_offline,
     run_pyinstaller,
     self_check_elsewhere,
     source_vectors,

@@ -14,9 +14,9 @@ import pytest
 
 from build_hooks.bundle import BundlePlan, plan_for
 from build_hooks.config import load_config
-from build_hooks.verify import locate, verify
+from build_hooks.verify import locate, run_offline, verify
 from embedding_runtime.layout import MARKER_NAME
-from tests.artifacts import ARTIFACT_SPEC, PROFILE_ID, Project, run_offline
+from tests.artifacts import ARTIFACT_SPEC, PROFILE_ID, Project
 from tests.conftest import REPO_ROOT, child_env
 from tests.fixture_model import fixture_files
 
