@@ -11,8 +11,14 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from build_hooks.config import DEFAULT_INT8_MIN_COSINE
 from embedding_runtime.layout import MARKER_NAME, files_for_variants
 from embedding_runtime.profiles import ProfileContract
+
+# int8 kernels differ by CPU (VNNI, AVX2-only u8s8 with saturation, AVX-512, ARM64 dot product),
+# so int8 figures do too: the fixture's min cosine to fp32 was above 0.99 with VNNI and 0.981
+# on an AVX2-only EPYC. Tests hold it to verify's floor plus a margin, which every CPU clears.
+INT8_AGREEMENT_FLOOR = DEFAULT_INT8_MIN_COSINE + 0.10
 
 FIXTURE_PROFILE = ProfileContract(
     profile_id="fixture-v1",

@@ -30,7 +30,13 @@ from embedding_runtime.profiles import ProfileContract, get_profile, register_pr
 from embedding_runtime.service import default_threads, token_budget_batches
 from embedding_runtime.vectors import model_id
 from tests.conftest import REPO_ROOT, child_env
-from tests.runtime_fixtures import FIXTURE_PROFILE, normalized, reference_hidden, write_profile
+from tests.runtime_fixtures import (
+    FIXTURE_PROFILE,
+    INT8_AGREEMENT_FLOOR,
+    normalized,
+    reference_hidden,
+    write_profile,
+)
 
 VNNI = CpuFacts("x86_64", frozenset({"AVX2", "AVX512VNNI"}), "GenuineIntel", 6, 106, "Xeon")
 OLD_X86 = CpuFacts("x86_64", frozenset({"AVX"}), "GenuineIntel", 6, 42, "Core i7-2600")
@@ -57,7 +63,7 @@ def service_for(
 
 def fp32_service(root: Path, contract: ProfileContract = FIXTURE_PROFILE) -> EmbeddingService:
     """fp32 for exact comparisons: dynamic int8 quantizes activations per batch, so its
-    vectors move slightly with what else is in the batch (cosine > 0.999, not equality)."""
+    vectors move slightly with what else is in the batch, by an amount that depends on the CPU."""
     return service_for(root, contract, EMBEDDING_RUNTIME_VARIANT="fp32")
 
 
@@ -112,14 +118,20 @@ def test_prompts_are_applied(model_root: Path) -> None:
 
 
 def test_batching_keeps_the_callers_order(model_root: Path) -> None:
-    texts = [("word " * n).strip() for n in (40, 1, 17, 3, 60, 9, 2, 33)] * 3
+    # Distinct texts of mixed lengths: a row returned in another text's place must show.
+    words = ("cat", "dog", "bird", "fish", "tree", "river", "music", "book")
+    texts = [" ".join([word] * n + ["note"]) for word, n in zip(words, (40, 1, 17, 3, 60, 9, 2, 33), strict=True)] * 3
     service = fp32_service(model_root)
     together = service.embed_documents(texts)
     one_by_one = np.concatenate([service.embed_documents([t]) for t in texts])
     np.testing.assert_allclose(together, one_by_one, atol=2e-5)
+    # int8 quantizes activations per batch, so batched vectors move a little (how much depends on
+    # the CPU's int8 kernels): each row must still be nearest to its own text, never a neighbour's.
     int8 = service_for(model_root)
-    agreement = (int8.embed_documents(texts) * np.concatenate([int8.embed_documents([t]) for t in texts])).sum(axis=1)
-    assert agreement.min() > 0.999
+    batched, alone = int8.embed_documents(texts), np.concatenate([int8.embed_documents([t]) for t in texts])
+    similarity = batched @ alone.T
+    assert (similarity.argmax(axis=1) % 8 == np.arange(len(texts)) % 8).all(), "rows came back in another order"
+    assert np.diag(similarity).min() >= INT8_AGREEMENT_FLOOR
 
 
 def test_token_budget_batches_sort_and_bound() -> None:
@@ -172,7 +184,7 @@ def test_models_declaring_token_type_ids_are_fed(tmp_path: Path) -> None:
 def test_int8_agrees_with_fp32(model_root: Path) -> None:
     int8 = service_for(model_root).embed_documents(TEXTS)
     fp32 = service_for(model_root, EMBEDDING_RUNTIME_VARIANT="fp32").embed_documents(TEXTS)
-    assert (int8 * fp32).sum(axis=1).min() > 0.99
+    assert (int8 * fp32).sum(axis=1).min() >= INT8_AGREEMENT_FLOOR
 
 
 # -- lifecycle ----------------------------------------------------------------

@@ -63,11 +63,13 @@ def test_nightly_artifacts_pass_with_reports_and_checksums(
     """The last step of the nightly, over both artifacts the earlier steps built."""
     result = run_verify(artifact_project, pyinstaller_artifact, nuitka_artifact, reports=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+    floor = load_config(artifact_project.root / "pyproject.toml").int8_min_cosine
     assert "PASS" in result.stdout and "FAIL" not in result.stdout
     for name in ("local-notes", "local-notes.dist"):
         report = json.loads((tmp_path / f"{name}.verify.json").read_text())
         assert report["verdict"] == "pass" and report["failures"] == []
-        assert report["int8_vs_fp32"]["min_cosine"] > 0.95  # per-channel int8 of the fixture: ~0.99
+        # The floor itself, not this machine's figure: int8 kernels (and so the figure) differ by CPU.
+        assert report["int8_vs_fp32"]["min_cosine"] >= floor
         assert all(c >= 0.9999 for c in report["golden_min_cosine"].values())
         sums = (tmp_path / f"{name}.SHA256SUMS").read_text().splitlines()
         assert any(line.endswith(f"data/embedding_models/{PROFILE_ID}/onnx/model.onnx_data") for line in sums)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import os
 import re
 import shutil
+import subprocess
+import sys
 import tomllib
 from collections.abc import Mapping
 from glob import glob
@@ -156,3 +160,56 @@ def test_marker_paths_are_posix_on_every_platform(tmp_path: Path, repo_files_a: 
 
     marker = read_marker(write_profile(tmp_path, repo_files_a))
     assert marker is not None and all("\\" not in name for name in marker.files)
+
+
+# -- Nuitka's compile cache -----------------------------------------------------
+
+
+def nuitka_cache_step(workflow: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(next(s for s in job(workflow)["steps"] if s.get("name") == "Cache Nuitka's compile cache"))
+
+
+def test_the_cached_folder_is_the_one_the_nuitka_build_sees(workflow: Mapping[str, Any]) -> None:
+    """One variable, set for the whole workflow, names the folder; the cache step saves exactly it
+    and no step or job gives the build another one."""
+    folder = workflow["env"]["NUITKA_CACHE_DIR"]
+    assert folder.startswith("${{ github.workspace }}/"), "inside the workspace on every OS"
+    assert nuitka_cache_step(workflow)["with"]["path"] == "${{ env.NUITKA_CACHE_DIR }}"
+    assert "NUITKA_CACHE_DIR" not in job(workflow).get("env", {})
+    build = next(s for s in job(workflow)["steps"] if s.get("name") == "build-nuitka")
+    assert "NUITKA_CACHE_DIR" not in build.get("env", {}) and "cache" not in build["run"]
+
+
+def test_nuitka_cache_is_saved_after_every_run_and_restored_by_prefix(workflow: Mapping[str, Any]) -> None:
+    cache = nuitka_cache_step(workflow)["with"]
+    key, prefix = cache["key"], cache["restore-keys"]
+    assert key.startswith(prefix), "the restore prefix must match the keys this step saves"
+    assert key.removeprefix(prefix) == "${{ github.run_id }}-${{ github.run_attempt }}", "immutable keys: per run"
+    for part in ("runner.os", "runner.arch", "env.PYTHON_VERSION", "steps.pin.outputs.nuitka-version"):
+        assert part in prefix
+
+
+def test_the_pin_step_reports_the_pin_and_the_locked_nuitka_version(workflow: Mapping[str, Any]) -> None:
+    """Run the pin step's own script, as the runner would, and read its outputs."""
+    step = next(s for s in job(workflow)["steps"] if s.get("id") == "pin")
+    script = re.search(r"<<'PY'[^\n]*\n(.*)\nPY", step["run"], re.DOTALL)
+    assert script is not None
+    result = subprocess.run(
+        [sys.executable, "-"], input=script[1], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "REVISION_OVERRIDE": ""},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    outputs = dict(line.split("=", 1) for line in result.stdout.splitlines())
+    table = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["embedding-pipeline"]
+    assert outputs["revision"] == table["revision"] and outputs["repo"] == table["repo"]
+    assert outputs["nuitka-version"] == importlib.metadata.version("nuitka"), "the key names the Nuitka that builds"
+
+
+def test_nuitka_reads_its_whole_cache_from_that_variable(tmp_path: Path) -> None:
+    """The variable the workflow sets is the one Nuitka really honours, ccache's folder included."""
+    code = "from nuitka.utils.AppDirs import getCacheDir\nprint(getCacheDir('ccache'))\nprint(getCacheDir('downloads'))"
+    env = {**os.environ, "NUITKA_CACHE_DIR": str(tmp_path / "nuitka-cache")}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for line in result.stdout.split():
+        assert Path(line).is_relative_to(tmp_path / "nuitka-cache"), line

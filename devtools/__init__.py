@@ -1,0 +1,1 @@
+"""Development tooling: what tests, benchmarks and the demo share. Never shipped, never a test."""

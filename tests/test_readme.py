@@ -1,0 +1,122 @@
+"""Every command the README shows works on a fresh clone: sessions, scripts, flags and files exist.
+
+The README is what a new user follows; a renamed session or flag must fail
+here before it fails them.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from functools import cache
+
+import pytest
+
+from tests.conftest import REPO_ROOT, child_env
+
+README = REPO_ROOT / "README.md"
+# The script each pipeline session hands its arguments (after `--`) to.
+SESSION_SCRIPTS = {
+    "prepare-model": "scripts/prepare_embedding_model.py",
+    "warm-tiktoken": "scripts/warm_tiktoken.py",
+    "verify-artifact": "scripts/verify_artifact.py",
+}
+
+
+def shell_blocks() -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+
+
+def commands() -> Iterator[list[str]]:
+    """Each simple command of every bash block, as words (comments and `&&` chains split)."""
+    for block in shell_blocks():
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            command: list[str] = []
+            for word in [*words, "&&"]:
+                if word in ("&&", ";"):
+                    if command:
+                        yield command
+                    command = []
+                elif command or not re.fullmatch(r"[A-Z_]+=.*", word):  # leading VAR=value assignments
+                    command.append(word)
+
+
+@cache
+def sessions() -> frozenset[str]:
+    import nox.registry
+
+    import noxfile  # noqa: F401 - registers the sessions
+
+    return frozenset(nox.registry.get())
+
+
+@cache
+def script_flags(script: str) -> frozenset[str]:
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / script), "--help"],
+        cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, f"{script} --help failed: {result.stderr[-500:]}"
+    return frozenset(re.findall(r"(?<![\w-])(--[a-z][\w-]*)", result.stdout))
+
+
+def flags(words: list[str]) -> set[str]:
+    return {word.split("=")[0] for word in words if word.startswith("--")}
+
+
+def check(command: list[str]) -> None:
+    """Assert what ``command`` names exists; an unknown kind of command fails (teach it here)."""
+    if command[:2] == ["uv", "run"]:
+        command = command[2:]
+    name = command[0]
+    if name == "nox":
+        assert command[1] == "-s" and command[2] in sessions(), f"no nox session {command[2]!r}"
+        if "--" in command:
+            rest = command[command.index("--") + 1 :]
+            assert flags(rest) <= script_flags(SESSION_SCRIPTS[command[2]]), command
+    elif name in ("python", "python3.11") and command[1].startswith("scripts/"):
+        assert (REPO_ROOT / command[1]).is_file(), f"{command[1]} does not exist"
+        assert flags(command[2:]) <= script_flags(command[1]), f"unknown flag in {command}"
+    elif name == "pyinstaller":
+        assert (REPO_ROOT / command[1]).is_file(), f"{command[1]} does not exist"
+    elif name in ("python3.11", "python", ".") and ("venv" in command or "pip" in command or name == "."):
+        pass  # the set-up line: checked against .ci/run below
+    else:
+        raise AssertionError(f"the README shows a command this test does not know: {shlex.join(command)}")
+
+
+@pytest.mark.parametrize("command", list(commands()), ids=shlex.join)
+def test_every_command_names_what_exists(command: list[str]) -> None:
+    check(command)
+
+
+def test_every_session_and_script_the_prose_names_exists() -> None:
+    text = README.read_text(encoding="utf-8")
+    named = set(re.findall(r"nox -s ([\w-]+)", text))
+    assert named and named <= sessions(), named - sessions()
+    for script in set(re.findall(r"scripts/\w+\.py", text)):
+        assert (REPO_ROOT / script).is_file(), script
+
+
+def test_ci_runs_the_readme_setup_line_and_test_command() -> None:
+    setup = next(line for block in shell_blocks() for line in block.splitlines() if " -m venv " in line)
+    ci_lines = [line for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines() if line and line[0] != "#"]
+    assert setup in ci_lines, "CI must set up exactly as the README says"
+    readme_test_command = next(c for c in commands() if c[:2] == ["nox", "-s"] and c[2] == "tests")
+    assert ci_lines[-1] == shlex.join(readme_test_command), "CI runs the README's test command, last"
+    assert "apt" not in " ".join(ci_lines), "CI installs nothing with apt"
+
+
+def test_tool_versions_agree_everywhere() -> None:
+    """The README's set-up line, the workflow and the lock pin the same uv and nox."""
+    setup = next(line for block in shell_blocks() for line in block.splitlines() if " -m venv " in line)
+    pins = dict(re.findall(r"(uv|nox)==([\w.]+)", setup))
+    workflow = (REPO_ROOT / ".github" / "workflows" / "build-desktop.yml").read_text()
+    assert f'UV_VERSION: "{pins["uv"]}"' in workflow and f'NOX_VERSION: "{pins["nox"]}"' in workflow
+    test_group = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["dependency-groups"]["test"]
+    assert f"nox=={pins['nox']}" in test_group
