@@ -11,6 +11,7 @@ from the running model's is re-embedded, never compared.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -19,13 +20,31 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from embedding_runtime import EmbeddingsDisabledError, EmbeddingService, __version__, pack_vector, unpack_vector
-from embedding_runtime.layout import VARIANTS
-from embedding_runtime.locations import ModelRoot, ProcessFacts, app_data_dir, bundled_data_roots
-from embedding_runtime.self_check import SELF_CHECK_TEXTS
-from embedding_runtime.tiktoken_cache import cache_report, use_bundled_tiktoken_cache
+from embedding_runtime import (
+    BUILD_INFO_FILE,
+    HTTP_CLIENTS,
+    SELF_CHECK_SCHEMA,
+    SELF_CHECK_TEXTS,
+    STDLIB_ACCELERATORS,
+    VARIANT_ENV,
+    VARIANTS,
+    EmbeddingsDisabledError,
+    EmbeddingService,
+    InvalidTextError,
+    ModelRoot,
+    ProcessFacts,
+    SelfCheckReport,
+    __version__,
+    app_data_dir,
+    bundled_data_roots,
+    cache_report,
+    data_path,
+    pack_vector,
+    read_marker,
+    unpack_vector,
+    use_bundled_tiktoken_cache,
+)
 
-SELF_CHECK_SCHEMA = 1
 # Set to 1 (by tests where `unshare -n` is not permitted) to make every connection attempt fail.
 FORBID_NETWORK_ENV = "LOCAL_NOTES_FORBID_NETWORK"
 _CONNECTIONS: list[str] = []
@@ -48,7 +67,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 def build_info() -> dict[str, Any]:
     """What the build recorded (artifact), or the project's configuration (source run)."""
     for root in bundled_data_roots():
-        info = root / "data" / "build-info.json"
+        info = root / data_path(BUILD_INFO_FILE)
         if info.is_file():
             return dict(json.loads(info.read_text(encoding="utf-8")))
     table = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["tool"][
@@ -63,10 +82,10 @@ def build_info() -> dict[str, Any]:
     }
 
 
-def self_check(info: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+def self_check(info: dict[str, Any]) -> tuple[SelfCheckReport, bool]:
     started = time.perf_counter()
     service = EmbeddingService(info["profile_id"], app_name=info["app_name"])
-    report: dict[str, Any] = {
+    report: SelfCheckReport = {
         "schema": SELF_CHECK_SCHEMA,
         "runtime_version": __version__,
         "builder": info.get("builder"),
@@ -83,17 +102,24 @@ def self_check(info: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     explained = service.explain()
     report["profile"] = explained["profile"]
     resolution = explained["resolution"] or {}
-    report["folder"] = {"path": resolution.get("folder"), "kind": resolution.get("kind")}
+    folder = resolution.get("folder")
+    marker = read_marker(Path(folder)) if folder else None
+    report["folder"] = {
+        "path": folder,
+        "kind": resolution.get("kind"),
+        "profile_id": service.contract.profile_id,
+        "revision": marker.revision if marker else None,
+    }
     report["skipped"] = resolution.get("skipped", [])
     report["variant"] = {"chosen": resolution.get("variant"), "reason": resolution.get("variant_reason")}
     report["cpu"] = explained["cpu"]
-    if service.variant and report["folder"]["path"]:
+    if service.variant and folder:
         # Every other variant in the same folder, so verify can compare int8 with fp32.
-        folder_root = ModelRoot(Path(report["folder"]["path"]).parent, report["folder"]["kind"])
+        folder_root = ModelRoot(Path(folder).parent, resolution["kind"])
         for variant in VARIANTS:
             if variant not in vectors:
                 other = EmbeddingService(
-                    info["profile_id"], roots=[folder_root], env={**os.environ, "EMBEDDING_RUNTIME_VARIANT": variant}
+                    info["profile_id"], roots=[folder_root], env={**os.environ, VARIANT_ENV: variant}
                 )
                 try:
                     vectors[variant] = other.embed_documents(list(SELF_CHECK_TEXTS)).round(6).tolist()
@@ -104,9 +130,17 @@ def self_check(info: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     if not info.get("with_vectors", True):
         report["disabled_reason"] = "built_without_vectors"
     report["token_counts"], report["tiktoken"] = _token_counts(info)
+    report["accelerators"] = {name: importlib.util.find_spec(name) is not None for name in STDLIB_ACCELERATORS}
+    report["http_clients"] = [name for name in HTTP_CLIENTS if importlib.util.find_spec(name) is not None]
     report["network_connections_attempted"] = list(_CONNECTIONS)
     report["processes_started"] = list(_PROCESSES)
-    ok = bool(vectors) and report["tiktoken"]["ok"] and not _CONNECTIONS and not _PROCESSES
+    ok = (
+        bool(vectors)
+        and report["tiktoken"]["ok"]
+        and not _CONNECTIONS
+        and not _PROCESSES
+        and not report["http_clients"]
+    )
     report["ok"] = ok
     return report, ok
 
@@ -166,6 +200,14 @@ def search(info: dict[str, Any], query: str, k: int) -> list[tuple[float, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("ERROR: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     sys.addaudithook(_audit)
     parser = argparse.ArgumentParser(prog="launcher", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--self-check", action="store_true", help="print the self-check JSON and exit")
@@ -191,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
     except EmbeddingsDisabledError as err:
         print(f"ERROR: {err}; run with --self-check for details", file=sys.stderr)
+        return 1
+    except InvalidTextError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the notes file: a read-only or foreign app-data folder
+        print(f"ERROR: cannot use {err.filename}: {err.strerror}; check the folder's permissions", file=sys.stderr)
         return 1
     return 0
 

@@ -27,9 +27,9 @@ import numpy as np
 from huggingface_hub import snapshot_download
 
 from build_hooks.model_profile import HubSource, PrepareRequest, parse_variants, prepare_profile
-from embedding_runtime.layout import files_for_variants
-from tests.fixture_model import FixtureSpec, fixture_files
-from tests.loopback_hub import LoopbackHub, serve_hub
+from devtools.fixture_model import FixtureSpec, fixture_files
+from devtools.loopback_hub import LoopbackHub, serve_hub
+from embedding_runtime import files_for_variants
 
 REPO = "bench/tiny-embedder"
 REVISION = "0123456789abcdef0123456789abcdef01234567"

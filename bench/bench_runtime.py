@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from embedding_runtime import EmbeddingService, ModelRoot, ProfileContract
-from embedding_runtime.service import token_budget_batches
+from embedding_runtime._service import token_budget_batches
 
 NAIVE_BATCH = 32
 PROFILE_ID = "bench-v1"
@@ -38,7 +38,7 @@ PROFILE_ID = "bench-v1"
 
 def corpus(count: int, seed: int = 11) -> list[str]:
     """Mostly short notes, some paragraphs, a few pasted pages: lengths spread over two orders."""
-    from tests.fixture_model import vocabulary
+    from devtools.fixture_model import vocabulary
 
     words = [w for w in vocabulary() if w.isalpha() and len(w) > 1]
     rng = np.random.default_rng(seed)
@@ -103,7 +103,7 @@ def prepare_root(args: argparse.Namespace, tmp: Path) -> Path:
         root.mkdir()
         (root / PROFILE_ID).symlink_to(Path(args.model_dir).resolve())
         return root
-    from tests.fixture_model import FixtureSpec, write_fixture_repo
+    from devtools.fixture_model import FixtureSpec, write_fixture_repo
 
     heads = max(1, args.hidden // 64)
     write_fixture_repo(

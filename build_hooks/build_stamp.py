@@ -15,9 +15,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from build_hooks import fsutil
-from build_hooks.bundle import BundlePlan
-from embedding_runtime.layout import MARKER_NAME
-from embedding_runtime.tiktoken_cache import MANIFEST_NAME
+from build_hooks.bundle import MODEL_NOTICE_FILE, BundlePlan
+from embedding_runtime import BUILD_INFO_FILE, MANIFEST_NAME, MARKER_NAME
 
 _REPO = Path(__file__).resolve().parent.parent
 TOOLS = ("nuitka", "pyinstaller", "pyinstaller-hooks-contrib", "onnxruntime", "tokenizers", "tiktoken", "numpy")
@@ -52,8 +51,9 @@ def _input_files(plan: BundlePlan) -> Iterable[Path]:
     sources = [plan.config.app_entry, _REPO / "specs" / "launcher.spec"]
     for package in ("embedding_runtime", "build_hooks"):
         sources += sorted((_REPO / package).rglob("*.py"))
+    # The records stand for the data they list (hashing a model here would cost a whole read).
     data = [plan.profile_dir / MARKER_NAME, plan.config.tiktoken_cache / MANIFEST_NAME]
-    data += [path for path, _ in plan.data_files()]
+    data += [plan.generated_dir / name for name in (BUILD_INFO_FILE, MODEL_NOTICE_FILE)]
     return [*sources, *data]
 
 

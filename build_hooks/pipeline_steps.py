@@ -1,12 +1,37 @@
-"""Guards and reporting shared by the nox sessions (kept here so they are tested)."""
+"""The pipeline's step table, the pin override they share, and the reporting around them.
+
+``nightly``, ``demo`` and the tests run the same table in the same order; each
+step is a script in ``scripts/`` over ``build_hooks.cli.<module>.main``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import argparse
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from build_hooks.bundle import BUILDERS, BundlePlan
 from build_hooks.config import load_config
+from build_hooks.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str  # the nox session
+    script: str  # scripts/<script>
+    module: str  # build_hooks.cli.<module>, whose main(argv) the script runs
+
+
+STEPS: tuple[Step, ...] = (
+    Step("prepare-model", "prepare_embedding_model.py", "build_hooks.cli.prepare_model"),
+    Step("warm-tiktoken", "warm_tiktoken.py", "build_hooks.cli.warm_tiktoken"),
+    Step("build-nuitka", "build_nuitka.py", "build_hooks.cli.build_nuitka"),
+    Step("build-pyinstaller", "build_pyinstaller.py", "build_hooks.cli.build_pyinstaller"),
+    Step("verify-artifact", "verify_artifact.py", "build_hooks.cli.verify_artifact"),
+)
+PIN_FLAGS = ("--repo", "--revision", "--profile-id")
 
 
 @dataclass(frozen=True)
@@ -16,11 +41,47 @@ class StepOutcome:
     result: str
 
 
-def artifact_sizes(dist_root: Path) -> dict[str, int]:
-    """Bytes of every artifact folder under ``dist_root`` (nuitka/*.dist, pyinstaller/*)."""
+def pin_args(posargs: Sequence[str]) -> list[str]:
+    """The pin override of a whole-pipeline run (``nightly -- --revision SHA``), as every step's flags.
+
+    Only the pin may be given to every step at once: the steps' other flags differ.
+    """
+    parser = argparse.ArgumentParser(prog="nox -s nightly --", add_help=False, exit_on_error=False)
+    for flag in PIN_FLAGS:
+        parser.add_argument(flag)
+    try:
+        args, unknown = parser.parse_known_args(posargs)
+    except argparse.ArgumentError as err:
+        raise UsageError(f"{err}: pass {', '.join(PIN_FLAGS)} with a value") from err
+    if unknown:
+        raise UsageError(
+            f"the pipeline takes only the pin ({', '.join(PIN_FLAGS)}), not {' '.join(unknown)}; "
+            "run the steps one by one for their own flags"
+        )
+    return [arg for flag in PIN_FLAGS if (value := getattr(args, flag[2:].replace("-", "_"))) for arg in (flag, value)]
+
+
+def run_pipeline(steps: Sequence[Step], run: Callable[[Step], object]) -> list[StepOutcome]:
+    """Run ``steps`` in order with ``run``, stop at the first failure; what happened to each."""
+    outcomes: list[StepOutcome] = []
+    for step in steps:
+        started = time.monotonic()
+        try:
+            run(step)
+        except Exception as err:  # nox raises its own types for failed commands and session.error
+            outcomes.append(StepOutcome(step.name, time.monotonic() - started, f"FAILED: {err}"))
+            break
+        outcomes.append(StepOutcome(step.name, time.monotonic() - started, "ok"))
+    return outcomes
+
+
+def artifact_sizes(plan: BundlePlan, dist_root: Path | None = None) -> dict[str, int]:
+    """Bytes of every artifact the builds produced, by ``<builder>/<folder>``."""
     sizes = {}
-    for folder in sorted(p for p in dist_root.glob("*/*") if p.is_dir()):
-        sizes[f"{folder.parent.name}/{folder.name}"] = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    for builder in BUILDERS:
+        folder = plan.dist_dir(builder, dist_root)
+        if folder.is_dir():
+            sizes[f"{builder}/{folder.name}"] = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     return sizes
 
 

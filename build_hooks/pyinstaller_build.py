@@ -1,50 +1,52 @@
-"""`nox -s build-pyinstaller`: run specs/launcher.spec unless nothing that goes into the artifact changed.
+"""The PyInstaller onedir build: run the spec unless nothing that goes into the artifact changed.
 
-The spec itself does the preflight and the bundling, so `pyinstaller
-specs/launcher.spec` by hand builds the same artifact (always, without this
-up-to-date check).
+The spec itself does the preflight and the bundling (through
+:func:`build_hooks.bundle.prepare_build`), so `pyinstaller specs/launcher.spec`
+by hand builds the same artifact, always, without this up-to-date check. The
+pin reaches the spec through the environment, the same way the CI passes it.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from build_hooks.build_stamp import inputs_digest, is_up_to_date, write_stamp
-from build_hooks.bundle import plan_for
-from build_hooks.config import load_config
+from build_hooks.bundle import BundlePlan, prepare_build
+from build_hooks.config import PIN_ENV
+from build_hooks.errors import PipelineError
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "launcher.spec"
+Log = Callable[[str], None]
 
 
-def build(dist_root: Path, extra_args: Sequence[str] = ()) -> int:
-    config = load_config()
-    plan = plan_for(config)
-    dist = dist_root / config.app_name
-    force = "--force" in extra_args
-    options = [a for a in extra_args if a != "--force"]
-    work = config.project_root / "build" / "pyinstaller"
-    command = [
-        sys.executable,
-        "-m",
-        "PyInstaller",
-        str(SPEC),
-        "--noconfirm",
-        f"--distpath={dist_root}",
-        f"--workpath={work}",
-    ]
-    digest = inputs_digest(plan, "pyinstaller", [*command[3:], *options])
-    # The spec runs the preflight (and refuses) itself: hashing the profile once is enough.
+class PyInstallerFailedError(PipelineError):
+    """PyInstaller (or the spec's refusal) failed; its output says why."""
+
+
+def pyinstaller_command(plan: BundlePlan, dist_root: Path, python: str = sys.executable) -> list[str]:
+    work = plan.config.project_root / "build" / "pyinstaller"
+    dist = plan.dist_dir("pyinstaller", dist_root)
+    return [python, "-m", "PyInstaller", str(SPEC), "--noconfirm", f"--distpath={dist.parent}", f"--workpath={work}"]
+
+
+def build(
+    plan: BundlePlan, dist_root: Path, extra_args: Sequence[str] = (), *, force: bool = False, log: Log = print
+) -> Path:
+    """Build (unless up to date) and return the dist; :class:`PreflightError` before analysis."""
+    dist = plan.dist_dir("pyinstaller", dist_root)
+    command = [*pyinstaller_command(plan, dist_root), *extra_args]
+    digest = inputs_digest(plan, "pyinstaller", command[3:])
     if not force and is_up_to_date(dist, digest):
-        print(f"{dist} is up to date (no input changed; pass --force to rebuild)", flush=True)
-        return 0
-    if subprocess.run([*command, *options], check=False).returncode != 0:
-        return 1
+        prepare_build(plan, "pyinstaller")  # the pin and the data must still hold, as the spec would check
+        log(f"{dist} is up to date (no input changed; pass --force to rebuild)")
+        return dist
+    pin_env = {PIN_ENV["repo"]: plan.pin.repo, PIN_ENV["revision"]: plan.pin.revision}
+    pin_env[PIN_ENV["profile_id"]] = plan.pin.profile_id
+    if subprocess.run(command, check=False, env={**os.environ, **pin_env}).returncode != 0:
+        raise PyInstallerFailedError("PyInstaller failed (see its output above)")
     write_stamp(dist, digest)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(build(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("dist/pyinstaller"), sys.argv[2:]))
+    return dist

@@ -23,7 +23,7 @@ from filelock import FileLock
 
 from build_hooks import fsutil
 from build_hooks.errors import OutputLocationError, PipelineError, SourceError, UsageError
-from embedding_runtime.tiktoken_cache import MANIFEST_NAME, CachedBlob, blob_problem, manifest_json, read_manifest
+from embedding_runtime import MANIFEST_NAME, MANIFEST_SCHEMA, CachedBlob, encoding_problems
 
 DOWNLOAD_TIMEOUT = 60.0
 Log = Callable[[str], None]
@@ -123,17 +123,9 @@ def _warm_locked(request: WarmRequest, blobs: Sequence[EncodingBlob], fetch: Fet
 
 
 def cache_problems(cache_dir: Path, encodings: Iterable[str]) -> list[str]:
-    """Why the cache cannot serve ``encodings`` (empty when complete), from its manifest alone."""
-    blobs = read_manifest(cache_dir)
-    if blobs is None:
-        return [f"{cache_dir} has no valid {MANIFEST_NAME}: run `nox -s warm-tiktoken`"]
-    problems = []
-    for encoding in encodings:
-        mine = [b for b in blobs if b.encoding == encoding]
-        if not mine:
-            problems.append(f"{encoding} is not in {cache_dir / MANIFEST_NAME}")
-        problems += [f"{encoding}: {p}" for b in mine if (p := blob_problem(cache_dir, b))]
-    return problems
+    """Why the cache cannot serve ``encodings`` (empty when complete), each with the fix."""
+    problems = encoding_problems(cache_dir, encodings)
+    return [f"{name}: {p}; run `nox -s warm-tiktoken`" for name, found in problems.items() for p in found]
 
 
 def parse_from_file(values: Sequence[str]) -> dict[str, Path]:
@@ -209,7 +201,12 @@ def _ensure_folder(folder: Path) -> None:
 
 def _write_manifest(folder: Path, blobs: list[CachedBlob]) -> None:
     version = importlib.metadata.version("tiktoken")
-    data = json.dumps(manifest_json(blobs, version), indent=2).encode() + b"\n"
+    manifest = {
+        "schema": MANIFEST_SCHEMA,
+        "tiktoken_version": version,
+        "blobs": [b.__dict__ for b in sorted(blobs, key=lambda b: (b.encoding, b.url))],
+    }
+    data = json.dumps(manifest, indent=2).encode() + b"\n"
     fsutil.atomic_write_bytes(folder / MANIFEST_NAME, data)
 
 

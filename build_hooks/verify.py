@@ -1,16 +1,19 @@
 """Prove a built artifact complete, intact and able to run offline.
 
 Static checks read the artifact's files against the prepared profile's
-``.prepared.json`` and the tiktoken manifest (the pinned bytes); the dynamic
-check runs the artifact's self-check with an empty HOME, only PATH, and no
-network, and compares its vectors and token counts with the source runtime's.
-Every failure is collected, never just the first.
+``.prepared.json``, the tiktoken manifest and the pin in effect (the pinned
+bytes and their provenance); the dynamic check runs the artifact's self-check
+with an empty HOME, only PATH, and no network, and compares its vectors and
+token counts with the source runtime's. Every failure is collected, never
+just the first.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,27 +25,40 @@ from typing import Any
 
 import numpy as np
 
-from build_hooks.bundle import BundlePlan
-from build_hooks.hashing import sha256_file
-from embedding_runtime import EmbeddingService, ModelRoot
-from embedding_runtime.cpu import detect
-from embedding_runtime.layout import MARKER_NAME, VARIANT_FILES, read_marker
-from embedding_runtime.self_check import SELF_CHECK_TEXTS
-from embedding_runtime.tiktoken_cache import CACHE_ENV, MANIFEST_NAME, read_manifest
-from embedding_runtime.variant import decide_variant
+from build_hooks.bundle import MODEL_NOTICE_FILE, Builder, BundlePlan, build_info, model_notice
+from embedding_runtime import (
+    BUILD_INFO_FILE,
+    MARKER_NAME,
+    MODELS_FOLDER,
+    SELF_CHECK_TEXTS,
+    STDLIB_ACCELERATORS,
+    TIKTOKEN_CACHE_ENV,
+    TIKTOKEN_FOLDER,
+    VARIANT_ENV,
+    VARIANT_FILES,
+    EmbeddingService,
+    ModelRoot,
+    SelfCheckReport,
+    data_path,
+    decide_variant,
+    detect_cpu,
+    encoding_problems,
+    read_marker,
+    sha256_file,
+)
 
 GOLDEN_MIN_COSINE = 0.9999
 SELF_CHECK_TIMEOUT = 300.0
 # Markers of the vendored runtime: PyInstaller keeps .pyc files, Nuitka compiles module names in.
-RUNTIME_MODULES = ("embedding_runtime/__init__", "embedding_runtime/service", "embedding_runtime/resolve")
+RUNTIME_MODULES = ("embedding_runtime/__init__", "embedding_runtime/_service", "embedding_runtime/_resolve")
 
 
 @dataclass(frozen=True)
 class Artifact:
     dist: Path
-    data_root: Path  # holds data/; _internal/ for PyInstaller 6, the top level for Nuitka
+    data_root: Path  # holds data/; PyInstaller's contents folder, or the top level for Nuitka
     executable: Path
-    builder: str
+    builder: Builder
 
     @property
     def name(self) -> str:
@@ -65,28 +81,19 @@ class Verdict:
         return not self.failures
 
 
-def locate(dist: Path, app_name: str, platform: str = sys.platform) -> Artifact:
+def locate(dist: Path, plan: BundlePlan, platform: str = sys.platform) -> Artifact:
     """Find the data root and executable of a PyInstaller or Nuitka onedir ``dist``."""
-    internal = dist / "_internal"
-    data_root = internal if internal.is_dir() else dist
-    builder = "pyinstaller" if data_root == internal else "nuitka"
-    suffix = ".exe" if platform == "win32" else ""
-    return Artifact(dist, data_root, dist / f"{app_name}{suffix}", builder)
-
-
-def find_artifacts(dist_root: Path, app_name: str) -> list[Path]:
-    """Every artifact the build steps produce under ``dist_root``."""
-    candidates = [dist_root / "nuitka" / f"{app_name}.dist", dist_root / "pyinstaller" / app_name]
-    return [c for c in candidates if c.is_dir()]
+    return Artifact(dist, plan.data_root(dist), plan.executable(dist, platform), plan.builder_of(dist))
 
 
 def verify(dist: Path, plan: BundlePlan, *, run_self_check: bool = True) -> Verdict:
-    artifact = locate(dist, plan.config.app_name)
+    artifact = locate(dist, plan)
     verdict = Verdict(artifact)
     started = time.monotonic()
     verdict.record("executable", [] if artifact.executable.is_file() else [f"{artifact.executable} is missing"])
     verdict.record("model files", _model_problems(artifact, plan) if plan.with_vectors else [], _variants(plan))
     verdict.record("tiktoken cache", _tiktoken_problems(artifact, plan))
+    verdict.record("provenance", _provenance_problems(artifact, plan), f"ok ({plan.pin})")
     verdict.record("runtime package", _runtime_problems(artifact))
     verdict.report["static_seconds"] = round(time.monotonic() - started, 2)
     if run_self_check and artifact.executable.is_file():
@@ -140,15 +147,15 @@ def markdown_summary(verdicts: Sequence[Verdict]) -> str:
 
 
 def _model_problems(artifact: Artifact, plan: BundlePlan) -> list[str]:
-    folder = artifact.data_root / "data" / "embedding_models" / plan.profile_id
+    folder = artifact.data_root / data_path(MODELS_FOLDER, plan.pin.profile_id)
     source = read_marker(plan.profile_dir)
     bundled = read_marker(folder)
     if bundled is None:
         return [f"{folder / MARKER_NAME} is missing or invalid"]
     problems = []
-    if source is not None and (bundled.repo, bundled.revision) != (source.repo, source.revision):
-        problems.append(f"bundled pin {bundled.repo}@{bundled.revision} is not the prepared one")
-    for variant in plan.variants:
+    if (bundled.repo, bundled.revision) != (plan.pin.repo, plan.pin.revision):
+        problems.append(f"bundled pin {bundled.repo}@{bundled.revision} is not the pin in effect ({plan.pin})")
+    for variant in plan.pin.variants:
         for name in VARIANT_FILES[variant]:
             path = folder / name
             recorded = bundled.files.get(name)
@@ -167,21 +174,27 @@ def _model_problems(artifact: Artifact, plan: BundlePlan) -> list[str]:
 
 
 def _tiktoken_problems(artifact: Artifact, plan: BundlePlan) -> list[str]:
-    folder = artifact.data_root / "data" / "tiktoken_cache"
-    bundled = read_manifest(folder)
-    if bundled is None:
-        return [f"{folder / MANIFEST_NAME} is missing or invalid"]
-    problems = []
-    for encoding in plan.config.tiktoken_encodings:
-        blobs = [b for b in bundled if b.encoding == encoding]
-        if not blobs:
-            problems.append(f"{encoding} is not in the bundled manifest")
-        for blob in blobs:
-            path = folder / blob.file
-            if not path.is_file():
-                problems.append(f"{encoding}: {blob.file} is missing")
-            elif sha256_file(path) != blob.sha256:
-                problems.append(f"{encoding}: {blob.file} does not match its manifest sha256")
+    folder = artifact.data_root / data_path(TIKTOKEN_FOLDER)
+    found = encoding_problems(folder, plan.config.tiktoken_encodings)
+    return [f"{encoding}: {problem}" for encoding, problems in found.items() for problem in problems]
+
+
+def _provenance_problems(artifact: Artifact, plan: BundlePlan) -> list[str]:
+    """build-info.json and the licence notice must say what this build was made from."""
+    data = artifact.data_root
+    try:
+        info = json.loads((data / data_path(BUILD_INFO_FILE)).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return [f"{data_path(BUILD_INFO_FILE)} is missing or invalid ({err})"]
+    expected = build_info(plan, artifact.builder)
+    problems = [
+        f"{data_path(BUILD_INFO_FILE)} says {key}={info.get(key)!r}, the build's inputs say {value!r}"
+        for key, value in expected.items()
+        if info.get(key) != value
+    ]
+    notice = data / data_path(MODEL_NOTICE_FILE)
+    if not notice.is_file() or notice.read_text(encoding="utf-8") != model_notice(plan):
+        problems.append(f"{data_path(MODEL_NOTICE_FILE)} does not state the model, revision and licence of {plan.pin}")
     return problems
 
 
@@ -199,33 +212,56 @@ def _runtime_problems(artifact: Artifact) -> list[str]:
 # -- the self-check -------------------------------------------------------------
 
 
-def run_offline(executable: Path, args: Sequence[str], home: Path) -> subprocess.CompletedProcess[str]:
-    """Run a frozen binary with only PATH, ``home`` as every app-data root, and no network."""
+def run_offline(
+    executable: Path, args: Sequence[str], home: Path, tmp: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a frozen binary with only PATH, ``home`` as every app-data root, ``tmp`` as its temp
+    folder, and no network: the kernel's cut on Linux (``unshare -n``), a sandbox profile on macOS."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
+    if tmp is not None:
+        env |= {"TMPDIR": str(tmp), "TEMP": str(tmp), "TMP": str(tmp)}
     if sys.platform == "win32":
         app_data = {"LOCALAPPDATA": str(home), "APPDATA": str(home), "USERPROFILE": str(home)}
         env |= {**app_data, "SYSTEMROOT": os.environ.get("SYSTEMROOT", "")}
     command = [str(executable), *args]
     if _unshare_works():
         command = ["unshare", "-n", *command]
+    elif sys.platform == "darwin" and shutil.which("sandbox-exec"):
+        command = ["sandbox-exec", "-p", "(version 1)(allow default)(deny network*)", *command]
     else:
         env["LOCAL_NOTES_FORBID_NETWORK"] = "1"  # the launcher's audit hook then fails every connect
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=SELF_CHECK_TIMEOUT)
 
 
-def run_self_check(artifact: Artifact) -> tuple[int, str, str, float]:
-    """Run ``--self-check`` offline with an empty HOME, so no user override can leak in."""
-    with tempfile.TemporaryDirectory(prefix="verify-home-") as home:
+@dataclass(frozen=True)
+class SelfCheckRun:
+    exit_code: int
+    stdout: str
+    stderr: str
+    seconds: float
+    written: list[str]  # files that appeared in the empty HOME (app-data) and temp folders
+
+
+def run_self_check(artifact: Artifact) -> SelfCheckRun:
+    """Run ``--self-check`` offline with an empty HOME and temp folder, and list what it left there."""
+    with tempfile.TemporaryDirectory(prefix="verify-") as scratch:
+        home, tmp = Path(scratch) / "home", Path(scratch) / "tmp"
+        home.mkdir()
+        tmp.mkdir()
         started = time.monotonic()
-        result = run_offline(artifact.executable, ["--self-check"], Path(home))
-        return result.returncode, result.stdout, result.stderr, time.monotonic() - started
+        result = run_offline(artifact.executable, ["--self-check"], home, tmp)
+        seconds = time.monotonic() - started
+        written = [str(p.relative_to(scratch)) for folder in (home, tmp) for p in sorted(folder.rglob("*"))]
+        return SelfCheckRun(result.returncode, result.stdout, result.stderr, seconds, written)
 
 
 def _check_self_check(verdict: Verdict, plan: BundlePlan) -> None:
-    code, stdout, stderr, seconds = run_self_check(verdict.artifact)
+    run = run_self_check(verdict.artifact)
+    code, stdout, stderr, seconds = run.exit_code, run.stdout, run.stderr, run.seconds
     verdict.report["self_check_seconds"] = round(seconds, 2)
+    verdict.record("nothing written", [f"the self-check wrote {path}" for path in run.written[:10]])
     try:
-        report = json.loads(stdout)
+        report: SelfCheckReport = json.loads(stdout)
     except ValueError:
         tail = (stderr.strip().splitlines() or ["no output"])[-1]
         verdict.record("self-check", [f"exit {code}, no JSON report ({tail})"])
@@ -234,13 +270,14 @@ def _check_self_check(verdict: Verdict, plan: BundlePlan) -> None:
     problems = [] if code == 0 else [f"exit {code}: disabled_reason={report.get('disabled_reason')}"]
     problems += _placement_problems(report, verdict.artifact, plan)
     verdict.record("self-check", problems, f"ok ({seconds:.1f} s)")
+    verdict.record("contents", _contents_problems(report, verdict))
     if plan.with_vectors:
         verdict.record("golden vectors", _golden_problems(report, plan, verdict))
         verdict.record("int8 vs fp32", _agreement_problems(report, plan, verdict))
     verdict.record("token counts", _token_count_problems(report, plan))
 
 
-def _placement_problems(report: dict[str, Any], artifact: Artifact, plan: BundlePlan) -> list[str]:
+def _placement_problems(report: SelfCheckReport, artifact: Artifact, plan: BundlePlan) -> list[str]:
     problems = []
     if report.get("network_connections_attempted"):
         problems.append(f"network connections attempted: {report['network_connections_attempted']}")
@@ -248,25 +285,45 @@ def _placement_problems(report: dict[str, Any], artifact: Artifact, plan: Bundle
         problems.append(f"processes started: {report['processes_started']}")
     if not plan.with_vectors:
         return problems
-    folder = report.get("folder") or {}
+    folder: dict[str, Any] = dict(report.get("folder") or {})
     if folder.get("kind") != "bundled" or not str(folder.get("path", "")).startswith(str(artifact.dist)):
         problems.append(f"used {folder.get('kind')} folder {folder.get('path')}, not the artifact's bundled profile")
-    preferred = decide_variant(detect(), {}).preferred
-    chosen = (report.get("variant") or {}).get("chosen")
-    if preferred in plan.variants and chosen != preferred:
+    served = (folder.get("profile_id"), folder.get("revision"))
+    if served != (plan.pin.profile_id, plan.pin.revision):
+        problems.append(f"serves {served[0]}@{served[1]}, not the pin in effect ({plan.pin})")
+    preferred = decide_variant(detect_cpu(), {}).preferred
+    variant = report.get("variant") or {}
+    chosen = variant.get("chosen")
+    # A CPU whose int8 kernels fail the canary serves fp32, and says so: that is the product working.
+    canary_fallback = "failed its canary" in str(variant.get("reason"))
+    if preferred in plan.pin.variants and chosen != preferred and not canary_fallback:
         problems.append(f"chose {chosen}, but this CPU prefers {preferred} and the artifact bundles it")
     return problems
 
 
-def _golden_problems(report: dict[str, Any], plan: BundlePlan, verdict: Verdict) -> list[str]:
+def _contents_problems(report: SelfCheckReport, verdict: Verdict) -> list[str]:
+    """No HTTP client may be importable inside the artifact, and no C accelerator the build had may be lost."""
+    problems = [
+        f"HTTP client {name} ships in the artifact (the app makes no request)"
+        for name in report.get("http_clients", [])
+    ]
+    accelerators = report.get("accelerators", {})
+    verdict.report["accelerators"] = accelerators
+    for name in STDLIB_ACCELERATORS:
+        if importlib.util.find_spec(name) is not None and not accelerators.get(name):
+            problems.append(f"the C accelerator {name} is missing: the standard library falls back to slow Python")
+    return problems
+
+
+def _golden_problems(report: SelfCheckReport, plan: BundlePlan, verdict: Verdict) -> list[str]:
     vectors = report.get("vectors") or {}
-    problems = [f"no {v} vectors in the self-check" for v in plan.variants if v not in vectors]
+    problems = [f"no {v} vectors in the self-check" for v in plan.pin.variants if v not in vectors]
     cosines: dict[str, float] = {}
     for variant, values in vectors.items():
         golden = EmbeddingService(
-            plan.profile_id,
+            plan.pin.profile_id,
             roots=[ModelRoot(plan.config.output_root, "source")],
-            env={"EMBEDDING_RUNTIME_VARIANT": variant},
+            env={VARIANT_ENV: variant},
         ).embed_documents(list(SELF_CHECK_TEXTS))
         cosine = float(_row_cosines(np.array(values, dtype=np.float32), golden).min())
         cosines[variant] = round(cosine, 6)
@@ -278,7 +335,7 @@ def _golden_problems(report: dict[str, Any], plan: BundlePlan, verdict: Verdict)
     return problems
 
 
-def _agreement_problems(report: dict[str, Any], plan: BundlePlan, verdict: Verdict) -> list[str]:
+def _agreement_problems(report: SelfCheckReport, plan: BundlePlan, verdict: Verdict) -> list[str]:
     vectors = report.get("vectors") or {}
     if not {"fp32", "int8"} <= set(vectors):
         return []
@@ -292,7 +349,7 @@ def _agreement_problems(report: dict[str, Any], plan: BundlePlan, verdict: Verdi
     return []
 
 
-def _token_count_problems(report: dict[str, Any], plan: BundlePlan) -> list[str]:
+def _token_count_problems(report: SelfCheckReport, plan: BundlePlan) -> list[str]:
     expected = expected_token_counts(plan)
     actual = report.get("token_counts") or {}
     return [
@@ -306,8 +363,8 @@ def expected_token_counts(plan: BundlePlan) -> dict[str, list[int]]:
     """Token counts of the self-check texts from the source tiktoken cache (no network)."""
     import tiktoken
 
-    previous = os.environ.get(CACHE_ENV)
-    os.environ[CACHE_ENV] = str(plan.config.tiktoken_cache)
+    previous = os.environ.get(TIKTOKEN_CACHE_ENV)
+    os.environ[TIKTOKEN_CACHE_ENV] = str(plan.config.tiktoken_cache)
     try:
         return {
             name: [len(tiktoken.get_encoding(name).encode(t)) for t in SELF_CHECK_TEXTS]
@@ -315,9 +372,9 @@ def expected_token_counts(plan: BundlePlan) -> dict[str, list[int]]:
         }
     finally:
         if previous is None:
-            os.environ.pop(CACHE_ENV, None)
+            os.environ.pop(TIKTOKEN_CACHE_ENV, None)
         else:
-            os.environ[CACHE_ENV] = previous
+            os.environ[TIKTOKEN_CACHE_ENV] = previous
 
 
 def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -327,7 +384,7 @@ def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _variants(plan: BundlePlan) -> str:
-    return f"ok ({'+'.join(plan.variants)})"
+    return f"ok ({'+'.join(plan.pin.variants)})"
 
 
 def _unshare_works() -> bool:

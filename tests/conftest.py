@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
-    from tests.artifacts import Project
-from tests.fixture_model import FixtureSpec, fixture_files
-from tests.loopback_hub import LoopbackHub, serve_hub
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-NETGUARD = Path(__file__).resolve().parent / "netguard"
-REPO_ID = "acme/tiny-embedder"
-REVISION_A = "a" * 8 + "0123456789abcdef0123456789abcdef"
-REVISION_B = "b" * 8 + "0123456789abcdef0123456789abcdef"
-PROFILE_ID = "local-text-retrieval-v1"
-# Environment that would let a test leak into (or read from) the developer's setup.
-_LEAKY_ENV = (
-    "HF_ENDPOINT",
-    "HF_TOKEN",
-    "HF_HUB_OFFLINE",
-    "HF_HUB_CACHE",
-    "EMBEDDING_MODEL_REPO",
-    "EMBEDDING_MODEL_REVISION",
-    "EMBEDDING_MODEL_PROFILE_ID",
-    "EMBEDDING_MODEL_ENDPOINTS",
-)
+    from devtools.demo_project import Project
+from devtools.fixture_model import FixtureSpec, fixture_files
+from devtools.loopback_hub import LoopbackHub, serve_hub
+from tests.support import LEAKY_ENV, REPO_ID, REPO_ROOT, REVISION_A, REVISION_B
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -40,13 +21,13 @@ def pytest_configure(config: pytest.Config) -> None:
     home = Path(config.rootpath) / ".pytest_cache" / "hf-home"
     os.environ["HF_HOME"] = str(home)
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-    for name in _LEAKY_ENV:
+    for name in LEAKY_ENV:
         os.environ.pop(name, None)
 
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in _LEAKY_ENV:
+    for name in LEAKY_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(REPO_ROOT)
 
@@ -72,40 +53,20 @@ def hub(repo_files_a: dict[str, bytes], repo_files_b: dict[str, bytes]) -> Itera
         yield server
 
 
-def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment for a child process: loopback-only network, isolated hub cache."""
-    env = {k: v for k, v in os.environ.items() if k not in _LEAKY_ENV and not k.startswith("PYTEST_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(NETGUARD), str(REPO_ROOT)])
-    env.update(extra or {})
-    return env
-
-
-def run_prepare_cli(args: list[str], env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run scripts/prepare_embedding_model.py as a user would, in a loopback-only child."""
-    return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "prepare_embedding_model.py"), *args],
-        cwd=REPO_ROOT,
-        env=child_env(env),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 @pytest.fixture(scope="session")
 def artifact_project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     """A prepared and warmed project built from the 768-wide fixture model, shared by the run."""
-    from tests.artifacts import artifact_files, make_project  # it imports this module
+    from tests.artifacts import artifact_files, make_project
 
     return make_project(tmp_path_factory.mktemp("artifact-project"), artifact_files())
 
 
 @pytest.fixture(scope="session")
 def pyinstaller_artifact(artifact_project: Project) -> Path:
-    """The PyInstaller onedir artifact, built once per test run."""
-    from tests.artifacts import run_pyinstaller
+    """The PyInstaller onedir artifact, built once per test run by the build-pyinstaller step."""
+    from tests.artifacts import run_step
 
-    result = run_pyinstaller(artifact_project)
+    result = run_step(artifact_project, "build_pyinstaller.py")
     assert result.returncode == 0, result.stderr[-3000:]
     return artifact_project.pyinstaller_artifact
 

@@ -12,8 +12,8 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from build_hooks.config import DEFAULT_INT8_MIN_COSINE
-from embedding_runtime.layout import MARKER_NAME, files_for_variants
-from embedding_runtime.profiles import ProfileContract
+from embedding_runtime._layout import MARKER_NAME, files_for_variants
+from embedding_runtime._profiles import ProfileContract
 
 # int8 kernels differ by CPU (VNNI, AVX2-only u8s8 with saturation, AVX-512, ARM64 dot product),
 # so int8 figures do too: the fixture's min cosine to fp32 was above 0.99 with VNNI and 0.981

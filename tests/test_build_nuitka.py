@@ -13,7 +13,8 @@ import pytest
 from build_hooks.bundle import plan_for
 from build_hooks.config import load_config
 from build_hooks.nuitka_build import dist_problems, make_data_readable, nuitka_command
-from tests.artifacts import PROFILE_ID, Project, damaged, run_nuitka, self_check_elsewhere, source_vectors
+from devtools.demo_project import PROFILE_ID, Project
+from tests.artifacts import damaged, run_nuitka, self_check_elsewhere, source_vectors
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a cold Nuitka build alone takes ~5 min
 

@@ -14,18 +14,9 @@ import pytest
 from build_hooks.bundle import plan_for, preflight_problems
 from build_hooks.config import load_config
 from build_hooks.verify import run_offline
-from tests.artifacts import (
-    ARTIFACT_REPO,
-    ARTIFACT_REVISION,
-    PROFILE_ID,
-    Project,
-    copy_project,
-    damaged,
-    run_pyinstaller,
-    self_check_elsewhere,
-    source_vectors,
-)
-from tests.conftest import REPO_ROOT, child_env
+from devtools.demo_project import ARTIFACT_REPO, ARTIFACT_REVISION, PROFILE_ID, Project
+from tests.artifacts import copy_project, damaged, run_pyinstaller, self_check_elsewhere, source_vectors
+from tests.support import REPO_ROOT, child_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a cold Nuitka build alone takes ~5 min
 
@@ -65,7 +56,7 @@ def test_artifact_counts_tokens_from_its_bundled_cache(
     # The source-side count: real tiktoken on the same cache, in a loopback-only child.
     code = (
         "import json, tiktoken\n"
-        "from embedding_runtime.self_check import SELF_CHECK_TEXTS\n"
+        "from embedding_runtime._artifact import SELF_CHECK_TEXTS\n"
         "enc = tiktoken.get_encoding('o200k_base')\n"
         "print(json.dumps([len(enc.encode(t)) for t in SELF_CHECK_TEXTS]))"
     )

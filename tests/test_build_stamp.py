@@ -10,9 +10,9 @@ from build_hooks.build_stamp import inputs_digest, is_up_to_date, write_stamp
 from build_hooks.bundle import plan_for
 from build_hooks.config import load_config
 from build_hooks.model_profile import LocalFolderSource, PrepareRequest, prepare_profile
-from embedding_runtime.layout import MARKER_NAME
-from tests.artifacts import ARTIFACT_REPO, ARTIFACT_REVISION, PROFILE_ID, Project, copy_project
-from tests.demo_project import write_local_dir_metadata
+from devtools.demo_project import ARTIFACT_REPO, ARTIFACT_REVISION, PROFILE_ID, Project, write_local_dir_metadata
+from embedding_runtime._layout import MARKER_NAME
+from tests.artifacts import copy_project
 
 
 def test_digest_follows_every_input(artifact_project: Project, tmp_path: Path) -> None:

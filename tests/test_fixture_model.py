@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from tests.fixture_model import FixtureSpec, fixture_files
+from devtools.fixture_model import FixtureSpec, fixture_files
 from tests.runtime_fixtures import INT8_AGREEMENT_FLOOR
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from build_hooks.bundle import plan_for
+from build_hooks.config import load_config
 from build_hooks.pipeline_steps import StepOutcome, artifact_sizes, clean_targets, result_table
-from tests.conftest import REPO_ROOT
+from tests.support import REPO_ROOT
 
 STEPS = ["prepare-model", "warm-tiktoken", "build-nuitka"]
 
@@ -51,8 +53,10 @@ def test_clean_removes_builds_and_leftovers_but_keeps_the_profile(tmp_path: Path
 
 
 def test_artifact_sizes_per_builder(tmp_path: Path) -> None:
-    (tmp_path / "nuitka" / "app.dist").mkdir(parents=True)
-    (tmp_path / "nuitka" / "app.dist" / "bin").write_bytes(b"x" * 10)
-    (tmp_path / "pyinstaller" / "app").mkdir(parents=True)
-    (tmp_path / "pyinstaller" / "app.SHA256SUMS").write_text("not an artifact")
-    assert artifact_sizes(tmp_path) == {"nuitka/app.dist": 10, "pyinstaller/app": 0}
+    plan = plan_for(load_config(_project(tmp_path) / "pyproject.toml"), env={})
+    nuitka, pyinstaller = plan.dist_dir("nuitka"), plan.dist_dir("pyinstaller")
+    nuitka.mkdir(parents=True)
+    (nuitka / "bin").write_bytes(b"x" * 10)
+    pyinstaller.mkdir(parents=True)
+    pyinstaller.with_name(pyinstaller.name + ".SHA256SUMS").write_text("not an artifact")
+    assert artifact_sizes(plan) == {f"nuitka/{nuitka.name}": 10, f"pyinstaller/{pyinstaller.name}": 0}

@@ -11,17 +11,26 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from huggingface_hub import hf_hub_download
 
-from embedding_runtime.layout import MARKER_NAME, files_for_variants, read_marker
-from tests.conftest import PROFILE_ID, REPO_ID, REPO_ROOT, REVISION_A, REVISION_B, child_env, run_prepare_cli
-from tests.loopback_hub import LoopbackHub, serve_hub
-from tests.test_prepare_model import SEED_LAYOUT, assert_profile_matches, profile_listing
+from devtools.loopback_hub import LoopbackHub, serve_hub
+from embedding_runtime._layout import MARKER_NAME, files_for_variants, read_marker
+from tests.support import (
+    PROFILE_ID,
+    REPO_ID,
+    REPO_ROOT,
+    REVISION_A,
+    REVISION_B,
+    SEED_LAYOUT,
+    assert_profile_matches,
+    child_env,
+    profile_listing,
+    run_prepare_cli,
+    tmpfs,
+)
 
 ALL_FILES = files_for_variants(("fp32", "int8"))
 SCRIPT = str(REPO_ROOT / "scripts" / "prepare_embedding_model.py")
@@ -52,18 +61,6 @@ def wait_for(condition: object, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met within the timeout")
         time.sleep(0.05)
-
-
-@contextmanager
-def tmpfs(path: Path, size: str, *options: str) -> Iterator[Path]:
-    """A small real file system (root only, as in CI) to fill up or make read-only."""
-    path.mkdir(parents=True, exist_ok=True)
-    opts = ",".join([f"size={size}", *options])
-    subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=True)
 
 
 def test_seed_command_works_with_hf_endpoint(hub: LoopbackHub, tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:

@@ -19,19 +19,19 @@ from build_hooks.model_profile import (
     prepare_profile,
 )
 from build_hooks.model_profile.prepare import ProfilePaths, _check_free_space
-from embedding_runtime.layout import MARKER_NAME, files_for_variants, read_marker
-from tests.conftest import PROFILE_ID, REPO_ID, REVISION_A, REVISION_B
-from tests.loopback_hub import LoopbackHub
+from devtools.loopback_hub import LoopbackHub
+from embedding_runtime._layout import MARKER_NAME, files_for_variants, read_marker
+from tests.support import (
+    PROFILE_ID,
+    REPO_ID,
+    REVISION_A,
+    REVISION_B,
+    SEED_LAYOUT,
+    assert_profile_matches,
+    profile_listing,
+)
 
 FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=2.0)
-SEED_LAYOUT = {
-    "tokenizer.json",
-    "onnx/model.onnx",
-    "onnx/model.onnx_data",
-    "onnx/model_quantized.onnx",
-    "onnx/model_quantized.onnx_data",
-    MARKER_NAME,
-}
 
 
 def request_for(
@@ -53,24 +53,6 @@ def request_for(
         retry=FAST_RETRY,
         **options,  # type: ignore[arg-type]
     )
-
-
-def profile_listing(root: Path) -> set[str]:
-    profile = root / PROFILE_ID
-    return {p.relative_to(profile).as_posix() for p in profile.rglob("*") if p.is_file()}
-
-
-def assert_profile_matches(root: Path, files: dict[str, bytes], variants: str = "both") -> None:
-    """The profile holds exactly the variant's files, byte for byte, and a marker that says so."""
-    expected = set(files_for_variants(parse_variants(variants)))
-    assert profile_listing(root) == expected | {MARKER_NAME}
-    for path in expected:
-        assert (root / PROFILE_ID / path).read_bytes() == files[path], f"{path} differs from the hub's"
-    marker = read_marker(root / PROFILE_ID)
-    assert marker is not None, "the profile has no valid marker"
-    assert set(marker.files) == expected
-    for path in expected:
-        assert marker.files[path].sha256 == hashlib.sha256(files[path]).hexdigest()
 
 
 def prepared(hub: LoopbackHub, root: Path, **kw: object) -> PrepareResult:
@@ -192,7 +174,7 @@ def test_corrupted_bytes_are_refused_and_nothing_is_installed(
 def test_corrupt_first_endpoint_falls_back_to_the_next(
     hub: LoopbackHub, tmp_path: Path, repo_files_a: dict[str, bytes]
 ) -> None:
-    from tests.loopback_hub import serve_hub
+    from devtools.loopback_hub import serve_hub
 
     with serve_hub() as bad:
         bad.add_repo(REPO_ID, REVISION_A, repo_files_a)
@@ -203,7 +185,7 @@ def test_corrupt_first_endpoint_falls_back_to_the_next(
 
 
 def test_404_falls_through_and_final_error_names_every_source(hub: LoopbackHub, tmp_path: Path) -> None:
-    from tests.loopback_hub import serve_hub
+    from devtools.loopback_hub import serve_hub
 
     with serve_hub() as empty:
         with pytest.raises(SourceError) as caught:

@@ -10,26 +10,26 @@ import pytest
 from huggingface_hub import hf_hub_download
 
 from build_hooks import fsutil
-from build_hooks.config import load_config, pick
+from build_hooks.cli.prepare_model import endpoints_from
+from build_hooks.config import load_config, resolve_pin, revision_problem
 from build_hooks.errors import SourceError, UsageError
 from build_hooks.hashing import digest_file
-from build_hooks.model_profile.cli import endpoints_from
-from build_hooks.model_profile.prepare import revision_problem, safe_relative_path
+from build_hooks.model_profile.prepare import safe_relative_path
 from build_hooks.model_profile.retry import RetryPolicy, SourceGaveUpError, call_with_retry, describe_failure
 from build_hooks.model_profile.sources import HubCacheSource, MissingFilesError, redact_url
-from embedding_runtime.layout import MARKER_NAME, read_marker
-from tests.conftest import REPO_ID, REPO_ROOT, REVISION_A
-from tests.loopback_hub import LoopbackHub
+from devtools.loopback_hub import LoopbackHub
+from embedding_runtime._layout import MARKER_NAME, read_marker
+from tests.support import REPO_ID, REPO_ROOT, REVISION_A
 
 PINNED_REVISION = "ac5d898c8d382b17167c33e5c8af644a3519b47d"
 
 
 def test_config_table_holds_the_default_pin() -> None:
     config = load_config(REPO_ROOT / "pyproject.toml")
-    assert config.repo == "jinaai/jina-embeddings-v5-text-nano-retrieval"
-    assert config.revision == PINNED_REVISION and revision_problem(config.revision) is None
-    assert config.profile_id == "local-text-retrieval-v1"
-    assert config.variants == "both"
+    assert config.pin.repo == "jinaai/jina-embeddings-v5-text-nano-retrieval"
+    assert config.pin.revision == PINNED_REVISION and revision_problem(config.pin.revision) is None
+    assert config.pin.profile_id == "local-text-retrieval-v1"
+    assert config.pin.variants == ("fp32", "int8")
     assert config.output_root == REPO_ROOT / "data" / "embedding_models"
     assert config.tiktoken_encodings == ("o200k_base",)
 
@@ -37,10 +37,30 @@ def test_config_table_holds_the_default_pin() -> None:
 def test_pin_precedence_is_flag_then_env_then_table() -> None:
     config = load_config(REPO_ROOT / "pyproject.toml")
     env = {"EMBEDDING_MODEL_REVISION": "e" * 40}
-    assert pick("revision", None, config, {}) == PINNED_REVISION
-    assert pick("revision", None, config, env) == "e" * 40
-    assert pick("revision", "f" * 40, config, env) == "f" * 40
-    assert pick("revision", None, config, {"EMBEDDING_MODEL_REVISION": "  "}) == PINNED_REVISION
+    assert resolve_pin(config, env={}).revision == PINNED_REVISION
+    assert resolve_pin(config, env=env).revision == "e" * 40
+    assert resolve_pin(config, revision="f" * 40, env=env).revision == "f" * 40
+    assert resolve_pin(config, env={"EMBEDDING_MODEL_REVISION": "  "}).revision == PINNED_REVISION
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("revision", "main", "full 40-character lowercase commit SHA"),
+        ("revision", "A" * 40, "upper-case"),
+        ("repo", "no-owner", "not a hub repo id"),
+        ("profile-id", "Bad Id", "lower-case letters"),
+        ("variants", "fp16", "unknown variant"),
+    ],
+)
+def test_a_malformed_pin_in_the_table_is_refused_when_loaded(
+    tmp_path: Path, field: str, value: str, message: str
+) -> None:
+    table = (REPO_ROOT / "pyproject.toml").read_text()
+    line = next(line for line in table.splitlines() if line.startswith(f"{field} = "))
+    (tmp_path / "pyproject.toml").write_text(table.replace(line, f'{field} = "{value}"'))
+    with pytest.raises(UsageError, match=message):
+        load_config(tmp_path / "pyproject.toml")
 
 
 def test_missing_config_table_is_a_usage_error(tmp_path: Path) -> None:

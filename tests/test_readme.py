@@ -16,7 +16,7 @@ from functools import cache
 
 import pytest
 
-from tests.conftest import REPO_ROOT, child_env
+from tests.support import REPO_ROOT, child_env
 
 README = REPO_ROOT / "README.md"
 # The script each pipeline session hands its arguments (after `--`) to.

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from embedding_runtime.completeness import folder_problem
-from embedding_runtime.cpu import CpuFacts, detect
-from embedding_runtime.locations import OVERRIDE_ENV, ModelRoot, ProcessFacts, model_roots, override_root
-from embedding_runtime.resolve import resolve
-from embedding_runtime.variant import FORCE_INT8_ENV, VARIANT_ENV, VariantDecision, decide_variant
+from embedding_runtime._completeness import folder_problem
+from embedding_runtime._cpu import CpuFacts, detect
+from embedding_runtime._locations import OVERRIDE_ENV, ModelRoot, ProcessFacts, model_roots, override_root
+from embedding_runtime._resolve import resolve
+from embedding_runtime._variant import FORCE_INT8_ENV, VARIANT_ENV, VariantDecision, decide_variant
 from tests.runtime_fixtures import FIXTURE_PROFILE, write_profile
 
 PROFILE = FIXTURE_PROFILE.profile_id
@@ -101,7 +101,7 @@ def test_complete_folder_serves_both_variants(tmp_path: Path, repo_files_a: dict
         (lambda f: (f / "onnx" / "model_quantized.onnx_data").unlink(), "onnx_data is missing"),
         (lambda f: (f / "onnx" / "model_quantized.onnx_data").write_bytes(b""), "is empty"),
         (lambda f: (f / "onnx" / "model_quantized.onnx").write_bytes(b"short"), "records"),
-        (lambda f: (f / ".prepared.json").write_text("{"), "invalid"),
+        (lambda f: (f / ".prepared.json").write_text("{"), "not valid JSON"),
     ],
 )
 def test_damaged_folders_are_skipped_with_the_reason(

@@ -25,11 +25,10 @@ from embedding_runtime import (
     pack_vector,
     unpack_vector,
 )
-from embedding_runtime.cpu import CpuFacts
-from embedding_runtime.profiles import ProfileContract, get_profile, register_profile
-from embedding_runtime.service import default_threads, token_budget_batches
-from embedding_runtime.vectors import model_id
-from tests.conftest import REPO_ROOT, child_env
+from embedding_runtime._cpu import CpuFacts
+from embedding_runtime._profiles import ProfileContract, get_profile, register_profile
+from embedding_runtime._service import default_threads, token_budget_batches
+from embedding_runtime._vectors import model_id
 from tests.runtime_fixtures import (
     FIXTURE_PROFILE,
     INT8_AGREEMENT_FLOOR,
@@ -37,6 +36,7 @@ from tests.runtime_fixtures import (
     reference_hidden,
     write_profile,
 )
+from tests.support import REPO_ROOT, child_env
 
 VNNI = CpuFacts("x86_64", frozenset({"AVX2", "AVX512VNNI"}), "GenuineIntel", 6, 106, "Xeon")
 OLD_X86 = CpuFacts("x86_64", frozenset({"AVX"}), "GenuineIntel", 6, 42, "Core i7-2600")
@@ -174,7 +174,7 @@ def test_long_texts_are_truncated_at_max_tokens(model_root: Path) -> None:
 
 
 def test_models_declaring_token_type_ids_are_fed(tmp_path: Path) -> None:
-    from tests.fixture_model import FixtureSpec, fixture_files
+    from devtools.fixture_model import FixtureSpec, fixture_files
 
     write_profile(tmp_path, fixture_files(FixtureSpec(seed=4, with_token_type_ids=True)))
     vectors = service_for(tmp_path).embed_documents(TEXTS)
@@ -251,7 +251,7 @@ def test_bad_input_fails_the_call_not_the_service(model_root: Path) -> None:
 
 def test_concurrent_first_calls_load_once(model_root: Path, caplog: pytest.LogCaptureFixture) -> None:
     service = service_for(model_root)
-    caplog.set_level(logging.INFO, logger="embedding_runtime.service")
+    caplog.set_level(logging.INFO, logger="embedding_runtime._service")
     barrier = threading.Barrier(6)
     results: list[np.ndarray] = []
 
@@ -386,7 +386,7 @@ def test_embed_cli_prints_vectors_and_stamp(tmp_path: Path, repo_files_a: dict[s
     # The fixture model is 32 wide; the app declares its own profile in real use, the CLI takes an id.
     code = (
         "import sys, runpy\n"
-        "from embedding_runtime.profiles import ProfileContract, register_profile\n"
+        "from embedding_runtime._profiles import ProfileContract, register_profile\n"
         "register_profile(ProfileContract('fixture-v1', 32, (8, 16, 32), 'last_token', max_tokens=64,"
         " batch_token_budget=256, query_prompt='Query: '))\n"
         "sys.argv = ['embedding_runtime', '--profile', 'fixture-v1', 'embed', '--query', '--dim', '8', 'a', 'b']\n"
@@ -409,7 +409,7 @@ def test_embed_cli_prints_vectors_and_stamp(tmp_path: Path, repo_files_a: dict[s
 
 def test_runtime_imports_no_build_time_package() -> None:
     code = (
-        "import sys, embedding_runtime, embedding_runtime.cli, embedding_runtime.service\n"
+        "import sys, embedding_runtime, embedding_runtime._cli, embedding_runtime._service\n"
         "build_time = {'huggingface_hub', 'tiktoken', 'nox', 'build_hooks'}\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in build_time)\n"
         "print(bad)"

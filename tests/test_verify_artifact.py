@@ -15,10 +15,10 @@ import pytest
 from build_hooks.bundle import BundlePlan, plan_for
 from build_hooks.config import load_config
 from build_hooks.verify import locate, run_offline, verify
-from embedding_runtime.layout import MARKER_NAME
-from tests.artifacts import ARTIFACT_SPEC, PROFILE_ID, Project
-from tests.conftest import REPO_ROOT, child_env
-from tests.fixture_model import fixture_files
+from devtools.demo_project import ARTIFACT_SPEC, PROFILE_ID, Project
+from devtools.fixture_model import fixture_files
+from embedding_runtime import MARKER_NAME, MODELS_FOLDER, TIKTOKEN_FOLDER, data_path
+from tests.support import REPO_ROOT, child_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a cold Nuitka build alone takes ~5 min
 O200K_FILE = "fb374d419588a4632f3f557e76b4b70aebbca790"
@@ -87,9 +87,9 @@ def test_github_job_summary_is_written(artifact_project: Project, pyinstaller_ar
     assert "| pyinstaller:local-notes | model files | ok (fp32+int8) |" in summary.read_text()
 
 
-def break_artifact(dist: Path, how: str) -> None:
-    artifact = locate(dist, "local-notes")
-    profile = artifact.data_root / "data" / "embedding_models" / PROFILE_ID
+def break_artifact(dist: Path, how: str, plan: BundlePlan) -> None:
+    artifact = locate(dist, plan)
+    profile = artifact.data_root / data_path(MODELS_FOLDER, PROFILE_ID)
     if how == "delete a sidecar":
         (profile / "onnx" / "model_quantized.onnx_data").unlink()
     elif how == "truncate a file":
@@ -101,7 +101,7 @@ def break_artifact(dist: Path, how: str) -> None:
         data[100] ^= 0x01
         replace_file(target, bytes(data))
     elif how == "drop the tiktoken blob":
-        (artifact.data_root / "data" / "tiktoken_cache" / O200K_FILE).unlink()
+        (artifact.data_root / data_path(TIKTOKEN_FOLDER, O200K_FILE)).unlink()
     elif how == "remove the runtime package":
         shutil.rmtree(artifact.data_root / "embedding_runtime")
 
@@ -120,7 +120,7 @@ def test_broken_artifacts_are_caught_by_name(
     artifact_project: Project, pyinstaller_artifact: Path, tmp_path: Path, how: str, messages: list[str]
 ) -> None:
     dist = linked_copy(pyinstaller_artifact, tmp_path / "local-notes")
-    break_artifact(dist, how)
+    break_artifact(dist, how, plan(artifact_project))
     verdict = verify(dist, plan(artifact_project))
     assert not verdict.ok
     text = "\n".join(verdict.failures)
@@ -135,7 +135,7 @@ def test_scrambled_quantized_model_is_caught(
     """A quantized file that loads and returns unit vectors, but from the wrong weights, and whose
     bundled .prepared.json was made to agree: only comparing vectors can tell."""
     dist = linked_copy(pyinstaller_artifact, tmp_path / "local-notes")
-    profile = locate(dist, "local-notes").data_root / "data" / "embedding_models" / PROFILE_ID
+    profile = locate(dist, plan(artifact_project)).data_root / data_path(MODELS_FOLDER, PROFILE_ID)
     other = fixture_files(type(ARTIFACT_SPEC)(seed=99, hidden=768, heads=12, ffn=768))
     for name in ("onnx/model_quantized.onnx", "onnx/model_quantized.onnx_data"):
         replace_file(profile / name, other[name])
@@ -172,7 +172,7 @@ def test_an_app_data_override_cannot_shadow_the_bundle(
     from build_hooks.verify import _placement_problems
 
     report = json.loads(shadowed.stdout)
-    problems = _placement_problems(report, locate(pyinstaller_artifact, "local-notes"), plan(artifact_project))
+    problems = _placement_problems(report, locate(pyinstaller_artifact, plan(artifact_project)), plan(artifact_project))
     assert any("used override folder" in p and "not the artifact's bundled profile" in p for p in problems)
 
 

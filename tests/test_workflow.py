@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
+from build_hooks.bundle import plan_for
+from build_hooks.config import load_config
 from build_hooks.verify import locate
-from tests.conftest import REPO_ROOT
+from tests.support import REPO_ROOT
 
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "build-desktop.yml"
 STEP_SESSIONS = ["prepare-model", "warm-tiktoken", "build-nuitka", "build-pyinstaller", "verify-artifact"]
@@ -56,14 +58,15 @@ def test_dispatch_revision_overrides_through_the_environment(workflow: Mapping[s
 def test_every_step_is_its_own_existing_nox_session(workflow: Mapping[str, Any]) -> None:
     import nox.registry
 
-    import noxfile  # registers the sessions with nox
+    import noxfile  # noqa: F401 - registers the sessions with nox
+    from build_hooks.pipeline_steps import STEPS
 
     sessions = set(nox.registry.get())
     runs = [s["run"] for s in job(workflow)["steps"] if "nox -s" in s.get("run", "")]
     called = [re.fullmatch(r"nox -s ([\w-]+)", run.strip())[1] for run in runs]  # type: ignore[index]
     assert called == STEP_SESSIONS, "one step per session, in pipeline order"
     assert set(called) <= sessions
-    assert set(noxfile.STEPS) == set(STEP_SESSIONS)
+    assert [step.name for step in STEPS] == STEP_SESSIONS
 
 
 def test_matrix_covers_windows_macos_both_archs_and_linux(workflow: Mapping[str, Any]) -> None:
@@ -143,19 +146,20 @@ def test_model_cache_key_changes_with_the_pin_and_the_prepare_code(workflow: Map
 
 
 def test_windows_artifacts_are_found_by_their_exe(tmp_path: Path) -> None:
+    plan = plan_for(load_config(REPO_ROOT / "pyproject.toml"), env={})
     (tmp_path / "local-notes" / "_internal").mkdir(parents=True)
-    pyinstaller = locate(tmp_path / "local-notes", "local-notes", platform="win32")
+    pyinstaller = locate(tmp_path / "local-notes", plan, platform="win32")
     assert pyinstaller.executable.name == "local-notes.exe" and pyinstaller.builder == "pyinstaller"
     assert pyinstaller.data_root == tmp_path / "local-notes" / "_internal"
     (tmp_path / "local-notes.dist").mkdir()
-    nuitka = locate(tmp_path / "local-notes.dist", "local-notes", platform="win32")
+    nuitka = locate(tmp_path / "local-notes.dist", plan, platform="win32")
     assert nuitka.executable == tmp_path / "local-notes.dist" / "local-notes.exe"
     assert nuitka.builder == "nuitka" and nuitka.data_root == tmp_path / "local-notes.dist"
-    assert locate(tmp_path / "local-notes.dist", "local-notes", platform="darwin").executable.name == "local-notes"
+    assert locate(tmp_path / "local-notes.dist", plan, platform="darwin").executable.name == "local-notes"
 
 
 def test_marker_paths_are_posix_on_every_platform(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
-    from embedding_runtime.layout import read_marker
+    from embedding_runtime._layout import read_marker
     from tests.runtime_fixtures import write_profile
 
     marker = read_marker(write_profile(tmp_path, repo_files_a))

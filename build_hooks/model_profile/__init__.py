@@ -1,13 +1,7 @@
 """Mirror a pinned hub model into an anonymous, verified profile folder."""
 
-from build_hooks.model_profile.prepare import (
-    PrepareRequest,
-    PrepareResult,
-    ProfilePaths,
-    parse_variants,
-    prepare_profile,
-    revision_problem,
-)
+from build_hooks.config import parse_variants, revision_problem
+from build_hooks.model_profile.prepare import PrepareRequest, PrepareResult, ProfilePaths, prepare_profile
 from build_hooks.model_profile.retry import RetryPolicy
 from build_hooks.model_profile.sources import HubCacheSource, HubSource, LocalFolderSource, ModelSource, RemoteFile
 

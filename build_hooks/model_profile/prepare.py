@@ -21,27 +21,29 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from filelock import FileLock, Timeout
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from build_hooks import fsutil
+from build_hooks.config import validated_pin
 from build_hooks.errors import InsufficientSpaceError, OutputLocationError, SourceError, UsageError
-from build_hooks.hashing import FileDigest, digest_file, sha256_file
+from build_hooks.hashing import FileDigest, digest_file
 from build_hooks.model_profile.retry import RetryPolicy, SourceGaveUpError, call_with_retry
 from build_hooks.model_profile.sources import ModelSource, RemoteFile
-from embedding_runtime.layout import (
+from embedding_runtime import (
     MARKER_NAME,
+    MARKER_SCHEMA,
     VARIANTS,
     MarkerFile,
     PreparedMarker,
     files_for_variants,
     read_marker,
+    sha256_file,
 )
 
-REVISION_PATTERN = re.compile(r"^[0-9a-f]{40}$")
-PROFILE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 LOCK_TIMEOUT_SECONDS = 3600.0
 # As many files at once as the hub client's own snapshot download uses.
 FETCH_WORKERS = 8
@@ -109,42 +111,16 @@ class ProfilePaths:
         return self.root / f".{self.profile_id}.lock"
 
 
-def parse_variants(value: str) -> tuple[str, ...]:
-    """``fp32``, ``int8`` or ``both`` to the tuple of variants; :class:`UsageError` otherwise."""
-    if value == "both":
-        return VARIANTS
-    if value in VARIANTS:
-        return (value,)
-    raise UsageError(f"unknown variant {value!r}: pass one of fp32, int8, both")
-
-
-def revision_problem(revision: str) -> str | None:
-    """Why ``revision`` is not an acceptable pin, or ``None`` when it is a 40-hex commit SHA."""
-    if REVISION_PATTERN.match(revision):
-        return None
-    if re.fullmatch(r"[0-9a-fA-F]{40}", revision):
-        return f"--revision {revision!r} has upper-case letters: pass the commit SHA in lower case"
-    return (
-        f"--revision must be a full 40-character lowercase commit SHA, not {revision!r}: "
-        "branches, tags and short SHAs can move or be ambiguous; pass the commit id from the repo's history"
-    )
-
-
 def validate_request(request: PrepareRequest) -> None:
     """Raise :class:`UsageError` for a malformed pin, before anything is touched."""
-    if problem := revision_problem(request.revision):
-        raise UsageError(problem)
-    try:
-        validate_repo_id(request.repo)
-    except HFValidationError as err:
-        raise UsageError(f"--repo {request.repo!r} is not a hub repo id like 'owner/name'") from err
-    if not PROFILE_ID_PATTERN.match(request.profile_id):
-        raise UsageError(
-            f"--profile-id {request.profile_id!r} must be lower-case letters, digits, '.', '_' or '-' "
-            "(it becomes a folder name), e.g. local-text-retrieval-v1"
-        )
     if not request.variants or any(v not in VARIANTS for v in request.variants):
         raise UsageError(f"unknown variants {request.variants!r}: pass one of fp32, int8, both")
+    variants = request.variants[0] if len(set(request.variants)) == 1 else "both"
+    validated_pin(request.repo, request.revision, request.profile_id, variants)
+    try:
+        validate_repo_id(request.repo)  # the hub's own, stricter rules
+    except HFValidationError as err:
+        raise UsageError(f"--repo {request.repo!r} is not a hub repo id like 'owner/name'") from err
     if not request.sources:
         raise UsageError("no source to prepare from: pass --endpoint, --source or --offline")
     for path in files_for_variants(request.variants):
@@ -390,8 +366,25 @@ def _marker(request: PrepareRequest, files: dict[str, MarkerFile], source: str) 
 
 
 def _write_marker(folder: Path, marker: PreparedMarker) -> None:
-    data = json.dumps(marker.to_json(), indent=2, sort_keys=True).encode() + b"\n"
+    data = json.dumps(marker_json(marker), indent=2, sort_keys=True).encode() + b"\n"
     fsutil.atomic_write_bytes(folder / MARKER_NAME, data)
+
+
+def marker_json(marker: PreparedMarker) -> dict[str, Any]:
+    """The ``.prepared.json`` document of ``marker`` (the runtime reads it with ``read_marker``)."""
+    return {
+        "schema": MARKER_SCHEMA,
+        "profile_id": marker.profile_id,
+        "repo": marker.repo,
+        "revision": marker.revision,
+        "variants": list(marker.variants),
+        "source": marker.source,
+        "license": marker.license,
+        "files": {
+            path: {"size": f.size, "sha256": f.sha256, "mtime_ns": f.mtime_ns}
+            for path, f in sorted(marker.files.items())
+        },
+    }
 
 
 def _swap_in(paths: ProfilePaths) -> None:

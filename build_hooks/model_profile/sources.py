@@ -19,7 +19,7 @@ from huggingface_hub import hf_hub_download, try_to_load_from_cache
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 from tqdm import tqdm
 
-from embedding_runtime.layout import read_marker
+from embedding_runtime import read_marker
 
 # `hf download --local-dir` keeps one of these per file: commit, etag, timestamp.
 _LOCAL_DIR_METADATA = Path(".cache/huggingface/download")

@@ -1,7 +1,6 @@
 """PyInstaller hooks for the embedding runtime and tiktoken, reusable by other apps.
 
-Registered through the ``pyinstaller40`` entry point, so installing this
-project is enough; the spec also passes the folder explicitly.
+Pass the folder to an analysis: ``Analysis(..., hookspath=get_hook_dirs())``.
 """
 
 from pathlib import Path

@@ -1,5 +1,7 @@
 # The runtime imports onnxruntime and tokenizers lazily (to report them missing instead of
-# crashing), so PyInstaller cannot see those imports; the runtime's own modules are listed too.
+# crashing), so PyInstaller cannot see those imports: the bundle plan lists what it needs.
 from PyInstaller.utils.hooks import collect_submodules
 
-hiddenimports = [*collect_submodules("embedding_runtime"), "onnxruntime", "tokenizers"]
+from build_hooks.bundle import COLLECTED_PACKAGES
+
+hiddenimports = [*collect_submodules("embedding_runtime"), *COLLECTED_PACKAGES]

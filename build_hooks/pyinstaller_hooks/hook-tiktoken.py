@@ -2,4 +2,6 @@
 # time; without these, a frozen app fails with "Unknown encoding o200k_base. Plugins found: []".
 from PyInstaller.utils.hooks import collect_submodules
 
-hiddenimports = collect_submodules("tiktoken_ext")
+from build_hooks.bundle import PLUGIN_PACKAGES
+
+hiddenimports = [module for package in PLUGIN_PACKAGES for module in collect_submodules(package)]

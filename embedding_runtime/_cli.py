@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from embedding_runtime import __version__
-from embedding_runtime.errors import EmbeddingRuntimeError, EmbeddingsDisabledError
-from embedding_runtime.layout import DEFAULT_PROFILE_ID
-from embedding_runtime.service import DEFAULT_APP_NAME, EmbeddingService
-from embedding_runtime.tiktoken_cache import cache_report, use_bundled_tiktoken_cache
+from embedding_runtime._errors import EmbeddingRuntimeError, EmbeddingsDisabledError, InvalidTextError
+from embedding_runtime._layout import DEFAULT_PROFILE_ID
+from embedding_runtime._service import DEFAULT_APP_NAME, EmbeddingService
+from embedding_runtime._tiktoken_cache import cache_report, use_bundled_tiktoken_cache
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("ERROR: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
         if args.command == "doctor":
             service = EmbeddingService(args.profile, app_name=args.app_name, verify=args.verify)
             report = {"runtime_version": __version__, **service.explain(), "tiktoken": _tiktoken_section()}
@@ -59,12 +67,25 @@ def _tiktoken_section() -> dict[str, Any] | None:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    texts = list(args.texts) or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    texts = list(args.texts) or _stdin_lines()
     with EmbeddingService(args.profile, app_name=args.app_name) as service:
         embed = service.embed_queries if args.query else service.embed_documents
         vectors = embed(texts, dim=args.dim)
         print(json.dumps({"model_id": service.model_id(args.dim), "vectors": vectors.round(6).tolist()}))
     return 0
+
+
+def _stdin_lines() -> list[str]:
+    """One text per input line, blank lines included, so output rows line up with input lines."""
+    texts = []
+    for number, raw in enumerate(sys.stdin.buffer, 1):
+        try:
+            texts.append(raw.decode("utf-8").rstrip("\r\n"))
+        except UnicodeDecodeError as err:
+            raise InvalidTextError(
+                number - 1, f"input line {number} is not UTF-8 (byte {raw[err.start]:#04x} at offset {err.start})"
+            ) from None
+    return texts
 
 
 def _readable(report: dict[str, Any]) -> str:

@@ -1,7 +1,6 @@
-"""Command line of ``scripts/prepare_embedding_model.py``.
+"""``prepare-model``: mirror the pinned model into a verified profile folder.
 
-Only :func:`main` prints errors and picks exit codes: 2 for usage errors, 1
-for everything the environment or a source got wrong.
+Run as ``scripts/prepare_embedding_model.py``.
 """
 
 from __future__ import annotations
@@ -13,13 +12,13 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from huggingface_hub.utils import disable_progress_bars
 
-from build_hooks.config import PipelineConfig, load_config, pick
-from build_hooks.errors import PipelineError, UsageError
-from build_hooks.model_profile.prepare import PrepareRequest, PrepareResult, parse_variants, prepare_profile
+from build_hooks.cli._common import Parser, add_pin_flags, exits_on_error, pin_from
+from build_hooks.config import PipelineConfig, load_config
+from build_hooks.errors import UsageError
+from build_hooks.model_profile.prepare import PrepareRequest, PrepareResult, prepare_profile
 from build_hooks.model_profile.sources import HubCacheSource, HubSource, LocalFolderSource, ModelSource
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -27,23 +26,14 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 ENDPOINTS_ENV = "EMBEDDING_MODEL_ENDPOINTS"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line and exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        _error(f"{message} (see --help)", 2)
-
-
 def build_parser(config: PipelineConfig) -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="prepare_embedding_model.py",
         description="Mirror a pinned hub model into a verified embedding profile folder.",
     )
-    parser.add_argument("--repo", help=f"hub repo id (default: $EMBEDDING_MODEL_REPO or {config.repo})")
-    parser.add_argument("--revision", help="40-hex commit SHA (default: $EMBEDDING_MODEL_REVISION or the config)")
-    parser.add_argument("--profile-id", help=f"profile folder name (default: {config.profile_id})")
+    add_pin_flags(parser, config)
     parser.add_argument("--output-root", type=Path, default=config.output_root, help="folder of profile folders")
-    parser.add_argument("--variant", choices=("fp32", "int8", "both"), default=config.variants)
+    parser.add_argument("--variant", choices=("fp32", "int8", "both"), help="default: the table's variants")
     parser.add_argument("--force", action="store_true", help="fetch everything again")
     parser.add_argument("--verify", action="store_true", help="re-hash the installed files instead of trusting sizes")
     origin = parser.add_mutually_exclusive_group()
@@ -59,39 +49,33 @@ def build_parser(config: PipelineConfig) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    env = os.environ if env is None else env
-    try:
-        config = load_config()
-        args = build_parser(config).parse_args(argv)
-        if not sys.stderr.isatty():
-            # CI logs get one plain line per file instead of redrawn progress bars.
-            disable_progress_bars()
-        request = request_from_args(args, config, env)
-        started = time.monotonic()
-        result = prepare_profile(request, log=_log)
-    except PipelineError as err:
-        _error(str(err), err.exit_code)
-    except KeyboardInterrupt:
-        _error("interrupted; the previous profile is untouched and the next run resumes", 130)
+@exits_on_error("interrupted; the previous profile is untouched and the next run resumes")
+def main(argv: Sequence[str] | None = None) -> int:
+    config = load_config()
+    args = build_parser(config).parse_args(argv)
+    if not sys.stderr.isatty():
+        # CI logs get one plain line per file instead of redrawn progress bars.
+        disable_progress_bars()
+    request = request_from_args(args, config, os.environ)
+    started = time.monotonic()
+    result = prepare_profile(request, log=_log)
     print(_summary(result, request, time.monotonic() - started))
     return 0
 
 
 def request_from_args(args: argparse.Namespace, config: PipelineConfig, env: Mapping[str, str]) -> PrepareRequest:
     """Fill in defaults (flag, then env, then config) and choose the sources."""
-    repo = pick("repo", args.repo, config, env)
-    revision = pick("revision", args.revision, config, env)
+    pin = pin_from(args, config, env)
     return PrepareRequest(
-        repo=repo,
-        revision=revision,
-        profile_id=pick("profile_id", args.profile_id, config, env),
+        repo=pin.repo,
+        revision=pin.revision,
+        profile_id=pin.profile_id,
         output_root=args.output_root,
-        variants=parse_variants(args.variant),
-        sources=tuple(_sources(args, env, repo, revision)),
+        variants=pin.variants,
+        sources=tuple(_sources(args, env, pin.repo, pin.revision)),
         force=args.force,
         verify=args.verify,
-        license=config.model_license if repo == config.repo else "",
+        license=config.model_license if pin.repo == config.pin.repo else "",
     )
 
 
@@ -139,8 +123,3 @@ def _log(message: str) -> None:
     # Files are fetched by several threads: one whole line at a time.
     with _LOG_LOCK:
         print(message, file=sys.stderr, flush=True)
-
-
-def _error(message: str, code: int) -> NoReturn:
-    print(f"ERROR: {message}", file=sys.stderr, flush=True)
-    raise SystemExit(code)

@@ -9,15 +9,17 @@ bundled int8 on an int8 machine. Every folder skipped is reported with why.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embedding_runtime.completeness import folder_problem
-from embedding_runtime.locations import ModelRoot, RootKind
-from embedding_runtime.variant import VariantDecision
+from embedding_runtime._completeness import folder_problem
+from embedding_runtime._locations import ModelRoot, RootKind
+from embedding_runtime._variant import VariantDecision
 
 logger = logging.getLogger(__name__)
+# The reason of a folder whose weights do not reproduce the build's probe vectors (see _probe).
+CANARY_MISMATCH = "canary_mismatch"
 
 
 @dataclass(frozen=True)
@@ -51,21 +53,41 @@ class Resolution:
 
 
 def resolve(
-    profile_id: str, roots: Sequence[ModelRoot], decision: VariantDecision, *, verify: bool = False
+    profile_id: str,
+    roots: Sequence[ModelRoot],
+    decision: VariantDecision,
+    *,
+    verify: bool = False,
+    accept: Callable[[Path, str], str | None] | None = None,
 ) -> Resolution:
-    """Find the folder to load ``profile_id`` from; see the module docstring for the order."""
+    """Find the folder to load ``profile_id`` from; see the module docstring for the order.
+
+    ``accept(folder, variant)`` has the last word on a complete folder (the canary: do its
+    weights reproduce the recorded vectors?): a reason it returns skips the folder too.
+    """
     skipped: list[SkippedFolder] = []
     other = "fp32" if decision.preferred == "int8" else "int8"
-    candidates = [(decision.preferred, decision.reason)]
-    if other == "fp32" or decision.int8_allowed:
-        candidates.append((other, f"no folder has {decision.preferred} ({decision.reason}); {other} serves instead"))
-    for variant, why in candidates:
+    variants = [decision.preferred] + ([other] if other == "fp32" or decision.int8_allowed else [])
+    for variant in variants:
+        why = decision.reason if variant == decision.preferred else _fallback_reason(decision, other, skipped)
         for root in roots:
             folder = root.path / profile_id
             problem = folder_problem(folder, variant, verify=verify)
+            if problem is None and accept is not None:
+                problem = accept(folder, variant)
             if problem is None:
                 return Resolution(folder, root.kind, variant, why, tuple(skipped))
             skipped.append(SkippedFolder(folder, root.kind, variant, problem))
-            if folder.exists():  # an absent folder is normal; a broken one is worth a line in the log
+            if problem != "folder does not exist":  # absent is normal; broken is worth a line in the log
                 logger.info("skipping %s folder %s for %s: %s", root.kind, folder, variant, problem)
     return Resolution(None, None, None, decision.reason, tuple(skipped))
+
+
+def _fallback_reason(decision: VariantDecision, other: str, skipped: Sequence[SkippedFolder]) -> str:
+    preferred = decision.preferred
+    if any(s.variant == preferred and s.reason.startswith(CANARY_MISMATCH) for s in skipped):
+        return (
+            f"{preferred} failed its canary in every folder that has it (this CPU's {preferred} kernels, "
+            f"or damaged weights); {other} serves instead"
+        )
+    return f"no folder has {preferred} ({decision.reason}); {other} serves instead"

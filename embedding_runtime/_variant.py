@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from embedding_runtime.cpu import CpuFacts
+from embedding_runtime._cpu import CpuFacts
 
 VARIANT_ENV = "EMBEDDING_RUNTIME_VARIANT"  # auto, fp32 or int8
 FORCE_INT8_ENV = "EMBEDDING_RUNTIME_FORCE_INT8"  # 1: ignore the block list

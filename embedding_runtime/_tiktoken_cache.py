@@ -9,18 +9,18 @@ sha256, so the cache can be checked without tiktoken installed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embedding_runtime.locations import SOURCE_TREE_ROOT, ProcessFacts, bundled_data_roots
+from embedding_runtime._artifact import DATA_FOLDER, TIKTOKEN_FOLDER
+from embedding_runtime._hashing import sha256_file
+from embedding_runtime._locations import SOURCE_TREE_ROOT, ProcessFacts, bundled_data_roots
 
 CACHE_ENV = "TIKTOKEN_CACHE_DIR"
-CACHE_FOLDER = "tiktoken_cache"
 MANIFEST_NAME = "tiktoken-cache-manifest.json"
 MANIFEST_SCHEMA = 1
 
@@ -38,8 +38,8 @@ def bundled_cache_dir(facts: ProcessFacts | None = None, source_root: Path = SOU
     """The cache shipped inside a frozen or compiled app; for source runs the
     project's warmed cache when there is one (``None`` otherwise)."""
     if bundled := bundled_data_roots(facts):
-        return bundled[0] / "data" / CACHE_FOLDER
-    source_cache = source_root / "data" / CACHE_FOLDER
+        return bundled[0] / DATA_FOLDER / TIKTOKEN_FOLDER
+    source_cache = source_root / DATA_FOLDER / TIKTOKEN_FOLDER
     return source_cache if (source_cache / MANIFEST_NAME).is_file() else None
 
 
@@ -73,8 +73,24 @@ def read_manifest(folder: Path) -> list[CachedBlob] | None:
             CachedBlob(str(b["encoding"]), str(b["url"]), str(b["file"]), int(b["size"]), str(b["sha256"]))
             for b in raw["blobs"]
         ]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def encoding_problems(folder: Path, encodings: Iterable[str]) -> dict[str, list[str]]:
+    """For each encoding, why the cache in ``folder`` cannot serve it (an empty list: intact).
+
+    The one check of a tiktoken cache: the warm step, the builds' preflight,
+    verify-artifact and the app's doctor report all use it.
+    """
+    blobs = read_manifest(folder)
+    if blobs is None:
+        return {name: [f"{folder} has no valid {MANIFEST_NAME}"] for name in encodings}
+    problems: dict[str, list[str]] = {}
+    for name in encodings:
+        mine = [b for b in blobs if b.encoding == name]
+        problems[name] = [p for b in mine if (p := blob_problem(folder, b))] if mine else ["not in the manifest"]
+    return problems
 
 
 def cache_report(folder: Path, encodings: list[str] | None = None) -> dict[str, Any]:
@@ -83,7 +99,7 @@ def cache_report(folder: Path, encodings: list[str] | None = None) -> dict[str, 
     if blobs is None:
         return {"folder": str(folder), "ok": False, "problem": f"no valid {MANIFEST_NAME}", "encodings": {}}
     wanted = encodings or sorted({b.encoding for b in blobs})
-    status = {name: _encoding_problem(folder, name, blobs) or "ok" for name in wanted}
+    status = {name: "; ".join(p) or "ok" for name, p in encoding_problems(folder, wanted).items()}
     return {"folder": str(folder), "ok": all(v == "ok" for v in status.values()), "problem": None, "encodings": status}
 
 
@@ -95,24 +111,7 @@ def blob_problem(folder: Path, blob: CachedBlob) -> str | None:
             return f"{blob.file} is missing"
         if path.stat().st_size != blob.size:
             return f"{blob.file} has {path.stat().st_size} bytes, expected {blob.size}"
-        with path.open("rb") as fh:
-            actual = hashlib.file_digest(fh, "sha256").hexdigest()
+        actual = sha256_file(path)
     except OSError as err:
         return f"{blob.file} cannot be read: {err}"
     return None if actual == blob.sha256 else f"{blob.file} sha256 is {actual}, expected {blob.sha256}"
-
-
-def _encoding_problem(folder: Path, encoding: str, blobs: list[CachedBlob]) -> str | None:
-    mine = [b for b in blobs if b.encoding == encoding]
-    if not mine:
-        return "not in the manifest"
-    problems = [p for b in mine if (p := blob_problem(folder, b))]
-    return "; ".join(problems) or None
-
-
-def manifest_json(blobs: list[CachedBlob], tiktoken_version: str) -> dict[str, Any]:
-    return {
-        "schema": MANIFEST_SCHEMA,
-        "tiktoken_version": tiktoken_version,
-        "blobs": [b.__dict__ for b in sorted(blobs, key=lambda b: (b.encoding, b.url))],
-    }

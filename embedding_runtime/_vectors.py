@@ -15,8 +15,8 @@ import re
 import numpy as np
 import numpy.typing as npt
 
-from embedding_runtime.errors import VectorFormatError
-from embedding_runtime.profiles import ProfileContract
+from embedding_runtime._errors import VectorFormatError
+from embedding_runtime._profiles import ProfileContract
 
 _STAMP = re.compile(r"^(?P<profile>.+)-(?P<dim>\d+)d-(?P<variant>fp32|int8)-mlen(?P<mlen>\d+)-in(?P<input>\d+)$")
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from embedding_runtime.errors import UnknownProfileError
-from embedding_runtime.layout import DEFAULT_PROFILE_ID
+from embedding_runtime._errors import UnknownProfileError
+from embedding_runtime._layout import DEFAULT_PROFILE_ID
 
 Pooling = Literal["last_token", "mean", "cls"]
 PaddingSide = Literal["right", "left"]

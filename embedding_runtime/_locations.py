@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-MODELS_FOLDER = "embedding_models"
+from embedding_runtime._artifact import DATA_FOLDER, MODELS_FOLDER
+
 # Points straight at a folder of profile folders, replacing <app data>/<app>/embedding_models.
 OVERRIDE_ENV = "EMBEDDING_RUNTIME_MODELS_DIR"
 SOURCE_TREE_ROOT = Path(__file__).resolve().parent.parent
@@ -46,11 +47,19 @@ class ProcessFacts:
         return cls(
             platform=sys.platform,
             env=os.environ,
-            home=Path.home(),
+            home=_home(),
             executable=Path(sys.executable).resolve(),
             frozen=bool(getattr(sys, "frozen", False)) or "__compiled__" in globals(),
             meipass=Path(meipass) if meipass else None,
         )
+
+
+def _home() -> Path:
+    # `env -i`, a service account or a user missing from passwd: no home is a place with no override.
+    try:
+        return Path.home()
+    except (RuntimeError, KeyError, OSError):
+        return Path(os.sep) / "nonexistent"
 
 
 def app_data_dir(app_name: str, facts: ProcessFacts) -> Path:
@@ -89,8 +98,8 @@ def model_roots(app_name: str, facts: ProcessFacts | None = None) -> list[ModelR
     """Every root in the order they are tried: override, bundled roots, the source tree."""
     facts = facts or ProcessFacts.current()
     roots = [ModelRoot(override_root(app_name, facts), "override")]
-    roots += [ModelRoot(root / "data" / MODELS_FOLDER, "bundled") for root in bundled_data_roots(facts)]
-    roots.append(ModelRoot(SOURCE_TREE_ROOT / "data" / MODELS_FOLDER, "source"))
+    roots += [ModelRoot(root / DATA_FOLDER / MODELS_FOLDER, "bundled") for root in bundled_data_roots(facts)]
+    roots.append(ModelRoot(SOURCE_TREE_ROOT / DATA_FOLDER / MODELS_FOLDER, "source"))
     unique: dict[Path, ModelRoot] = {}
     for root in roots:
         unique.setdefault(root.path, root)

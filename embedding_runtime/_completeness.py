@@ -8,23 +8,41 @@ and no symlink or path that leads out of the folder.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from pathlib import Path
 
-from embedding_runtime.layout import MARKER_NAME, VARIANT_FILES, read_marker
+from embedding_runtime._hashing import sha256_file
+from embedding_runtime._layout import MARKER_NAME, VARIANT_FILES, marker_or_problem
 
 
 def folder_problem(folder: Path, variant: str, *, verify: bool = False) -> str | None:
-    """Why ``folder`` cannot serve ``variant``, or ``None`` when it can."""
-    if not folder.is_dir():
+    """Why ``folder`` cannot serve ``variant``, or ``None`` when it can. Never raises.
+
+    The folder may be a user's (an override): whatever is wrong with it (no
+    permission, a file in its place, a loop, junk in the marker) is a reason to
+    skip it, and the next folder is tried.
+    """
+    try:
+        return _folder_problem(folder, variant, verify=verify)
+    except RecursionError:
+        return "cannot be checked: paths nest too deeply"
+    except (OSError, ValueError) as err:  # permission, not a directory, loops, names too long, bad bytes
+        return f"cannot be read ({_describe(err)})"
+
+
+def _folder_problem(folder: Path, variant: str, *, verify: bool) -> str | None:
+    try:
+        st = os.lstat(folder)
+    except FileNotFoundError:
         return "folder does not exist"
-    if folder.is_symlink():
+    if stat.S_ISLNK(st.st_mode):
         return "folder is a symlink (refused: it could lead anywhere)"
-    marker = read_marker(folder)
-    if (folder / MARKER_NAME).exists() and marker is None:
-        return f"{MARKER_NAME} is unreadable or invalid"
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a folder (a file is in its place)"
+    marker = marker_or_problem(folder)
+    if isinstance(marker, str):
+        return marker
     for name in VARIANT_FILES[variant]:
         if problem := _file_problem(folder, name):
             return problem
@@ -36,9 +54,15 @@ def folder_problem(folder: Path, variant: str, *, verify: bool = False) -> str |
         size = (folder / name).stat().st_size
         if size != recorded.size:
             return f"{name} has {size} bytes, {MARKER_NAME} records {recorded.size}"
-        if verify and _sha256(folder / name) != recorded.sha256:
+        if verify and sha256_file(folder / name) != recorded.sha256:
             return f"{name} does not match its sha256 in {MARKER_NAME}"
     return None
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.strerror}: {err.filename}" if err.filename else err.strerror
+    return f"{type(err).__name__}: {err}"
 
 
 def _file_problem(folder: Path, name: str) -> str | None:
@@ -52,6 +76,8 @@ def _file_problem(folder: Path, name: str) -> str | None:
             st = os.lstat(current)
         except FileNotFoundError:
             return f"{name} is missing"
+        except NotADirectoryError:
+            return f"{name} is missing (a file stands where its folder should be)"
         if stat.S_ISLNK(st.st_mode):
             return f"{name} is (or sits under) a symlink (refused)"
     st = os.lstat(path)
@@ -59,9 +85,6 @@ def _file_problem(folder: Path, name: str) -> str | None:
         return f"{name} is not a regular file"
     if st.st_size == 0:
         return f"{name} is empty (an interrupted download?)"
+    with path.open("rb"):  # readable by this user, or skipped now rather than failing the load later
+        pass
     return None
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()

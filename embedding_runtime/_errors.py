@@ -28,3 +28,11 @@ class ServiceClosedError(EmbeddingRuntimeError, RuntimeError):
 
 class VectorFormatError(EmbeddingRuntimeError, ValueError):
     """A packed vector does not match its stamp, its length, or holds NaN/Inf."""
+
+
+class InvalidTextError(EmbeddingRuntimeError, ValueError):
+    """A text of the call cannot be embedded; ``index`` says which. The service stays ready."""
+
+    def __init__(self, index: int, message: str) -> None:
+        self.index = index
+        super().__init__(message)

@@ -6,7 +6,7 @@ mask, an Erf-GELU feed-forward block) that returns per-token hidden states,
 as the pinned model does. The int8 variant comes from onnxruntime's dynamic
 quantization (per channel). The same seed always gives the same bytes.
 
-Run ``python tests/fixture_model.py DEST`` to write one.
+Run ``python devtools/fixture_model.py DEST`` to write one.
 """
 
 from __future__ import annotations

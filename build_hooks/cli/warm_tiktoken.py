@@ -1,26 +1,20 @@
-"""Command line of ``scripts/warm_tiktoken.py``: exit 2 for usage errors, 1 otherwise."""
+"""``warm-tiktoken``: a verified, offline tiktoken cache (``scripts/warm_tiktoken.py``)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
+from build_hooks.cli._common import Parser, add_pin_flags, exits_on_error, log, pin_from
 from build_hooks.config import PipelineConfig, load_config
-from build_hooks.errors import PipelineError
 from build_hooks.tiktoken_warm import WarmRequest, WarmResult, parse_from_file, warm_cache
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        _error(f"{message} (see --help)", 2)
-
-
 def build_parser(config: PipelineConfig) -> argparse.ArgumentParser:
-    parser = _Parser(prog="warm_tiktoken.py", description="Warm a verified, offline tiktoken cache.")
+    parser = Parser(prog="warm_tiktoken.py", description="Warm a verified, offline tiktoken cache.")
+    add_pin_flags(parser, config)  # accepted (and checked) so one override can go to every step
     parser.add_argument(
         "--encoding",
         action="append",
@@ -40,21 +34,20 @@ def build_parser(config: PipelineConfig) -> argparse.ArgumentParser:
     return parser
 
 
+@exits_on_error()
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        config = load_config()
-        args = build_parser(config).parse_args(argv)
-        request = WarmRequest(
-            cache_dir=args.cache_dir,
-            encodings=tuple(args.encoding) or config.tiktoken_encodings,
-            from_files=parse_from_file(args.from_file),
-            mirror=args.mirror,
-            prune=args.prune,
-        )
-        started = time.monotonic()
-        result = warm_cache(request, log=lambda line: print(line, file=sys.stderr, flush=True))
-    except PipelineError as err:
-        _error(str(err), err.exit_code)
+    config = load_config()
+    args = build_parser(config).parse_args(argv)
+    pin_from(args, config)
+    request = WarmRequest(
+        cache_dir=args.cache_dir,
+        encodings=tuple(args.encoding) or config.tiktoken_encodings,
+        from_files=parse_from_file(args.from_file),
+        mirror=args.mirror,
+        prune=args.prune,
+    )
+    started = time.monotonic()
+    result = warm_cache(request, log=log)
     print(_summary(request, result, time.monotonic() - started))
     return 0
 
@@ -68,8 +61,3 @@ def _summary(request: WarmRequest, result: WarmResult, seconds: float) -> str:
         action = "removed" if result.pruned else "left in place (pass --prune to remove)"
         line += f"; {len(result.stale)} stale file(s) {action}: {', '.join(result.stale)}"
     return line
-
-
-def _error(message: str, code: int) -> NoReturn:
-    print(f"ERROR: {message}", file=sys.stderr, flush=True)
-    raise SystemExit(code)

@@ -13,22 +13,24 @@ import enum
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import numpy.typing as npt
 
-from embedding_runtime import cpu as cpu_facts
-from embedding_runtime.completeness import folder_problem
-from embedding_runtime.errors import EmbeddingsDisabledError, ServiceClosedError
-from embedding_runtime.locations import ModelRoot, ProcessFacts, model_roots, override_root
-from embedding_runtime.profiles import ProfileContract, get_profile
-from embedding_runtime.resolve import Resolution, resolve
-from embedding_runtime.variant import VARIANT_ENV, VariantDecision, decide_variant
-from embedding_runtime.vectors import model_id
+from embedding_runtime import _cpu as cpu_facts
+from embedding_runtime._completeness import folder_problem
+from embedding_runtime._errors import EmbeddingsDisabledError, InvalidTextError, ServiceClosedError
+from embedding_runtime._locations import ModelRoot, ProcessFacts, model_roots, override_root
+from embedding_runtime._probe import ProbeRecord, bundled_probe_record, canary_problem
+from embedding_runtime._profiles import ProfileContract, get_profile
+from embedding_runtime._resolve import CANARY_MISMATCH, Resolution, resolve
+from embedding_runtime._variant import VARIANT_ENV, VariantDecision, decide_variant
+from embedding_runtime._vectors import model_id
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ DEFAULT_APP_NAME = "embedding-runtime"
 # Text beyond this many characters per allowed token cannot survive truncation;
 # cutting it first keeps a pasted megabyte from costing a megabyte of tokenizing.
 _CHARS_PER_TOKEN_CAP = 64
+# Texts tokenized at once: bounds the memory of a long call (10,000 texts cost what 1,000 do).
+_TEXTS_PER_CHUNK = 256
 
 Vectors = npt.NDArray[np.float32]
 
@@ -70,6 +74,8 @@ class EmbeddingService:
         env: environment for the overrides (default: ``os.environ``).
         cpu: CPU facts (default: detected once, without child processes).
         verify: re-hash model files against ``.prepared.json`` before loading.
+        probe_record: the canary a folder must reproduce before it serves (default: the record
+            bundled with the app, when ``roots`` is left to default; none for a source run).
     """
 
     def __init__(
@@ -81,6 +87,7 @@ class EmbeddingService:
         env: Mapping[str, str] | None = None,
         cpu: cpu_facts.CpuFacts | None = None,
         verify: bool = False,
+        probe_record: ProbeRecord | None = None,
     ) -> None:
         self.contract = profile if isinstance(profile, ProfileContract) else get_profile(profile)
         self._app_name = app_name
@@ -88,6 +95,10 @@ class EmbeddingService:
         self._roots = list(roots) if roots is not None else model_roots(app_name, _facts(self._env))
         self._cpu = cpu
         self._verify = verify
+        if probe_record is None and roots is None:
+            probe_record = bundled_probe_record(self.contract.profile_id, _facts(self._env))
+        self._probe = probe_record
+        self._canary_seconds: float | None = None
         self._state = State.INIT
         self._disabled: _DisabledError | None = None
         self._resolution: Resolution | None = None
@@ -146,9 +157,12 @@ class EmbeddingService:
             try:
                 self._engine = self._load()
             except _DisabledError as disable:
-                self._disabled, self._state = disable, State.DISABLED
-                logger.warning("embeddings disabled (%s): %s", disable.reason, disable.detail)
-                raise EmbeddingsDisabledError(disable.reason, disable.detail) from None
+                self._disable(disable)
+            except Exception as err:  # a load must end READY or DISABLED, never stay LOADING
+                self._disable(_DisabledError("load_failed", f"{type(err).__name__}: {err}"))
+            except BaseException:  # Ctrl-C while loading: the next call may try again
+                self._state = State.INIT
+                raise
             self._state = State.READY
             logger.info(
                 "loaded %s (%s, %s threads)", self._engine.model_file, self._engine.variant, self._engine.threads
@@ -156,6 +170,11 @@ class EmbeddingService:
 
     def _ready(self) -> bool:
         return self._state is State.READY
+
+    def _disable(self, disable: _DisabledError) -> NoReturn:
+        self._disabled, self._state = disable, State.DISABLED
+        logger.warning("embeddings disabled (%s): %s", disable.reason, disable.detail)
+        raise EmbeddingsDisabledError(disable.reason, disable.detail) from None
 
     def explain(self) -> dict[str, Any]:
         """Everything a user needs to see why vectors work or not (the ``doctor`` report)."""
@@ -174,7 +193,15 @@ class EmbeddingService:
             "resolution": self._resolution.to_json() if self._resolution else None,
             "cpu": self._cpu.to_json() if self._cpu else None,
             "threads": self._engine.threads if self._engine else None,
+            "canary": self._canary_report(),
         }
+
+    def _canary_report(self) -> dict[str, Any]:
+        if self._probe is None:
+            return {"state": "unproven", "detail": "no probe record (a source run, or an app built without one)"}
+        state = "proven" if self._engine is not None else "not run"
+        seconds = round(self._canary_seconds, 4) if self._canary_seconds is not None else None
+        return {"state": state, "texts": len(self._probe.texts), "seconds": seconds}
 
     def close(self) -> None:
         """Refuse new calls, wait for the ones in flight, release the model."""
@@ -193,7 +220,7 @@ class EmbeddingService:
 
     def _embed(self, texts: Sequence[str], prompt: str, dim: int | None) -> Vectors:
         out_dim = self.contract.check_dim(dim)
-        batch = _validated(texts)
+        batch = _validated(texts, self.contract.max_tokens * _CHARS_PER_TOKEN_CAP)
         self.load()
         with self._call():
             assert self._engine is not None
@@ -228,7 +255,30 @@ class EmbeddingService:
         self._cpu = self._cpu or cpu_facts.detect()
         self._decision = decide_variant(self._cpu, self._env)
         strict = self._env.get(VARIANT_ENV, "auto").strip().lower() in ("fp32", "int8")
-        self._resolution = resolve(self.contract.profile_id, self._roots, self._decision, verify=self._verify)
+        threads = _threads(self._env)
+        opened: list[_Engine] = []
+        failed: list[_DisabledError] = []
+
+        def proves_itself(folder: Path, variant: str) -> str | None:
+            try:
+                engine = _Engine.open(onnxruntime, tokenizers, self.contract, folder, variant, threads)
+            except _DisabledError as failure:  # the folder to serve cannot load: that disables, with why
+                failed.append(failure)
+                return None
+            if self._probe is not None:
+                started = time.perf_counter()
+                # As the build recorded them: documents, full dimension.
+                prompted = [self.contract.document_prompt + text for text in self._probe.texts]
+                problem = canary_problem(self._probe, variant, lambda _: engine.embed(prompted, engine.full_dim))
+                self._canary_seconds = time.perf_counter() - started
+                if problem is not None:
+                    return problem
+            opened.append(engine)
+            return None
+
+        self._resolution = resolve(
+            self.contract.profile_id, self._roots, self._decision, verify=self._verify, accept=proves_itself
+        )
         resolution = self._resolution
         if resolution.folder is None or resolution.variant is None:
             raise _DisabledError(
@@ -238,9 +288,9 @@ class EmbeddingService:
             raise _DisabledError(
                 "variant_unavailable", f"{VARIANT_ENV} asks for {self._decision.preferred}, no folder has it"
             )
-        return _Engine.open(
-            onnxruntime, tokenizers, self.contract, resolution.folder, resolution.variant, _threads(self._env)
-        )
+        if failed:
+            raise failed[-1]
+        return opened[-1]
 
 
 class _Engine:
@@ -251,6 +301,7 @@ class _Engine:
     ) -> None:
         self.contract, self.session, self.tokenizer = contract, session, tokenizer
         self.model_file, self.variant, self.threads = model_file, variant, threads
+        self.full_dim = contract.dimension
         inputs = {i.name for i in session.get_inputs()}
         self.feeds_token_types = "token_type_ids" in inputs
         self.output_name = session.get_outputs()[0].name
@@ -283,12 +334,14 @@ class _Engine:
         return engine
 
     def embed(self, texts: Sequence[str], dim: int) -> Vectors:
-        cap = self.contract.max_tokens * _CHARS_PER_TOKEN_CAP
-        encodings = self.tokenizer.encode_batch([t[:cap] for t in texts], add_special_tokens=True)
-        ids = [e.ids for e in encodings]
+        """Vectors of ``texts`` in their order; tokenized a chunk at a time, so memory stays bounded."""
         out = np.empty((len(texts), dim), dtype=np.float32)
-        for rows in token_budget_batches([len(i) for i in ids], self.contract.batch_token_budget):
-            out[rows] = self._run([ids[r] for r in rows], dim)
+        for start in range(0, len(texts), _TEXTS_PER_CHUNK):
+            chunk = texts[start : start + _TEXTS_PER_CHUNK]
+            encodings = self.tokenizer.encode_batch(list(chunk), add_special_tokens=True)
+            ids = [e.ids for e in encodings]
+            for rows in token_budget_batches([len(i) for i in ids], self.contract.batch_token_budget):
+                out[[start + r for r in rows]] = self._run([ids[r] for r in rows], dim)
         return out
 
     def _run(self, batch_ids: Sequence[Sequence[int]], dim: int) -> Vectors:
@@ -361,13 +414,23 @@ def _threads(env: Mapping[str, str]) -> int:
     return default_threads(os.cpu_count())
 
 
-def _validated(texts: Sequence[str]) -> list[str]:
+def _validated(texts: Sequence[str], cap: int) -> list[str]:
+    """The texts cut to what truncation keeps; an error naming the first text that cannot be embedded."""
     if isinstance(texts, str):
         raise TypeError("pass a list of texts, not a single str")
     batch = list(texts)
     for position, text in enumerate(batch):
         if not isinstance(text, str):
             raise TypeError(f"text {position} is {type(text).__name__}, not str")
+        batch[position] = text = text[:cap]
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise InvalidTextError(
+                position,
+                f"text {position} cannot be embedded: character {err.start} is a lone surrogate "
+                f"({text[err.start]!r}), which is not valid Unicode text (was it decoded from bad UTF-8?)",
+            ) from None
     return batch
 
 
@@ -379,6 +442,9 @@ def _why_nothing_serves(
         return "cpu_blocked", f"only int8 files are present and int8 is blocked here: {decision.blocked_by}"
     tried = "; ".join(f"{s.path} [{s.variant}]: {s.reason}" for s in resolution.skipped[:4])
     more = f" (+{len(resolution.skipped) - 4} more)" if len(resolution.skipped) > 4 else ""
+    present = [s for s in resolution.skipped if s.reason != "folder does not exist"]
+    if present and all(s.reason.startswith(CANARY_MISMATCH) for s in present):
+        return CANARY_MISMATCH, f"no folder reproduces the recorded probe vectors: {tried}{more}"
     return "model_file_missing", f"no complete profile folder: {tried}{more}"
 
 

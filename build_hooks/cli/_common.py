@@ -1,0 +1,89 @@
+"""What every step's command line shares: the parser, the pin flags, and turning errors into exits."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import NoReturn, Protocol
+
+from build_hooks.bundle import BundlePlan, PreflightError, preflight_problems
+from build_hooks.config import Pin, PipelineConfig, resolve_pin
+from build_hooks.errors import PipelineError
+
+
+class Main(Protocol):
+    def __call__(self, argv: Sequence[str] | None = None) -> int: ...
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message} (see --help)", 2)
+
+
+def add_pin_flags(parser: argparse.ArgumentParser, config: PipelineConfig) -> None:
+    """--repo, --revision, --profile-id: the same override on every step (then env, then the table)."""
+    pin = config.pin
+    group = parser.add_argument_group("pin (default: $EMBEDDING_MODEL_REPO etc., then pyproject.toml)")
+    group.add_argument("--repo", help=f"hub repo id (table: {pin.repo})")
+    group.add_argument("--revision", help=f"40-hex commit SHA (table: {pin.revision[:12]}…)")
+    group.add_argument("--profile-id", help=f"profile folder name (table: {pin.profile_id})")
+
+
+def pin_from(args: argparse.Namespace, config: PipelineConfig, env: Mapping[str, str] | None = None) -> Pin:
+    variants = getattr(args, "variant", None)
+    return resolve_pin(
+        config, repo=args.repo, revision=args.revision, profile_id=args.profile_id, variants=variants, env=env
+    )
+
+
+def build_step_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The flags both builds share; anything else goes to the freezer."""
+    parser = Parser(prog=prog, description=description, epilog="Other arguments are passed to the freezer.")
+    parser.add_argument("--dist-root", type=Path, help="folder of <builder>/ artifact folders (default: dist/)")
+    parser.add_argument("--force", action="store_true", help="rebuild even when no input changed")
+    parser.add_argument("--check", action="store_true", help="run the refusal checks (pin, profile, cache) only")
+    parser.add_argument("--print-options", action="store_true", help="print the freezer options and build nothing")
+    return parser
+
+
+def check_only(plan: BundlePlan) -> None:
+    """A build's refusal checks, nothing written: :class:`PreflightError`, or a line saying it may build."""
+    if problems := preflight_problems(plan):
+        raise PreflightError(problems)
+    print(f"ready to build {plan.config.app_name} from {plan.pin}")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    print(f"ERROR: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def exits_on_error(interrupted: str = "interrupted") -> Callable[[Callable[[Sequence[str] | None], int]], Main]:
+    """Make ``main`` turn the pipeline's errors into one ``ERROR:`` line and its exit code."""
+
+    def decorate(main: Callable[[Sequence[str] | None], int]) -> Main:
+        @functools.wraps(main)
+        def wrapper(argv: Sequence[str] | None = None) -> int:
+            try:
+                return main(argv)
+            except PreflightError as refusal:
+                for problem in refusal.problems:
+                    print(f"ERROR: {problem}", file=sys.stderr)
+                fail(f"refusing to build: {len(refusal.problems)} problem(s) above", refusal.exit_code)
+            except PipelineError as err:
+                fail(str(err), err.exit_code)
+            except KeyboardInterrupt:
+                fail(interrupted, 130)
+
+        return wrapper
+
+    return decorate

@@ -1,0 +1,44 @@
+"""``verify-artifact``: prove built artifacts complete, intact and offline (``scripts/verify_artifact.py``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from build_hooks.bundle import plan_for
+from build_hooks.cli._common import Parser, add_pin_flags, exits_on_error, fail, pin_from
+from build_hooks.config import load_config
+from build_hooks.verify import markdown_summary, summary_table, verify, write_outputs
+
+
+@exits_on_error()
+def main(argv: Sequence[str] | None = None) -> int:
+    config = load_config()
+    parser = Parser(prog="verify_artifact.py", description="Prove built artifacts complete, intact and offline.")
+    parser.add_argument("dist", nargs="*", type=Path, help="artifact folders (default: every one under dist/)")
+    parser.add_argument("--reports", type=Path, help="where reports and SHA256SUMS go (default: beside each artifact)")
+    parser.add_argument("--static-only", action="store_true", help="skip running the artifact's self-check")
+    add_pin_flags(parser, config)
+    args = parser.parse_args(argv)
+    plan = plan_for(config, pin_from(args, config))
+    dists = list(args.dist) or plan.artifacts()
+    if not dists:
+        fail("no artifact to verify: run `nox -s build-nuitka` or `nox -s build-pyinstaller` first", 1)
+    verdicts = []
+    for dist in dists:
+        if not dist.is_dir():
+            fail(f"{dist} is not an artifact folder", 2)
+        verdict = verify(dist.resolve(), plan, run_self_check=not args.static_only)
+        report, sums = write_outputs(verdict, args.reports or dist.resolve().parent)
+        print(f"{verdict.artifact.name}: report {report}, checksums {sums}")
+        verdicts.append(verdict)
+    print(summary_table(verdicts))
+    if summary := os.environ.get("GITHUB_STEP_SUMMARY"):
+        with Path(summary).open("a", encoding="utf-8") as fh:
+            fh.write(markdown_summary(verdicts))
+    failures = [f"{v.artifact.name}: {f}" for v in verdicts for f in v.failures]
+    for failure in failures:
+        print(f"ERROR: {failure}", file=sys.stderr)
+    return 1 if failures else 0

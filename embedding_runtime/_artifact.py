@@ -1,0 +1,80 @@
+"""What a frozen app knows about its own artifact: folder and file names, and the self-check.
+
+The build side (``build_hooks.bundle``) lays artifacts out with these names,
+and the app reads them back; neither spells them anywhere else. The self-check
+schema is the one definition the launcher writes and verify-artifact reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+# <data root>/data/ holds everything bundled; the data root is PyInstaller's _internal/
+# (sys._MEIPASS) or the folder of a Nuitka executable.
+DATA_FOLDER = "data"
+MODELS_FOLDER = "embedding_models"
+TIKTOKEN_FOLDER = "tiktoken_cache"
+BUILD_INFO_FILE = "build-info.json"
+BUILD_INFO_SCHEMA = 1
+# The fp32 vectors of the probe texts, recorded at build time: a folder must reproduce them to serve.
+PROBE_RECORD_FILE = "probe-vectors.json"
+PROBE_TEXTS: tuple[str, ...] = (
+    "a short note about the weather",
+    "Offline search finds notes by meaning, even when the words differ from the query.",
+    "ünïcödé, 数字 and digits 12345",
+)
+
+SELF_CHECK_SCHEMA = 2
+# The self-check probes these in the frozen app itself. No HTTP client may be importable: the app
+# makes no request (tiktoken imports requests only on a cache miss, which a complete bundled
+# cache never has).
+HTTP_CLIENTS = ("requests", "urllib3", "idna", "charset_normalizer", "certifi", "httpx", "httpx2", "httpcore")
+# C accelerators the standard library imports with a pure-Python fallback: a freezer that does not
+# see them ships the slow path silently (a 100 MB .prepared.json took 6.7 s to parse without _json).
+STDLIB_ACCELERATORS = ("_json", "_heapq", "_bisect", "_datetime", "_pickle", "_struct")
+# Every artifact embeds these in its self-check; verify compares them with the source runtime's.
+SELF_CHECK_TEXTS: tuple[str, ...] = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Offline search over local notes in a desktop app.",
+    "a",
+    "Embedding vectors let the app find notes by meaning, not only by words: "
+    "this longer text spans many tokens so that batching and padding are exercised too.",
+    "你好，世界 — ünïcödé text and emoji 🙂 must survive tokenization.",
+)
+
+
+def data_path(*parts: str) -> str:
+    """A path inside an artifact's data root, POSIX-spelled: ``data/<parts...>``."""
+    return "/".join((DATA_FOLDER, *parts))
+
+
+class ServedFolder(TypedDict):
+    path: str | None
+    kind: str | None
+    profile_id: str
+    revision: str | None  # from the folder's .prepared.json; None when it has none
+
+
+class SelfCheckReport(TypedDict, total=False):
+    """``launcher --self-check``: written by the app, read by verify-artifact."""
+
+    schema: int
+    ok: bool
+    runtime_version: str
+    builder: str | None
+    texts: list[str]
+    seconds_to_first_vector: float
+    model_id: str
+    profile: dict[str, Any]
+    folder: ServedFolder
+    skipped: list[dict[str, Any]]
+    variant: dict[str, Any]
+    cpu: dict[str, Any] | None
+    vectors: dict[str, list[list[float]]]
+    disabled_reason: str | None
+    token_counts: dict[str, list[int]]
+    tiktoken: dict[str, Any]
+    accelerators: dict[str, bool]
+    http_clients: list[str]
+    network_connections_attempted: list[str]
+    processes_started: list[str]
