@@ -113,6 +113,7 @@ def self_check(info: dict[str, Any]) -> tuple[SelfCheckReport, bool]:
     report["skipped"] = resolution.get("skipped", [])
     report["variant"] = {"chosen": resolution.get("variant"), "reason": resolution.get("variant_reason")}
     report["cpu"] = explained["cpu"]
+    report["canary"] = explained["canary"]
     if service.variant and folder:
         # Every other variant in the same folder, so verify can compare int8 with fp32.
         folder_root = ModelRoot(Path(folder).parent, resolution["kind"])

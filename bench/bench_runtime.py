@@ -1,151 +1,232 @@
-"""Benchmark the embedding runtime (a benchmark, not a test).
+"""Benchmark the runtime's defaults against the best bare onnxruntime configuration (not a test).
 
-On a mixed-length corpus it reports texts per second and peak memory for:
+For each thread count (1, 2, all cores) it sweeps a bare onnxruntime loop over
+the same pre-tokenized corpus: session options first (memory arena, spinning,
+graph optimisation level) at a 2048-token budget, then token budgets (batch-1,
+512 … 16384) with the best options. It then runs the runtime's default
+configuration (``EmbeddingService``, threads pinned to the same count) and the
+best bare configuration interleaved, ``--reps`` times in this one process, and
+reports texts/s, the median of the per-repetition ratios runtime ÷ best bare
+(runs on these machines vary by ~10%: only interleaved ratios mean anything),
+and the peak RSS of one pass of each, measured in a child process of its own.
 
-- ``runtime``: EmbeddingService.embed_documents, end to end (tokenizing included);
-- ``plain``: a bare onnxruntime loop over the identical pre-tokenized batches
-  (goal: runtime >= 0.95x of it, i.e. the runtime adds almost nothing);
-- ``naive``: fixed batches of 32 in input order, padded to the longest text
-  (goal: runtime >= 1.5x of it).
+By default the model is the fixture generator's, shaped like the pinned model
+(last-token pooling, 768 hidden, 1024 tokens, 4 layers); ``--model-dir`` takes
+any profile folder with its contract (``--dim``, ``--pooling``, ``--max-tokens``).
 
-Each mode runs in its own process so that peak RSS is its own. By default it
-generates a fixture model; ``--model-dir`` takes any profile folder (with
-tokenizer.json and onnx/) and ``--dim``/``--pooling``/``--max-tokens`` its contract.
-
-    python -m bench.bench_runtime [--texts 2000] [--hidden 384] [--variant int8]
+    python -m bench.bench_runtime [--variant int8] [--texts 240] [--reps 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
 
+from devtools.corpus import mixed_length_texts
+from devtools.fixture_model import FixtureSpec, write_fixture_repo
 from embedding_runtime import EmbeddingService, ModelRoot, ProfileContract
 from embedding_runtime._service import token_budget_batches
 
-NAIVE_BATCH = 32
 PROFILE_ID = "bench-v1"
+PROMPT = "Document: "
+BUDGETS = (0, 512, 1024, 2048, 4096, 8192, 16384)  # 0: one text per run
 
 
-def corpus(count: int, seed: int = 11) -> list[str]:
-    """Mostly short notes, some paragraphs, a few pasted pages: lengths spread over two orders."""
-    from devtools.fixture_model import vocabulary
+@dataclass(frozen=True)
+class Bare:
+    """A bare onnxruntime configuration: session options and the batching budget."""
 
-    words = [w for w in vocabulary() if w.isalpha() and len(w) > 1]
-    rng = np.random.default_rng(seed)
-    lengths = np.minimum(rng.lognormal(mean=3.0, sigma=1.1, size=count).astype(int) + 1, 900)
-    return [" ".join(rng.choice(words, size=n)) for n in lengths]
+    threads: int
+    arena: bool = True
+    spinning: bool = True
+    optimization: str = "all"
+    budget: int = 2048
+
+    @property
+    def label(self) -> str:
+        opt = f"arena {'on' if self.arena else 'off'}, spin {'on' if self.spinning else 'off'}, opt {self.optimization}"
+        return f"bare {opt}, budget {self.budget or 'batch-1'}"
 
 
 def contract(args: argparse.Namespace) -> ProfileContract:
     return ProfileContract(
-        PROFILE_ID, args.dim, (args.dim,), args.pooling, max_tokens=args.max_tokens, document_prompt="Document: "
+        PROFILE_ID, args.dim, (args.dim,), args.pooling, max_tokens=args.max_tokens, document_prompt=PROMPT
     )
 
 
-def run_mode(args: argparse.Namespace) -> dict[str, float]:
-    texts = corpus(args.texts)
-    env = {"EMBEDDING_RUNTIME_VARIANT": args.variant, "EMBEDDING_RUNTIME_THREADS": str(args.threads)}
-    service = EmbeddingService(contract(args), roots=[ModelRoot(Path(args.root), "bundled")], env=env)
+def pretokenized(folder: Path, texts: Sequence[str], max_tokens: int) -> list[list[int]]:
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_tokens)
+    return [e.ids for e in tokenizer.encode_batch([PROMPT + t for t in texts])]
+
+
+def bare_session(model: Path, config: Bare) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = config.threads
+    options.enable_cpu_mem_arena = config.arena
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
+    levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    options.graph_optimization_level = levels[config.optimization]
+    return ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def bare_pass(session: ort.InferenceSession, ids: list[list[int]], budget: int) -> None:
+    batches = [[i] for i in range(len(ids))] if budget == 0 else token_budget_batches([len(r) for r in ids], budget)
+    for rows in batches:
+        width = max(len(ids[r]) for r in rows)
+        input_ids = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(ids[r])] = ids[r]
+            mask[i, : len(ids[r])] = 1
+        hidden = session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
+        hidden[np.arange(len(rows)), mask.sum(axis=1) - 1]  # last-token pooling, as the runtime does
+
+
+def runtime_service(root: Path, args: argparse.Namespace, threads: int) -> EmbeddingService:
+    env = {"EMBEDDING_RUNTIME_VARIANT": args.variant, "EMBEDDING_RUNTIME_THREADS": str(threads)}
+    service = EmbeddingService(contract(args), roots=[ModelRoot(root, "bundled")], env=env)
     service.load()
-    engine = service._engine  # the bench reuses the loaded session and tokenizer for the baselines
-    assert engine is not None
-    prompted = ["Document: " + t for t in texts]
-    ids = [e.ids for e in engine.tokenizer.encode_batch(prompted)]
-    rss_before = _peak_rss_mib()
-
-    def once() -> None:
-        if args.mode == "runtime":
-            service.embed_documents(texts)
-        elif args.mode == "plain":
-            for rows in token_budget_batches([len(i) for i in ids], engine.contract.batch_token_budget):
-                _plain_run(engine.session, [ids[r] for r in rows])
-        else:
-            for start in range(0, len(ids), NAIVE_BATCH):
-                _plain_run(engine.session, ids[start : start + NAIVE_BATCH])
-
-    timings = []
-    for _ in range(args.repeat):
-        started = time.perf_counter()
-        once()
-        timings.append(time.perf_counter() - started)
-    seconds = float(np.median(timings))
-    return {"texts_per_s": len(texts) / seconds, "peak_rss_mib": _peak_rss_mib(), "rss_before_mib": rss_before}
+    return service
 
 
-def _plain_run(session: object, batch: list[list[int]]) -> None:
-    width = max(len(r) for r in batch)
-    input_ids = np.zeros((len(batch), width), dtype=np.int64)
-    mask = np.zeros((len(batch), width), dtype=np.int64)
-    for i, row in enumerate(batch):
-        input_ids[i, : len(row)] = row
-        mask[i, : len(row)] = 1
-    session.run(None, {"input_ids": input_ids, "attention_mask": mask})  # type: ignore[attr-defined]
+def texts_per_second(action: Any, count: int) -> float:
+    started = time.perf_counter()
+    action()
+    return count / (time.perf_counter() - started)
+
+
+def sweep(model: Path, ids: list[list[int]], threads: int, reps: int) -> tuple[Bare, dict[Bare, float]]:
+    """The best bare configuration for ``threads``: options at budget 2048, then budgets."""
+    results: dict[Bare, float] = {}
+
+    def measure(configs: list[Bare]) -> None:
+        sessions = {c: bare_session(model, c) for c in {replace_budget(c, 2048) for c in configs}}
+        runs: dict[Bare, list[float]] = {c: [] for c in configs}
+        for _ in range(reps):  # interleaved: every configuration once per repetition
+            for config in configs:
+                session = sessions[replace_budget(config, 2048)]
+                runs[config].append(texts_per_second(partial(bare_pass, session, ids, config.budget), len(ids)))
+        results.update({c: statistics.median(r) for c, r in runs.items()})
+
+    grid = [Bare(threads, a, s, o) for a, s, o in itertools.product((True, False), (True, False), ("all", "basic"))]
+    measure(grid)
+    best_options = max(grid, key=results.__getitem__)
+    measure([replace_budget(best_options, b) for b in BUDGETS if b != 2048])
+    return max(results, key=results.__getitem__), results
+
+
+def replace_budget(config: Bare, budget: int) -> Bare:
+    return Bare(config.threads, config.arena, config.spinning, config.optimization, budget)
+
+
+def peak_rss_mib(mode: str, root: Path, args: argparse.Namespace, config: Bare) -> float:
+    """One pass in a child process of its own: its peak RSS is this configuration's alone."""
+    command = [sys.executable, "-m", "bench.bench_runtime", *sys.argv[1:], "--child", mode, "--root", str(root)]
+    command += ["--config", json.dumps(asdict(config))]
+    out = subprocess.run(
+        command, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+    )
+    return float(out.stdout.split()[-1])
+
+
+def child(args: argparse.Namespace) -> None:
+    config = Bare(**json.loads(args.config))
+    root = Path(args.root)
+    texts = mixed_length_texts(args.texts)
+    if args.child == "runtime":
+        runtime_service(root, args, config.threads).embed_documents(texts)
+    else:
+        ids = pretokenized(root / PROFILE_ID, texts, args.max_tokens)
+        bare_pass(bare_session(model_file(root, args), config), ids, config.budget)
+    print(_peak_rss_mib())
 
 
 def _peak_rss_mib() -> float:
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report its parent's peak.
+    status = Path("/proc/self/status")
+    if status.is_file():
+        line = next(row for row in status.read_text().splitlines() if row.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 if sys.platform != "darwin" else peak / 2**20
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def model_file(root: Path, args: argparse.Namespace) -> Path:
+    return root / PROFILE_ID / "onnx" / ("model.onnx" if args.variant == "fp32" else "model_quantized.onnx")
 
 
 def prepare_root(args: argparse.Namespace, tmp: Path) -> Path:
+    root = tmp / "roots"
+    root.mkdir()
     if args.model_dir:
-        root = tmp / "roots"
-        root.mkdir()
         (root / PROFILE_ID).symlink_to(Path(args.model_dir).resolve())
-        return root
-    from devtools.fixture_model import FixtureSpec, write_fixture_repo
-
-    heads = max(1, args.hidden // 64)
-    write_fixture_repo(
-        tmp / "roots" / PROFILE_ID, FixtureSpec(seed=5, hidden=args.hidden, heads=heads, ffn=2 * args.hidden)
-    )
-    return tmp / "roots"
+    else:
+        spec = FixtureSpec(seed=5, hidden=args.dim, heads=max(1, args.dim // 64), ffn=2 * args.dim, layers=4)
+        write_fixture_repo(root / PROFILE_ID, spec)
+    return root
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--texts", type=int, default=2000)
-    parser.add_argument("--hidden", type=int, default=384, help="fixture model width (without --model-dir)")
+    parser.add_argument("--texts", type=int, default=240)
+    parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions (at least 5)")
+    parser.add_argument("--variant", default="int8", choices=("fp32", "int8"))
     parser.add_argument("--model-dir", help="a profile folder to benchmark instead of the fixture")
-    parser.add_argument("--dim", type=int, help="output dimension of --model-dir (default: --hidden)")
+    parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--pooling", default="last_token", choices=("last_token", "mean", "cls"))
     parser.add_argument("--max-tokens", type=int, default=1024)
-    parser.add_argument("--variant", default="int8", choices=("fp32", "int8"))
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeat", type=int, default=5, help="passes per mode; the median counts")
-    parser.add_argument("--mode", choices=("runtime", "plain", "naive"), help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, nargs="*", help="thread counts (default: 1, 2 and all cores)")
+    parser.add_argument("--child", choices=("runtime", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    args.dim = args.dim or args.hidden
-    if args.mode:
-        print(json.dumps(run_mode(args)))
+    if args.child:
+        child(args)
         return 0
+    thread_counts = sorted(set(args.threads or [1, 2, os.cpu_count() or 1]))
     with tempfile.TemporaryDirectory() as tmp:
         root = prepare_root(args, Path(tmp))
-        results = {}
-        for mode in ("runtime", "plain", "naive"):
-            cmd = [sys.executable, "-m", "bench.bench_runtime", *sys.argv[1:], "--mode", mode, "--root", str(root)]
-            out = subprocess.run(
-                cmd, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}
-            )
-            results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"corpus: {args.texts} mixed-length texts; model: {args.model_dir or f'fixture hidden={args.hidden}'}; "
-          f"{args.variant}, {args.threads} thread(s)")  # fmt: skip
-    for mode, r in results.items():
-        print(f"{mode:8} {r['texts_per_s']:8.1f} texts/s   peak RSS {r['peak_rss_mib']:7.1f} MiB")
-    speed = {mode: r["texts_per_s"] for mode, r in results.items()}
-    print(f"runtime / plain onnxruntime loop: {speed['runtime'] / speed['plain']:.2f}x (goal >= 0.95)")
-    print(f"runtime / naive fixed batches:    {speed['runtime'] / speed['naive']:.2f}x (goal >= 1.5)")
+        texts = mixed_length_texts(args.texts)
+        ids = pretokenized(root / PROFILE_ID, texts, args.max_tokens)
+        model = model_file(root, args)
+        print(f"corpus: {len(texts)} texts, {sum(map(len, ids))} tokens; model: {args.model_dir or 'fixture'} "
+              f"({args.variant}); {args.reps} interleaved repetitions")  # fmt: skip
+        print("| threads | runtime default | best bare configuration | bare | ratio | RSS runtime / bare |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for threads in thread_counts:
+            best, swept = sweep(model, ids, threads, max(3, args.reps // 2))
+            for config, speed in sorted(swept.items(), key=lambda item: -item[1])[:6]:
+                print(f"|   | sweep: {config.label}: {speed:.1f} texts/s |  |  |  |  |")
+            service = runtime_service(root, args, threads)
+            session = bare_session(model, best)
+            ratios, ours, theirs = [], [], []
+            for _ in range(args.reps):
+                ours.append(texts_per_second(partial(service.embed_documents, texts), len(texts)))
+                theirs.append(texts_per_second(partial(bare_pass, session, ids, best.budget), len(ids)))
+                ratios.append(ours[-1] / theirs[-1])
+            rss = (peak_rss_mib("runtime", root, args, best), peak_rss_mib("bare", root, args, best))
+            print(f"| {threads} | {statistics.median(ours):.1f} texts/s | {best.label} | "
+                  f"{statistics.median(theirs):.1f} texts/s | {statistics.median(ratios):.2f} | "
+                  f"{rss[0]:.0f} / {rss[1]:.0f} MiB |", flush=True)  # fmt: skip
     return 0
 
 

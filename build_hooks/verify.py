@@ -288,6 +288,9 @@ def _placement_problems(report: SelfCheckReport, artifact: Artifact, plan: Bundl
     folder: dict[str, Any] = dict(report.get("folder") or {})
     if folder.get("kind") != "bundled" or not str(folder.get("path", "")).startswith(str(artifact.dist)):
         problems.append(f"used {folder.get('kind')} folder {folder.get('path')}, not the artifact's bundled profile")
+    canary = report.get("canary") or {}
+    if canary.get("state") != "proven":
+        problems.append(f"the bundled folder served without proving its weights (canary {canary.get('state')})")
     served = (folder.get("profile_id"), folder.get("revision"))
     if served != (plan.pin.profile_id, plan.pin.revision):
         problems.append(f"serves {served[0]}@{served[1]}, not the pin in effect ({plan.pin})")

@@ -15,7 +15,7 @@ import argparse
 import hashlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,6 +125,7 @@ class FixtureSpec:
     heads: int = 2
     ffn: int = 64
     with_token_type_ids: bool = False
+    layers: int = 1
 
 
 def vocabulary() -> dict[str, int]:
@@ -166,16 +167,8 @@ def build_model(spec: FixtureSpec) -> onnx.ModelProto:
         weight("position_embeddings", MAX_POSITIONS, hidden, scale=0.1),
         numpy_helper.from_array(np.ones(hidden, np.float32), "ln0_g"),
         numpy_helper.from_array(np.zeros(hidden, np.float32), "ln0_b"),
-        numpy_helper.from_array(np.ones(hidden, np.float32), "ln1_g"),
-        numpy_helper.from_array(np.zeros(hidden, np.float32), "ln1_b"),
-        numpy_helper.from_array(np.ones(hidden, np.float32), "ln2_g"),
-        numpy_helper.from_array(np.zeros(hidden, np.float32), "ln2_b"),
-        *(weight(f"w_{n}", hidden, hidden) for n in "qkvo"),
-        *(weight(f"b_{n}", hidden, scale=0.02) for n in "qkvo"),
-        weight("w_ffn1", hidden, spec.ffn),
-        weight("b_ffn1", spec.ffn, scale=0.02),
-        weight("w_ffn2", spec.ffn, hidden),
-        weight("b_ffn2", hidden, scale=0.02),
+        # Layer 0 keeps the unprefixed names (and so the bytes) of the one-layer fixture.
+        *(init for layer in range(spec.layers) for init in _block_weights(weight, spec, _prefix(layer))),
         const("split_heads", [0, 0, heads, hidden // heads]),
         const("merge_heads", [0, 0, hidden]),
         const("zero", [0]),
@@ -213,22 +206,12 @@ def build_model(spec: FixtureSpec) -> onnx.ModelProto:
         embedded = "emb_typed"
     nodes += [
         n("LayerNormalization", [embedded, "ln0_g", "ln0_b"], ["x0"], axis=-1, epsilon=1e-5),
-        *_attention_nodes(),
-        n("Add", ["x0", "attn_out"], ["res1"]),
-        n("LayerNormalization", ["res1", "ln1_g", "ln1_b"], ["x1"], axis=-1, epsilon=1e-5),
-        n("MatMul", ["x1", "w_ffn1"], ["ffn_mm"]),
-        n("Add", ["ffn_mm", "b_ffn1"], ["ffn_pre"]),
-        # GELU as 0.5 * x * (1 + erf(x / sqrt 2)): opset 17 has no Gelu op.
-        n("Mul", ["ffn_pre", "inv_sqrt2"], ["gelu_scaled"]),
-        n("Erf", ["gelu_scaled"], ["gelu_erf"]),
-        n("Add", ["gelu_erf", "f_one"], ["gelu_1p"]),
-        n("Mul", ["ffn_pre", "gelu_1p"], ["gelu_x"]),
-        n("Mul", ["gelu_x", "f_half"], ["ffn_act"]),
-        n("MatMul", ["ffn_act", "w_ffn2"], ["ffn_mm2"]),
-        n("Add", ["ffn_mm2", "b_ffn2"], ["ffn_out"]),
-        n("Add", ["x1", "ffn_out"], ["res2"]),
-        n("LayerNormalization", ["res2", "ln2_g", "ln2_b"], ["last_hidden_state"], axis=-1, epsilon=1e-5),
     ]
+    x_in = "x0"
+    for layer in range(spec.layers):
+        x_out = "last_hidden_state" if layer == spec.layers - 1 else f"{_prefix(layer)}h"
+        nodes += _block_nodes(_prefix(layer), x_in, x_out)
+        x_in = x_out
     graph = helper.make_graph(
         nodes,
         "tiny_embedder",
@@ -242,33 +225,75 @@ def build_model(spec: FixtureSpec) -> onnx.ModelProto:
     return model
 
 
-def _attention_nodes() -> list[onnx.NodeProto]:
+def _prefix(layer: int) -> str:
+    return "" if layer == 0 else f"l{layer}_"
+
+
+def _block_weights(weight: Callable[..., onnx.TensorProto], spec: FixtureSpec, p: str) -> list[onnx.TensorProto]:
+    hidden = spec.hidden
+    return [
+        numpy_helper.from_array(np.ones(hidden, np.float32), f"{p}ln1_g"),
+        numpy_helper.from_array(np.zeros(hidden, np.float32), f"{p}ln1_b"),
+        numpy_helper.from_array(np.ones(hidden, np.float32), f"{p}ln2_g"),
+        numpy_helper.from_array(np.zeros(hidden, np.float32), f"{p}ln2_b"),
+        *(weight(f"{p}w_{n}", hidden, hidden) for n in "qkvo"),
+        *(weight(f"{p}b_{n}", hidden, scale=0.02) for n in "qkvo"),
+        weight(f"{p}w_ffn1", hidden, spec.ffn),
+        weight(f"{p}b_ffn1", spec.ffn, scale=0.02),
+        weight(f"{p}w_ffn2", spec.ffn, hidden),
+        weight(f"{p}b_ffn2", hidden, scale=0.02),
+    ]
+
+
+def _block_nodes(p: str, x_in: str, x_out: str) -> list[onnx.NodeProto]:
+    """One encoder layer: attention and an Erf-GELU feed-forward block, each with a residual and LayerNorm."""
+    n = helper.make_node
+    return [
+        *_attention_nodes(p, x_in),
+        n("Add", [x_in, f"{p}attn_out"], [f"{p}res1"]),
+        n("LayerNormalization", [f"{p}res1", f"{p}ln1_g", f"{p}ln1_b"], [f"{p}x1"], axis=-1, epsilon=1e-5),
+        n("MatMul", [f"{p}x1", f"{p}w_ffn1"], [f"{p}ffn_mm"]),
+        n("Add", [f"{p}ffn_mm", f"{p}b_ffn1"], [f"{p}ffn_pre"]),
+        # GELU as 0.5 * x * (1 + erf(x / sqrt 2)): opset 17 has no Gelu op.
+        n("Mul", [f"{p}ffn_pre", "inv_sqrt2"], [f"{p}gelu_scaled"]),
+        n("Erf", [f"{p}gelu_scaled"], [f"{p}gelu_erf"]),
+        n("Add", [f"{p}gelu_erf", "f_one"], [f"{p}gelu_1p"]),
+        n("Mul", [f"{p}ffn_pre", f"{p}gelu_1p"], [f"{p}gelu_x"]),
+        n("Mul", [f"{p}gelu_x", "f_half"], [f"{p}ffn_act"]),
+        n("MatMul", [f"{p}ffn_act", f"{p}w_ffn2"], [f"{p}ffn_mm2"]),
+        n("Add", [f"{p}ffn_mm2", f"{p}b_ffn2"], [f"{p}ffn_out"]),
+        n("Add", [f"{p}x1", f"{p}ffn_out"], [f"{p}res2"]),
+        n("LayerNormalization", [f"{p}res2", f"{p}ln2_g", f"{p}ln2_b"], [x_out], axis=-1, epsilon=1e-5),
+    ]
+
+
+def _attention_nodes(p: str, x_in: str) -> list[onnx.NodeProto]:
     make = helper.make_node
     nodes = []
     for name in "qkv":
         nodes += [
-            make("MatMul", ["x0", f"w_{name}"], [f"{name}_mm"]),
-            make("Add", [f"{name}_mm", f"b_{name}"], [f"{name}_flat"]),
-            make("Reshape", [f"{name}_flat", "split_heads"], [f"{name}_split"]),
+            make("MatMul", [x_in, f"{p}w_{name}"], [f"{p}{name}_mm"]),
+            make("Add", [f"{p}{name}_mm", f"{p}b_{name}"], [f"{p}{name}_flat"]),
+            make("Reshape", [f"{p}{name}_flat", "split_heads"], [f"{p}{name}_split"]),
         ]
     nodes += [
-        make("Transpose", ["q_split"], ["q_heads"], perm=[0, 2, 1, 3]),
-        make("Transpose", ["k_split"], ["k_heads_t"], perm=[0, 2, 3, 1]),
-        make("Transpose", ["v_split"], ["v_heads"], perm=[0, 2, 1, 3]),
-        make("MatMul", ["q_heads", "k_heads_t"], ["scores_raw"]),
-        make("Mul", ["scores_raw", "attn_scale"], ["scores_scaled"]),
+        make("Transpose", [f"{p}q_split"], [f"{p}q_heads"], perm=[0, 2, 1, 3]),
+        make("Transpose", [f"{p}k_split"], [f"{p}k_heads_t"], perm=[0, 2, 3, 1]),
+        make("Transpose", [f"{p}v_split"], [f"{p}v_heads"], perm=[0, 2, 1, 3]),
+        make("MatMul", [f"{p}q_heads", f"{p}k_heads_t"], [f"{p}scores_raw"]),
+        make("Mul", [f"{p}scores_raw", "attn_scale"], [f"{p}scores_scaled"]),
         # Padding positions get a large negative bias so they take no attention.
-        make("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
-        make("Sub", ["f_one", "mask_f"], ["mask_inv"]),
-        make("Mul", ["mask_inv", "neg_big"], ["mask_bias_2d"]),
-        make("Unsqueeze", ["mask_bias_2d", "mask_axes"], ["mask_bias"]),
-        make("Add", ["scores_scaled", "mask_bias"], ["scores"]),
-        make("Softmax", ["scores"], ["probs"], axis=-1),
-        make("MatMul", ["probs", "v_heads"], ["ctx_heads"]),
-        make("Transpose", ["ctx_heads"], ["ctx_split"], perm=[0, 2, 1, 3]),
-        make("Reshape", ["ctx_split", "merge_heads"], ["ctx"]),
-        make("MatMul", ["ctx", "w_o"], ["o_mm"]),
-        make("Add", ["o_mm", "b_o"], ["attn_out"]),
+        make("Cast", ["attention_mask"], [f"{p}mask_f"], to=TensorProto.FLOAT),
+        make("Sub", ["f_one", f"{p}mask_f"], [f"{p}mask_inv"]),
+        make("Mul", [f"{p}mask_inv", "neg_big"], [f"{p}mask_bias_2d"]),
+        make("Unsqueeze", [f"{p}mask_bias_2d", "mask_axes"], [f"{p}mask_bias"]),
+        make("Add", [f"{p}scores_scaled", f"{p}mask_bias"], [f"{p}scores"]),
+        make("Softmax", [f"{p}scores"], [f"{p}probs"], axis=-1),
+        make("MatMul", [f"{p}probs", f"{p}v_heads"], [f"{p}ctx_heads"]),
+        make("Transpose", [f"{p}ctx_heads"], [f"{p}ctx_split"], perm=[0, 2, 1, 3]),
+        make("Reshape", [f"{p}ctx_split", "merge_heads"], [f"{p}ctx"]),
+        make("MatMul", [f"{p}ctx", f"{p}w_o"], [f"{p}o_mm"]),
+        make("Add", [f"{p}o_mm", f"{p}b_o"], [f"{p}attn_out"]),
     ]
     return nodes
 

@@ -70,6 +70,7 @@ class SelfCheckReport(TypedDict, total=False):
     skipped: list[dict[str, Any]]
     variant: dict[str, Any]
     cpu: dict[str, Any] | None
+    canary: dict[str, Any]
     vectors: dict[str, list[list[float]]]
     disabled_reason: str | None
     token_counts: dict[str, list[int]]

@@ -106,6 +106,7 @@ def _readable(report: dict[str, Any]) -> str:
     if tiktoken := report["tiktoken"]:
         status = ", ".join(f"{name}: {state}" for name, state in tiktoken["encodings"].items())
         lines.append(f"tiktoken    {tiktoken['folder']}: {status or tiktoken['problem']}")
+    lines.append(f"threads     {report['threads']}: {report['threads_reason']}")
     if cpu := report["cpu"]:
         lines.append(f"cpu         {cpu['arch']} {cpu['model_name']} ({', '.join(cpu['sources'])})")
     return "\n".join(lines)

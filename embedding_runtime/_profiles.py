@@ -35,7 +35,9 @@ class ProfileContract:
     # Bump when what is fed to the model changes (prompts, truncation) without a new model.
     input_version: int = 1
     # Per-batch token budget: rows x longest row, so memory stays bounded whatever the texts.
-    batch_token_budget: int = 16384
+    # None: one max-length text's worth, which bench/bench_runtime.py found fastest for
+    # attention models (a batch of long texts costs width^2 per row and gains nothing).
+    batch_token_budget: int | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -45,8 +47,13 @@ class ProfileContract:
             raise ValueError(f"{self.profile_id}: Matryoshka dimensions must lie in 1..{self.dimension}")
         if self.pooling not in ("last_token", "mean", "cls"):
             raise ValueError(f"{self.profile_id}: unknown pooling {self.pooling!r}")
-        if self.max_tokens < 2 or self.batch_token_budget < self.max_tokens:
+        if self.max_tokens < 2 or self.token_budget < self.max_tokens:
             raise ValueError(f"{self.profile_id}: the token budget must hold at least one max-length text")
+
+    @property
+    def token_budget(self) -> int:
+        """Rows x longest row of one batch."""
+        return self.batch_token_budget if self.batch_token_budget is not None else self.max_tokens
 
     def check_dim(self, dim: int | None) -> int:
         """The output dimension for ``dim`` (None: the full one); ValueError when not allowed."""

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -44,6 +45,21 @@ _CHARS_PER_TOKEN_CAP = 64
 _TEXTS_PER_CHUNK = 256
 
 Vectors = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the ONNX session runs. The defaults won bench/bench_runtime.py against every bare
+    onnxruntime configuration (see the README's runtime section for the figures)."""
+
+    threads: int
+    # onnxruntime's memory arena reuses buffers between batches; the token budget bounds its size.
+    arena: bool = True
+    # Workers spin briefly for the next task instead of sleeping: faster batches, at the cost of
+    # CPU while a call runs (not between calls).
+    spinning: bool = True
+    # None: the contract's token budget.
+    token_budget: int | None = None
 
 
 class State(enum.Enum):
@@ -76,6 +92,9 @@ class EmbeddingService:
         verify: re-hash model files against ``.prepared.json`` before loading.
         probe_record: the canary a folder must reproduce before it serves (default: the record
             bundled with the app, when ``roots`` is left to default; none for a source run).
+        threads: intra-op threads of this service's model (default: ``EMBEDDING_RUNTIME_THREADS``,
+            else every CPU up to 8). A service for bulk re-indexing and one for interactive queries
+            can differ; each loads its own copy of the model.
     """
 
     def __init__(
@@ -88,6 +107,8 @@ class EmbeddingService:
         cpu: cpu_facts.CpuFacts | None = None,
         verify: bool = False,
         probe_record: ProbeRecord | None = None,
+        threads: int | None = None,
+        settings: EngineSettings | None = None,
     ) -> None:
         self.contract = profile if isinstance(profile, ProfileContract) else get_profile(profile)
         self._app_name = app_name
@@ -99,6 +120,8 @@ class EmbeddingService:
             probe_record = bundled_probe_record(self.contract.profile_id, _facts(self._env))
         self._probe = probe_record
         self._canary_seconds: float | None = None
+        self._settings = settings or EngineSettings(threads or _threads(self._env))
+        self._threads_reason = _threads_reason(threads, settings, self._env)
         self._state = State.INIT
         self._disabled: _DisabledError | None = None
         self._resolution: Resolution | None = None
@@ -192,7 +215,8 @@ class EmbeddingService:
             "variant": self._decision.to_json() if self._decision else None,
             "resolution": self._resolution.to_json() if self._resolution else None,
             "cpu": self._cpu.to_json() if self._cpu else None,
-            "threads": self._engine.threads if self._engine else None,
+            "threads": self._settings.threads,
+            "threads_reason": self._threads_reason,
             "canary": self._canary_report(),
         }
 
@@ -255,13 +279,13 @@ class EmbeddingService:
         self._cpu = self._cpu or cpu_facts.detect()
         self._decision = decide_variant(self._cpu, self._env)
         strict = self._env.get(VARIANT_ENV, "auto").strip().lower() in ("fp32", "int8")
-        threads = _threads(self._env)
+        settings = self._settings
         opened: list[_Engine] = []
         failed: list[_DisabledError] = []
 
         def proves_itself(folder: Path, variant: str) -> str | None:
             try:
-                engine = _Engine.open(onnxruntime, tokenizers, self.contract, folder, variant, threads)
+                engine = _Engine.open(onnxruntime, tokenizers, self.contract, folder, variant, settings)
             except _DisabledError as failure:  # the folder to serve cannot load: that disables, with why
                 failed.append(failure)
                 return None
@@ -297,10 +321,17 @@ class _Engine:
     """A loaded tokenizer + ONNX session, and the batching around them."""
 
     def __init__(
-        self, contract: ProfileContract, session: Any, tokenizer: Any, model_file: Path, variant: str, threads: int
+        self,
+        contract: ProfileContract,
+        session: Any,
+        tokenizer: Any,
+        model_file: Path,
+        variant: str,
+        settings: EngineSettings,
     ) -> None:
         self.contract, self.session, self.tokenizer = contract, session, tokenizer
-        self.model_file, self.variant, self.threads = model_file, variant, threads
+        self.model_file, self.variant, self.threads = model_file, variant, settings.threads
+        self.token_budget = settings.token_budget or contract.token_budget
         self.full_dim = contract.dimension
         inputs = {i.name for i in session.get_inputs()}
         self.feeds_token_types = "token_type_ids" in inputs
@@ -308,7 +339,7 @@ class _Engine:
 
     @classmethod
     def open(
-        cls, ort: Any, tokenizers: Any, contract: ProfileContract, folder: Path, variant: str, threads: int
+        cls, ort: Any, tokenizers: Any, contract: ProfileContract, folder: Path, variant: str, settings: EngineSettings
     ) -> _Engine:
         model_file = folder / ("onnx/model.onnx" if variant == "fp32" else "onnx/model_quantized.onnx")
         try:
@@ -318,12 +349,12 @@ class _Engine:
             tokenizer.enable_truncation(max_length=contract.max_tokens)
             options = ort.SessionOptions()
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            options.intra_op_num_threads = threads
+            options.intra_op_num_threads = settings.threads
             options.inter_op_num_threads = 1
-            options.enable_cpu_mem_arena = False
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.enable_cpu_mem_arena = settings.arena
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spinning else "0")
             session = ort.InferenceSession(str(model_file), sess_options=options, providers=["CPUExecutionProvider"])
-            engine = cls(contract, session, tokenizer, model_file, variant, threads)
+            engine = cls(contract, session, tokenizer, model_file, variant, settings)
             probe = engine.embed(["probe"], contract.dimension)
         except _ContractMismatchError as err:
             raise _DisabledError("contract_mismatch", f"{model_file}: {err}") from err
@@ -340,7 +371,7 @@ class _Engine:
             chunk = texts[start : start + _TEXTS_PER_CHUNK]
             encodings = self.tokenizer.encode_batch(list(chunk), add_special_tokens=True)
             ids = [e.ids for e in encodings]
-            for rows in token_budget_batches([len(i) for i in ids], self.contract.batch_token_budget):
+            for rows in token_budget_batches([len(i) for i in ids], self.token_budget):
                 out[[start + r for r in rows]] = self._run([ids[r] for r in rows], dim)
         return out
 
@@ -402,9 +433,21 @@ def token_budget_batches(lengths: Sequence[int], budget: int) -> list[list[int]]
 
 
 def default_threads(cpu_count: int | None) -> int:
-    """Intra-op threads: 1 on small machines (leave the app responsive), else half the CPUs, at most 8."""
-    logical = cpu_count or 1
-    return 1 if logical <= 4 else min(8, logical // 2)
+    """Intra-op threads: every CPU, at most 8 (past that a small model gains nothing).
+
+    A desktop app embeds in bursts (a re-index, a query) and waits for the result: half the
+    CPUs halves its speed. An app that embeds in the background of interactive work passes
+    ``threads=1`` (or sets EMBEDDING_RUNTIME_THREADS) for that service.
+    """
+    return max(1, min(8, cpu_count or 1))
+
+
+def _threads_reason(threads: int | None, settings: EngineSettings | None, env: Mapping[str, str]) -> str:
+    if settings is not None or threads:
+        return "set by the app for this service"
+    if _threads(env) != default_threads(os.cpu_count()):
+        return f"{THREADS_ENV}={env.get(THREADS_ENV)}"
+    return f"every CPU ({os.cpu_count()}), at most 8: embedding runs in bursts the app waits for"
 
 
 def _threads(env: Mapping[str, str]) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devtools.corpus import mixed_length_texts
 from embedding_runtime import (
     EmbeddingsDisabledError,
     EmbeddingService,
@@ -27,7 +28,7 @@ from embedding_runtime import (
 )
 from embedding_runtime._cpu import CpuFacts
 from embedding_runtime._profiles import ProfileContract, get_profile, register_profile
-from embedding_runtime._service import default_threads, token_budget_batches
+from embedding_runtime._service import EngineSettings, default_threads, token_budget_batches
 from embedding_runtime._vectors import model_id
 from tests.runtime_fixtures import (
     FIXTURE_PROFILE,
@@ -303,7 +304,7 @@ def test_close_waits_for_calls_in_flight(model_root: Path) -> None:
 
 
 def test_default_thread_count_leaves_small_machines_responsive() -> None:
-    assert [default_threads(n) for n in (None, 1, 2, 4, 8, 16, 64)] == [1, 1, 1, 1, 4, 8, 8]
+    assert [default_threads(n) for n in (None, 1, 2, 4, 8, 16, 64)] == [1, 1, 2, 4, 8, 8, 8]
 
 
 # -- stamps and packed vectors ------------------------------------------------
@@ -424,3 +425,16 @@ def test_runtime_source_names_no_upstream_model() -> None:
     """The runtime knows profile ids; the upstream repo name lives in the build config only."""
     for path in (REPO_ROOT / "embedding_runtime").rglob("*.py"):
         assert "jina" not in path.read_text().lower(), path
+
+
+def test_the_faster_defaults_leave_fp32_vectors_unchanged(model_root: Path) -> None:
+    """New session options, budget and threads against the old ones (arena and spinning off, one
+    thread, 16384 tokens a batch), on the benchmark's corpus: same vectors."""
+    texts = mixed_length_texts(60)
+    contract = replace(FIXTURE_PROFILE, batch_token_budget=None)
+    old = EngineSettings(threads=1, arena=False, spinning=False, token_budget=16384)
+    env = {"EMBEDDING_RUNTIME_VARIANT": "fp32"}
+    roots = [ModelRoot(model_root, "bundled")]
+    before = EmbeddingService(contract, roots=roots, env=env, cpu=VNNI, settings=old).embed_documents(texts)
+    after = EmbeddingService(contract, roots=roots, env=env, cpu=VNNI).embed_documents(texts)
+    assert (before * after).sum(axis=1).min() >= 0.9999
