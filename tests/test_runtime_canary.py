@@ -90,10 +90,10 @@ def test_fp32_weights_must_agree_almost_exactly(
     assert chosen.disabled_reason == "canary_mismatch"
 
 
-def test_the_canary_costs_a_small_fraction_of_the_load(
+def test_the_canary_runs_within_the_load_and_reports_its_cost(
     tmp_path: Path, repo_files_a: dict[str, bytes], record: ProbeRecord
 ) -> None:
-    """Recorded (not timed against a limit): the load and canary seconds the closing note reports."""
+    """Measured, not held to a limit: the canary seconds are part of the load and reported by doctor."""
     write_profile(tmp_path / "bundled", repo_files_a)
     chosen = service([ModelRoot(tmp_path / "bundled", "bundled")], record)
     started = time.perf_counter()
