@@ -26,6 +26,7 @@ from build_hooks.bundle import (
     prepare_build,
 )
 from build_hooks.errors import PipelineError
+from build_hooks.manifest import manifest_path, write_manifest
 from embedding_runtime import DATA_FOLDER, STDLIB_ACCELERATORS, sha256_file
 
 READABLE = 0o444
@@ -110,7 +111,7 @@ def build(
     dist = plan.dist_dir("nuitka", dist_root)
     command = [*nuitka_command(plan, dist_root)[:-1], *extra_args, str(plan.config.app_entry)]
     digest = inputs_digest(plan, "nuitka", command[1:])  # not the interpreter path: venvs differ
-    if not force and is_up_to_date(dist, digest):  # verify-artifact re-checks the dist's bytes
+    if not force and is_up_to_date(dist, digest) and manifest_path(dist).is_file():
         log(f"{dist} is up to date (no input changed; pass --force to rebuild)")
         return dist
     ccache = shutil.which("ccache")
@@ -122,6 +123,7 @@ def build(
     make_data_readable(dist)
     if problems := dist_problems(plan, dist):
         raise BuildFailedError(f"the dist is incomplete: {'; '.join(problems)}")
+    write_manifest(plan, dist, "nuitka")
     write_stamp(dist, digest)
     size = sum(p.stat().st_size for p in dist.rglob("*") if p.is_file())
     log(f"built {dist} in {time.monotonic() - started:.0f} s, {size / 2**20:.0f} MiB")

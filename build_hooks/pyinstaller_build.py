@@ -18,6 +18,7 @@ from build_hooks.build_stamp import inputs_digest, is_up_to_date, write_stamp
 from build_hooks.bundle import BundlePlan, prepare_build
 from build_hooks.config import PIN_ENV
 from build_hooks.errors import PipelineError
+from build_hooks.manifest import manifest_path
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "launcher.spec"
 Log = Callable[[str], None]
@@ -40,7 +41,7 @@ def build(
     dist = plan.dist_dir("pyinstaller", dist_root)
     command = [*pyinstaller_command(plan, dist_root), *extra_args]
     digest = inputs_digest(plan, "pyinstaller", command[3:])
-    if not force and is_up_to_date(dist, digest):
+    if not force and is_up_to_date(dist, digest) and manifest_path(dist).is_file():
         prepare_build(plan, "pyinstaller")  # the pin and the data must still hold, as the spec would check
         log(f"{dist} is up to date (no input changed; pass --force to rebuild)")
         return dist

@@ -26,8 +26,11 @@ from typing import Any
 import numpy as np
 
 from build_hooks.bundle import MODEL_NOTICE_FILE, Builder, BundlePlan, build_info, model_notice
+from build_hooks.manifest import dist_changes, manifest_path
+from build_hooks.manifest import read_manifest as read_build_manifest
 from embedding_runtime import (
     BUILD_INFO_FILE,
+    DATA_FOLDER,
     MARKER_NAME,
     MODELS_FOLDER,
     SELF_CHECK_TEXTS,
@@ -95,6 +98,7 @@ def verify(dist: Path, plan: BundlePlan, *, run_self_check: bool = True) -> Verd
     verdict.record("tiktoken cache", _tiktoken_problems(artifact, plan))
     verdict.record("provenance", _provenance_problems(artifact, plan), f"ok ({plan.pin})")
     verdict.record("runtime package", _runtime_problems(artifact))
+    verdict.record("manifest", _manifest_problems(artifact, plan, verdict))
     verdict.report["static_seconds"] = round(time.monotonic() - started, 2)
     if run_self_check and artifact.executable.is_file():
         _check_self_check(verdict, plan)
@@ -104,10 +108,15 @@ def verify(dist: Path, plan: BundlePlan, *, run_self_check: bool = True) -> Verd
 
 
 def write_outputs(verdict: Verdict, out_dir: Path) -> tuple[Path, Path]:
-    """The JSON report and SHA256SUMS of one artifact, beside it (never inside it)."""
+    """The JSON report and SHA256SUMS of one artifact, beside it (never inside it).
+
+    SHA256SUMS comes from the build's manifest (as ``sha256sum -c`` reads it, from the dist's
+    parent folder), not from whatever the dist holds now.
+    """
     dist = verdict.artifact.dist
     sums = out_dir / f"{dist.name}.SHA256SUMS"
-    lines = [f"{sha256_file(p)}  {p.relative_to(dist).as_posix()}" for p in sorted(dist.rglob("*")) if p.is_file()]
+    recorded = read_build_manifest(dist) or {}
+    lines = [f"{entry.sha256}  {dist.name}/{relative}" for relative, entry in sorted(recorded.items())]
     sums.write_text("\n".join(lines) + "\n", encoding="utf-8")
     report = out_dir / f"{dist.name}.verify.json"
     payload = {
@@ -195,6 +204,21 @@ def _provenance_problems(artifact: Artifact, plan: BundlePlan) -> list[str]:
     notice = data / data_path(MODEL_NOTICE_FILE)
     if not notice.is_file() or notice.read_text(encoding="utf-8") != model_notice(plan):
         problems.append(f"{data_path(MODEL_NOTICE_FILE)} does not state the model, revision and licence of {plan.pin}")
+    return problems
+
+
+def _manifest_problems(artifact: Artifact, plan: BundlePlan, verdict: Verdict) -> list[str]:
+    """Every file against the build's manifest, and data/ against the artifact description."""
+    recorded = read_build_manifest(artifact.dist)
+    if recorded is None:
+        return [f"{manifest_path(artifact.dist)} is missing or invalid: rebuild with the build step, which writes it"]
+    problems, _ = dist_changes(artifact.dist, recorded)
+    data = artifact.data_root / DATA_FOLDER
+    expected = set(plan.expected_data())
+    shipped = {p.relative_to(artifact.data_root).as_posix() for p in data.rglob("*") if p.is_file() or p.is_symlink()}
+    problems += [f"{name} is not part of the artifact description" for name in sorted(shipped - expected)]
+    problems += [f"{name} is missing from {DATA_FOLDER}/" for name in sorted(expected - shipped)]
+    verdict.report["manifest_files"] = len(recorded)
     return problems
 
 

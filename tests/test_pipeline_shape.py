@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -12,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from build_hooks.bundle import MODEL_NOTICE_FILE, build_info, model_notice, plan_for
+from build_hooks.bundle import MODEL_NOTICE_FILE, plan_for, write_generated_files
 from build_hooks.config import load_config
 from build_hooks.errors import UsageError
+from build_hooks.manifest import manifest_path, write_manifest
 from build_hooks.pipeline_steps import STEPS, Step, pin_args, run_pipeline
 from devtools.demo_project import ARTIFACT_REPO, Project
 from devtools.loopback_hub import serve_hub
-from embedding_runtime import BUILD_INFO_FILE, MARKER_NAME, MODELS_FOLDER, data_path, read_marker
+from embedding_runtime import BUILD_INFO_FILE, MARKER_NAME, MODELS_FOLDER, PROBE_RECORD_FILE, data_path, read_marker
 from tests.artifacts import artifact_files, copy_project, run_step
 from tests.support import REPO_ROOT, child_env
 
@@ -106,6 +106,7 @@ def test_a_revision_override_flows_through_every_step(
     plan = plan_for(load_config(project.root / "pyproject.toml"), env={})
     dist = plan.dist_dir("pyinstaller")
     shutil.copytree(pyinstaller_artifact, dist, copy_function=os.link, symlinks=True)
+    shutil.copy(manifest_path(pyinstaller_artifact), manifest_path(dist))
     with serve_hub() as hub:
         hub.add_repo(ARTIFACT_REPO, OVERRIDE, artifact_files())
         per_step = {
@@ -132,19 +133,18 @@ def test_a_revision_override_flows_through_every_step(
     refusal = results["verify-artifact"].stderr
     assert "bundled pin" in refusal and "is not the pin in effect" in refusal and BUILD_INFO_FILE in refusal
 
-    # What a build at the override writes (the files are the same bytes): verify then agrees.
+    # What a build at the override writes (the model files are the same bytes): verify then agrees.
     override_plan = plan_for(load_config(project.root / "pyproject.toml"), env={"EMBEDDING_MODEL_REVISION": OVERRIDE})
+    write_generated_files(override_plan, "pyinstaller")
     data = plan.data_root(dist)
-    for name, text in (
-        (
-            data_path(MODELS_FOLDER, override_plan.pin.profile_id, MARKER_NAME),
-            (project.profile / MARKER_NAME).read_text(),
-        ),
-        (data_path(BUILD_INFO_FILE), json.dumps(build_info(override_plan, "pyinstaller"))),
-        (data_path(MODEL_NOTICE_FILE), model_notice(override_plan)),
-    ):
+    bundled_marker = data_path(MODELS_FOLDER, override_plan.pin.profile_id, MARKER_NAME)
+    for name, source in [(bundled_marker, project.profile / MARKER_NAME)] + [
+        (data_path(generated), override_plan.generated_dir / generated)
+        for generated in (BUILD_INFO_FILE, MODEL_NOTICE_FILE, PROBE_RECORD_FILE)
+    ]:
         (data / name).unlink()
-        (data / name).write_text(text)
+        shutil.copy(source, data / name)
+    write_manifest(override_plan, dist, "pyinstaller")
     agreed = run_step(
         project, "verify_artifact.py", "--revision", OVERRIDE, "--static-only", "--reports", str(tmp_path)
     )

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from build_hooks.bundle import BundlePlan, plan_for
+from build_hooks.bundle import MODEL_NOTICE_FILE, BundlePlan, plan_for
 from build_hooks.config import load_config
-from build_hooks.verify import locate, run_offline, verify
+from build_hooks.manifest import manifest_path
+from build_hooks.verify import locate, run_offline, verify, write_outputs
 from devtools.demo_project import ARTIFACT_SPEC, PROFILE_ID, Project
 from devtools.fixture_model import fixture_files
 from embedding_runtime import MARKER_NAME, MODELS_FOLDER, TIKTOKEN_FOLDER, data_path
@@ -29,8 +30,10 @@ def plan(project: Project) -> BundlePlan:
 
 
 def linked_copy(dist: Path, dest: Path) -> Path:
-    """A copy made of hard links (fast); files a test changes are replaced, never written through."""
+    """A copy made of hard links (fast), with its build manifest; changed files are replaced, never
+    written through."""
     shutil.copytree(dist, dest, copy_function=os.link, symlinks=True)
+    shutil.copy(manifest_path(dist), manifest_path(dest))
     return dest
 
 
@@ -185,3 +188,67 @@ def test_no_artifact_says_which_step_builds_one(artifact_project: Project, tmp_p
         cwd=empty, env=child_env(), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 1 and "run `nox -s build-nuitka` or `nox -s build-pyinstaller` first" in result.stderr
+
+
+def flip_middle_byte(target: Path) -> None:
+    content = bytearray(target.read_bytes())
+    content[len(content) // 2] ^= 0x01
+    replace_file(target, bytes(content))
+
+
+def tamper(dist: Path, how: str, plan: BundlePlan) -> str:
+    """Change the artifact after its build in one of the ways verify once let pass; the file it names."""
+    data = locate(dist, plan).data_root
+    flips = {
+        "flip a byte in onnxruntime's library": lambda: next(dist.rglob("onnxruntime_pybind11_state*.so")),
+        "change a vendored runtime .pyc": lambda: data / "embedding_runtime" / "_vectors.pyc",
+        "flip a byte in the executable": lambda: locate(dist, plan).executable,
+    }
+    if how in flips:
+        target = flips[how]()
+        flip_middle_byte(target)
+    elif how == "drop a .py into data/":
+        target = data / data_path("sitecustomize.py")
+        target.write_text("print('hello')\n")
+    elif how == "relicense the model notice":
+        target = data / data_path(MODEL_NOTICE_FILE)
+        replace_file(target, target.read_text().replace("CC-BY-NC-4.0", "MIT").encode())
+    else:  # remove a native library
+        target = next(p for p in sorted(dist.rglob("*.so*")) if p.is_file() and "onnxruntime" not in p.name)
+        target.unlink()
+    return target.relative_to(dist).as_posix()
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "flip a byte in onnxruntime's library",
+        "change a vendored runtime .pyc",
+        "drop a .py into data/",
+        "relicense the model notice",
+        "flip a byte in the executable",
+        "remove a native library",
+    ],
+)
+def test_any_change_after_the_build_fails_verify_naming_the_file(
+    artifact_project: Project, pyinstaller_artifact: Path, tmp_path: Path, how: str
+) -> None:
+    dist = linked_copy(pyinstaller_artifact, tmp_path / "local-notes")
+    changed = tamper(dist, how, plan(artifact_project))
+    verdict = verify(dist, plan(artifact_project), run_self_check=False)
+    assert not verdict.ok
+    assert any(changed in failure for failure in verdict.failures), verdict.failures
+
+
+def test_sha256sums_come_from_the_build_manifest_in_sha256sum_format(
+    artifact_project: Project, pyinstaller_artifact: Path, tmp_path: Path
+) -> None:
+    verdict = verify(pyinstaller_artifact, plan(artifact_project), run_self_check=False)
+    assert verdict.ok, verdict.failures
+    _, sums = write_outputs(verdict, tmp_path)
+    result = subprocess.run(
+        ["sha256sum", "--check", "--quiet", str(sums)], cwd=pyinstaller_artifact.parent, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    recorded = json.loads(manifest_path(pyinstaller_artifact).read_text())["files"]
+    assert len(sums.read_text().splitlines()) == len(recorded) > 100
