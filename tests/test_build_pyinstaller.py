@@ -13,9 +13,11 @@ import pytest
 
 from build_hooks.bundle import plan_for, preflight_problems
 from build_hooks.config import load_config
+from build_hooks.manifest import manifest_path
 from build_hooks.verify import run_offline
 from devtools.demo_project import ARTIFACT_REPO, ARTIFACT_REVISION, PROFILE_ID, Project
-from tests.artifacts import copy_project, damaged, run_pyinstaller, self_check_elsewhere, source_vectors
+from embedding_runtime import BUILD_INFO_FILE, PROBE_RECORD_FILE, data_path
+from tests.artifacts import copy_project, damaged, run_pyinstaller, run_step, self_check_elsewhere, source_vectors
 from tests.support import REPO_ROOT, child_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a cold Nuitka build alone takes ~5 min
@@ -144,3 +146,30 @@ def test_build_without_vectors_is_an_explicit_choice_the_artifact_reports(
     report = json.loads(result.stdout)
     assert result.returncode == 1 and report["disabled_reason"] == "built_without_vectors"
     assert report["vectors"] == {} and report["tiktoken"]["ok"]
+
+
+def data_and_runtime(manifest: dict[str, dict[str, object]], root: str) -> dict[str, object]:
+    """The manifest's entries for data/ and the vendored runtime, keyed below the data root."""
+    prefixes = (f"{root}data/", f"{root}embedding_runtime/")
+    return {k.removeprefix(root): v["sha256"] for k, v in manifest.items() if k.startswith(prefixes)}
+
+
+def test_two_builds_from_the_same_inputs_are_identical(
+    artifact_project: Project, pyinstaller_artifact: Path, nuitka_artifact: Path, tmp_path: Path
+) -> None:
+    """PyInstaller rebuilt from a copy of the project gives the same bytes, the probe record included;
+    the Nuitka build's data/ differs from it only in build-info.json, which names its builder."""
+    project = copy_project(artifact_project, tmp_path / "project")
+    rebuilt = run_step(project, "build_pyinstaller.py")
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    first = json.loads(manifest_path(pyinstaller_artifact).read_text())["files"]
+    second = json.loads(manifest_path(project.pyinstaller_artifact).read_text())["files"]
+    assert {k: v["sha256"] for k, v in first.items()} == {k: v["sha256"] for k, v in second.items()}
+    assert f"_internal/{data_path(PROBE_RECORD_FILE)}" in first
+    nuitka = json.loads(manifest_path(nuitka_artifact).read_text())["files"]
+    pyinstaller_data = {k: v for k, v in data_and_runtime(first, "_internal/").items() if k.startswith("data/")}
+    nuitka_data = {k: v for k, v in data_and_runtime(nuitka, "").items() if k.startswith("data/")}
+    differing = {
+        k for k in pyinstaller_data.keys() | nuitka_data.keys() if pyinstaller_data.get(k) != nuitka_data.get(k)
+    }
+    assert differing == {data_path(BUILD_INFO_FILE)}
