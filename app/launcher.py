@@ -111,7 +111,11 @@ def self_check(info: dict[str, Any]) -> tuple[SelfCheckReport, bool]:
         "revision": marker.revision if marker else None,
     }
     report["skipped"] = resolution.get("skipped", [])
-    report["variant"] = {"chosen": resolution.get("variant"), "reason": resolution.get("variant_reason")}
+    report["variant"] = {
+        "chosen": resolution.get("variant"),
+        "reason": resolution.get("variant_reason"),
+        "canary_fallback": bool(resolution.get("canary_fallback")),
+    }
     report["cpu"] = explained["cpu"]
     report["canary"] = explained["canary"]
     if service.variant and folder:

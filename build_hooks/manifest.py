@@ -10,6 +10,7 @@ the dist holds when verify runs.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,10 +57,11 @@ def read_manifest(dist: Path) -> dict[str, ManifestEntry] | None:
         return None
 
 
-def dist_changes(dist: Path, recorded: dict[str, ManifestEntry]) -> tuple[list[str], dict[str, str]]:
-    """Every file missing, extra or changed against the manifest, and the sha256 of each file as found."""
+def dist_changes(
+    dist: Path, recorded: dict[str, ManifestEntry], hash_file: Callable[[Path], str] = sha256_file
+) -> list[str]:
+    """Every file missing, extra or changed against the manifest (``hash_file`` may share a cache)."""
     problems: list[str] = []
-    found: dict[str, str] = {}
     present = {p.relative_to(dist).as_posix(): p for p in dist.rglob("*") if p.is_file() or p.is_symlink()}
     for relative in sorted(set(recorded) - set(present)):
         problems.append(f"{relative} is missing (the build recorded it)")
@@ -69,8 +71,6 @@ def dist_changes(dist: Path, recorded: dict[str, ManifestEntry]) -> tuple[list[s
         path, entry = present[relative], recorded[relative]
         if path.lstat().st_size != entry.size:
             problems.append(f"{relative} has {path.lstat().st_size} bytes, the build recorded {entry.size}")
-            continue
-        found[relative] = sha256_file(path)
-        if found[relative] != entry.sha256:
+        elif hash_file(path) != entry.sha256:
             problems.append(f"{relative} changed after the build (sha256 differs)")
-    return problems, found
+    return problems

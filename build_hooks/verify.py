@@ -10,6 +10,7 @@ just the first.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,11 +95,14 @@ def verify(dist: Path, plan: BundlePlan, *, run_self_check: bool = True) -> Verd
     verdict = Verdict(artifact)
     started = time.monotonic()
     verdict.record("executable", [] if artifact.executable.is_file() else [f"{artifact.executable} is missing"])
-    verdict.record("model files", _model_problems(artifact, plan) if plan.with_vectors else [], _variants(plan))
+    # Each file is hashed once per run, whichever check asks first (model files are ~1 GB at scale).
+    digest = functools.cache(sha256_file)
+    model_problems = _model_problems(artifact, plan, digest) if plan.with_vectors else []
+    verdict.record("model files", model_problems, _variants(plan))
     verdict.record("tiktoken cache", _tiktoken_problems(artifact, plan))
     verdict.record("provenance", _provenance_problems(artifact, plan), f"ok ({plan.pin})")
     verdict.record("runtime package", _runtime_problems(artifact))
-    verdict.record("manifest", _manifest_problems(artifact, plan, verdict))
+    verdict.record("manifest", _manifest_problems(artifact, plan, verdict, digest))
     verdict.report["static_seconds"] = round(time.monotonic() - started, 2)
     if run_self_check and artifact.executable.is_file():
         _check_self_check(verdict, plan)
@@ -155,7 +159,7 @@ def markdown_summary(verdicts: Sequence[Verdict]) -> str:
 # -- static checks --------------------------------------------------------------
 
 
-def _model_problems(artifact: Artifact, plan: BundlePlan) -> list[str]:
+def _model_problems(artifact: Artifact, plan: BundlePlan, digest: Callable[[Path], str]) -> list[str]:
     folder = artifact.data_root / data_path(MODELS_FOLDER, plan.pin.profile_id)
     source = read_marker(plan.profile_dir)
     bundled = read_marker(folder)
@@ -177,8 +181,8 @@ def _model_problems(artifact: Artifact, plan: BundlePlan) -> list[str]:
                 problems.append(f"{name} is empty")
             elif size != pinned.size:
                 problems.append(f"{name} has {size} bytes, the prepared profile has {pinned.size}")
-            elif (digest := sha256_file(path)) != pinned.sha256:
-                problems.append(f"{name} sha256 {digest[:16]}… differs from the prepared {pinned.sha256[:16]}…")
+            elif (actual := digest(path)) != pinned.sha256:
+                problems.append(f"{name} sha256 {actual[:16]}… differs from the prepared {pinned.sha256[:16]}…")
     return problems
 
 
@@ -207,12 +211,14 @@ def _provenance_problems(artifact: Artifact, plan: BundlePlan) -> list[str]:
     return problems
 
 
-def _manifest_problems(artifact: Artifact, plan: BundlePlan, verdict: Verdict) -> list[str]:
+def _manifest_problems(
+    artifact: Artifact, plan: BundlePlan, verdict: Verdict, digest: Callable[[Path], str]
+) -> list[str]:
     """Every file against the build's manifest, and data/ against the artifact description."""
     recorded = read_build_manifest(artifact.dist)
     if recorded is None:
         return [f"{manifest_path(artifact.dist)} is missing or invalid: rebuild with the build step, which writes it"]
-    problems, _ = dist_changes(artifact.dist, recorded)
+    problems = dist_changes(artifact.dist, recorded, digest)
     data = artifact.data_root / DATA_FOLDER
     expected = set(plan.expected_data())
     shipped = {p.relative_to(artifact.data_root).as_posix() for p in data.rglob("*") if p.is_file() or p.is_symlink()}
@@ -322,8 +328,7 @@ def _placement_problems(report: SelfCheckReport, artifact: Artifact, plan: Bundl
     variant = report.get("variant") or {}
     chosen = variant.get("chosen")
     # A CPU whose int8 kernels fail the canary serves fp32, and says so: that is the product working.
-    canary_fallback = "failed its canary" in str(variant.get("reason"))
-    if preferred in plan.pin.variants and chosen != preferred and not canary_fallback:
+    if preferred in plan.pin.variants and chosen != preferred and not variant.get("canary_fallback"):
         problems.append(f"chose {chosen}, but this CPU prefers {preferred} and the artifact bundles it")
     return problems
 

@@ -39,6 +39,8 @@ class Resolution:
     variant: str | None
     variant_reason: str
     skipped: tuple[SkippedFolder, ...] = field(default=())
+    # The preferred variant failed its canary wherever it was present, so the other one serves.
+    canary_fallback: bool = False
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -46,6 +48,7 @@ class Resolution:
             "kind": self.kind,
             "variant": self.variant,
             "variant_reason": self.variant_reason,
+            "canary_fallback": self.canary_fallback,
             "skipped": [
                 {"path": str(s.path), "kind": s.kind, "variant": s.variant, "reason": s.reason} for s in self.skipped
             ],
@@ -76,7 +79,8 @@ def resolve(
             if problem is None and accept is not None:
                 problem = accept(folder, variant)
             if problem is None:
-                return Resolution(folder, root.kind, variant, why, tuple(skipped))
+                fallback = variant != decision.preferred and _canary_failed(decision.preferred, skipped)
+                return Resolution(folder, root.kind, variant, why, tuple(skipped), fallback)
             skipped.append(SkippedFolder(folder, root.kind, variant, problem))
             if problem != "folder does not exist":  # absent is normal; broken is worth a line in the log
                 logger.info("skipping %s folder %s for %s: %s", root.kind, folder, variant, problem)
@@ -85,9 +89,13 @@ def resolve(
 
 def _fallback_reason(decision: VariantDecision, other: str, skipped: Sequence[SkippedFolder]) -> str:
     preferred = decision.preferred
-    if any(s.variant == preferred and s.reason.startswith(CANARY_MISMATCH) for s in skipped):
+    if _canary_failed(preferred, skipped):
         return (
             f"{preferred} failed its canary in every folder that has it (this CPU's {preferred} kernels, "
             f"or damaged weights); {other} serves instead"
         )
     return f"no folder has {preferred} ({decision.reason}); {other} serves instead"
+
+
+def _canary_failed(variant: str, skipped: Sequence[SkippedFolder]) -> bool:
+    return any(s.variant == variant and s.reason.startswith(CANARY_MISMATCH) for s in skipped)

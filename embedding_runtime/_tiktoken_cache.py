@@ -86,6 +86,10 @@ def encoding_problems(folder: Path, encodings: Iterable[str]) -> dict[str, list[
     blobs = read_manifest(folder)
     if blobs is None:
         return {name: [f"{folder} has no valid {MANIFEST_NAME}"] for name in encodings}
+    return _blob_problems(folder, encodings, blobs)
+
+
+def _blob_problems(folder: Path, encodings: Iterable[str], blobs: list[CachedBlob]) -> dict[str, list[str]]:
     problems: dict[str, list[str]] = {}
     for name in encodings:
         mine = [b for b in blobs if b.encoding == name]
@@ -99,7 +103,7 @@ def cache_report(folder: Path, encodings: list[str] | None = None) -> dict[str, 
     if blobs is None:
         return {"folder": str(folder), "ok": False, "problem": f"no valid {MANIFEST_NAME}", "encodings": {}}
     wanted = encodings or sorted({b.encoding for b in blobs})
-    status = {name: "; ".join(p) or "ok" for name, p in encoding_problems(folder, wanted).items()}
+    status = {name: "; ".join(p) or "ok" for name, p in _blob_problems(folder, wanted, blobs).items()}
     return {"folder": str(folder), "ok": all(v == "ok" for v in status.values()), "problem": None, "encodings": status}
 
 
