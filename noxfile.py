@@ -2,6 +2,8 @@
 
     nox -s nightly            prepare-model, warm-tiktoken, build-nuitka, build-pyinstaller, verify-artifact
     nox -s demo               the same, offline, on a generated model
+    nox -s demo-foreign       the same for a second app that adopts the suite (devtools/foreign_app)
+    nox -s wheels             the runtime and suite wheels (dist/wheels)
     nox -s tests / lint       the test suite / ruff + mypy + actionlint
 
 `nox -l` lists them all; see build_hooks/nox_sessions.py for the pipeline's.
@@ -19,13 +21,16 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from build_hooks.nox_sessions import PYTHON, install_groups, log_versions, register  # noqa: E402
+from devtools.dev_sessions import register_dev  # noqa: E402
 
 # uv where it is installed, plain virtualenv (with pip) where it is not.
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["tests", "lint"]
 
+# The same public call an app's noxfile makes; then this repository's demos and wheels.
 register(ROOT, python=PYTHON)
+register_dev(ROOT, python=PYTHON)
 
 
 # ----------------------------------------------------------------------------
@@ -47,7 +52,10 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    # The foreign app is its own project (src layout), type-checked with its source on the path.
+    foreign = ROOT / "devtools" / "foreign_app" / "src"
+    session.run("mypy", "--config-file=", "--strict", "-p", "pocket_search", env={"MYPYPATH": str(foreign)})
     if shutil.which("actionlint", path=str(Path(session.bin))):
-        session.run("actionlint", ".github/workflows/build-desktop.yml")
+        session.run("actionlint", ".github/workflows/build-desktop.yml", ".github/workflows/embedding-pipeline.yml")
     else:
         session.log("# actionlint has no wheel for this platform; the workflow tests still run in `tests`")

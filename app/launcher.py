@@ -11,68 +11,37 @@ from the running model's is re-embedded, never compared.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
 import sys
-import time
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import tiktoken
+
 from embedding_runtime import (
-    BUILD_INFO_FILE,
-    HTTP_CLIENTS,
-    SELF_CHECK_SCHEMA,
-    SELF_CHECK_TEXTS,
-    STDLIB_ACCELERATORS,
-    VARIANT_ENV,
-    VARIANTS,
     EmbeddingsDisabledError,
     EmbeddingService,
     InvalidTextError,
-    ModelRoot,
     ProcessFacts,
-    SelfCheckReport,
-    __version__,
     app_data_dir,
-    bundled_data_roots,
-    cache_report,
-    data_path,
+    artifact_build_info,
     pack_vector,
-    read_marker,
+    self_check_main,
     unpack_vector,
     use_bundled_tiktoken_cache,
+    watch_process,
 )
 
-# Set to 1 (by tests where `unshare -n` is not permitted) to make every connection attempt fail.
-FORBID_NETWORK_ENV = "LOCAL_NOTES_FORBID_NETWORK"
-_CONNECTIONS: list[str] = []
-_PROCESSES: list[str] = []
-# A frozen app that starts a process (py-cpuinfo re-executes sys.executable) starts itself.
-_PROCESS_EVENTS = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.fork", "os.spawn")
-
-
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    # The self-check reports every connection attempted (an offline app makes none) and
-    # every process started (it starts none).
-    if event in _PROCESS_EVENTS:
-        _PROCESSES.append(f"{event} {args[0]!r}"[:200])
-    if event == "socket.connect":
-        _CONNECTIONS.append(repr(args[1]))
-        if os.environ.get(FORBID_NETWORK_ENV) == "1":
-            raise PermissionError(f"network access forbidden ({FORBID_NETWORK_ENV}=1)")
+# The project folder: a run from source finds the prepared model and tiktoken cache under its data/.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def build_info() -> dict[str, Any]:
     """What the build recorded (artifact), or the project's configuration (source run)."""
-    for root in bundled_data_roots():
-        info = root / data_path(BUILD_INFO_FILE)
-        if info.is_file():
-            return dict(json.loads(info.read_text(encoding="utf-8")))
-    table = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["tool"][
-        "embedding-pipeline"
-    ]
+    if (recorded := artifact_build_info()) is not None:
+        return recorded
+    table = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["embedding-pipeline"]
     return {
         "builder": "source",
         "app_name": table["app-name"],
@@ -80,90 +49,6 @@ def build_info() -> dict[str, Any]:
         "with_vectors": True,
         "tiktoken_encodings": table["tiktoken-encodings"],
     }
-
-
-def self_check(info: dict[str, Any]) -> tuple[SelfCheckReport, bool]:
-    started = time.perf_counter()
-    service = EmbeddingService(info["profile_id"], app_name=info["app_name"])
-    report: SelfCheckReport = {
-        "schema": SELF_CHECK_SCHEMA,
-        "runtime_version": __version__,
-        "builder": info.get("builder"),
-        "texts": list(SELF_CHECK_TEXTS),
-    }
-    vectors: dict[str, list[list[float]]] = {}
-    try:
-        first = service.embed_documents(list(SELF_CHECK_TEXTS))
-        report["seconds_to_first_vector"] = round(time.perf_counter() - started, 3)
-        vectors[str(service.variant)] = first.round(6).tolist()
-        report["model_id"] = service.model_id()
-    except EmbeddingsDisabledError:
-        pass
-    explained = service.explain()
-    report["profile"] = explained["profile"]
-    resolution = explained["resolution"] or {}
-    folder = resolution.get("folder")
-    marker = read_marker(Path(folder)) if folder else None
-    report["folder"] = {
-        "path": folder,
-        "kind": resolution.get("kind"),
-        "profile_id": service.contract.profile_id,
-        "revision": marker.revision if marker else None,
-    }
-    report["skipped"] = resolution.get("skipped", [])
-    report["variant"] = {
-        "chosen": resolution.get("variant"),
-        "reason": resolution.get("variant_reason"),
-        "canary_fallback": bool(resolution.get("canary_fallback")),
-    }
-    report["cpu"] = explained["cpu"]
-    report["canary"] = explained["canary"]
-    if service.variant and folder:
-        # Every other variant in the same folder, so verify can compare int8 with fp32.
-        folder_root = ModelRoot(Path(folder).parent, resolution["kind"])
-        for variant in VARIANTS:
-            if variant not in vectors:
-                other = EmbeddingService(
-                    info["profile_id"], roots=[folder_root], env={**os.environ, VARIANT_ENV: variant}
-                )
-                try:
-                    vectors[variant] = other.embed_documents(list(SELF_CHECK_TEXTS)).round(6).tolist()
-                except EmbeddingsDisabledError:
-                    continue
-    report["vectors"] = vectors
-    report["disabled_reason"] = service.disabled_reason
-    if not info.get("with_vectors", True):
-        report["disabled_reason"] = "built_without_vectors"
-    report["token_counts"], report["tiktoken"] = _token_counts(info)
-    report["accelerators"] = {name: importlib.util.find_spec(name) is not None for name in STDLIB_ACCELERATORS}
-    report["http_clients"] = [name for name in HTTP_CLIENTS if importlib.util.find_spec(name) is not None]
-    report["network_connections_attempted"] = list(_CONNECTIONS)
-    report["processes_started"] = list(_PROCESSES)
-    ok = (
-        bool(vectors)
-        and report["tiktoken"]["ok"]
-        and not _CONNECTIONS
-        and not _PROCESSES
-        and not report["http_clients"]
-    )
-    report["ok"] = ok
-    return report, ok
-
-
-def _token_counts(info: dict[str, Any]) -> tuple[dict[str, list[int]], dict[str, Any]]:
-    folder = use_bundled_tiktoken_cache()
-    encodings = list(info.get("tiktoken_encodings", ["o200k_base"]))
-    report = cache_report(folder, encodings) if folder else {"folder": None, "ok": True, "encodings": {}}
-    counts: dict[str, list[int]] = {}
-    try:
-        import tiktoken
-
-        for name in encodings:
-            encoding = tiktoken.get_encoding(name)
-            counts[name] = [len(encoding.encode(text)) for text in SELF_CHECK_TEXTS]
-    except Exception as err:  # the report says what failed; the exit code says it failed
-        report = {**report, "ok": False, "problem": f"{type(err).__name__}: {err}"}
-    return counts, report
 
 
 def _notes_file(info: dict[str, Any]) -> Path:
@@ -175,7 +60,7 @@ def _load_notes(path: Path) -> list[dict[str, str]]:
 
 
 def add_note(info: dict[str, Any], text: str) -> None:
-    service = EmbeddingService(info["profile_id"], app_name=info["app_name"])
+    service = EmbeddingService(info["profile_id"], app_name=info["app_name"], source_root=PROJECT_ROOT)
     path = _notes_file(info)
     notes = _load_notes(path)
     vector = service.embed_documents([text])[0]
@@ -187,7 +72,7 @@ def add_note(info: dict[str, Any], text: str) -> None:
 
 
 def search(info: dict[str, Any], query: str, k: int) -> list[tuple[float, str]]:
-    service = EmbeddingService(info["profile_id"], app_name=info["app_name"])
+    service = EmbeddingService(info["profile_id"], app_name=info["app_name"], source_root=PROJECT_ROOT)
     notes = _load_notes(_notes_file(info))
     if not notes:
         return []
@@ -213,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    sys.addaudithook(_audit)
+    watch_process()
     parser = argparse.ArgumentParser(prog="launcher", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--self-check", action="store_true", help="print the self-check JSON and exit")
     commands = parser.add_subparsers(dest="command")
@@ -224,10 +109,8 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     info = build_info()
     if args.self_check:
-        report, ok = self_check(info)
-        print(json.dumps(report, ensure_ascii=False))
-        return 0 if ok else 1
-    use_bundled_tiktoken_cache()
+        return self_check_main(info, tiktoken=tiktoken, source_root=PROJECT_ROOT)
+    use_bundled_tiktoken_cache(source_root=PROJECT_ROOT)
     try:
         if args.command == "add":
             add_note(info, args.text)

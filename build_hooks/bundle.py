@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from build_hooks import fsutil
 from build_hooks.config import Pin, PipelineConfig, resolve_pin
-from build_hooks.errors import PipelineError
+from build_hooks.errors import PipelineError, UsageError
 from embedding_runtime import (
     BUILD_INFO_FILE,
     BUILD_INFO_SCHEMA,
@@ -35,9 +35,12 @@ from embedding_runtime import (
     TIKTOKEN_FOLDER,
     VARIANT_ENV,
     ModelRoot,
+    ProfileContract,
+    UnknownProfileError,
     data_path,
     encoding_problems,
     folder_problem,
+    get_profile,
     read_manifest,
     read_marker,
     sha256_file,
@@ -181,6 +184,26 @@ def plan_for(config: PipelineConfig, pin: Pin | None = None, env: Mapping[str, s
     )
 
 
+def profile_contract(config: PipelineConfig, profile_id: str) -> ProfileContract:
+    """The contract of ``profile_id``, after importing the app's ``profiles-module`` from its source.
+
+    :class:`UnknownProfileError` when neither the runtime nor the app declares it;
+    :class:`UsageError` when the app's module cannot be imported.
+    """
+    if config.profiles_module:
+        root = str(config.import_root)
+        if root not in sys.path:
+            sys.path.insert(0, root)
+        try:
+            importlib.import_module(config.profiles_module)
+        except ImportError as err:
+            raise UsageError(
+                f"profiles-module {config.profiles_module!r} cannot be imported from {root}: {err}; "
+                "check the name and source-root in [tool.embedding-pipeline]"
+            ) from err
+    return get_profile(profile_id)
+
+
 def prepare_build(plan: BundlePlan, builder: Builder) -> None:
     """Refuse (:class:`PreflightError`) or write the build-time files; call before any analysis."""
     if problems := preflight_problems(plan):
@@ -192,6 +215,15 @@ def preflight_problems(plan: BundlePlan, *, importable: Callable[[str], str | No
     """Every reason not to build, each with the fix; empty when the build may start."""
     importable = importable or _import_problem
     problems: list[str] = []
+    try:
+        profile_contract(plan.config, plan.pin.profile_id)
+    except UnknownProfileError:
+        problems.append(
+            f"profile {plan.pin.profile_id} is not declared: set profiles-module in [tool.embedding-pipeline] "
+            "to the app's module that calls register_profile"
+        )
+    except UsageError as err:
+        problems.append(str(err))
     models_root = plan.config.output_root
     if plan.with_vectors:
         if models_root.is_dir():
@@ -248,7 +280,7 @@ def probe_record(plan: BundlePlan) -> ProbeRecord | None:
 
     env = {VARIANT_ENV: "fp32", THREADS_ENV: "1"}
     roots = [ModelRoot(plan.config.output_root, "source")]
-    service = EmbeddingService(plan.pin.profile_id, roots=roots, env=env)
+    service = EmbeddingService(profile_contract(plan.config, plan.pin.profile_id), roots=roots, env=env)
     vectors = service.embed_documents(list(PROBE_TEXTS))
     return ProbeRecord(plan.pin.profile_id, PROBE_TEXTS, vectors, plan.config.int8_min_cosine)
 

@@ -62,6 +62,15 @@ class PipelineConfig:
     app_entry: Path
     # verify-artifact fails when int8 and fp32 vectors of the self-check texts agree less.
     int8_min_cosine: float = DEFAULT_INT8_MIN_COSINE
+    # The folder the app's packages import from (the project root, or src/ in a src layout).
+    source_root: Path | None = None
+    # The app's module that declares its profile contracts (register_profile), imported by the build.
+    profiles_module: str | None = None
+    pyinstaller_spec: Path | None = None
+
+    @property
+    def import_root(self) -> Path:
+        return self.source_root or self.project_root
 
 
 def find_pyproject(start: Path | None = None) -> Path:
@@ -71,11 +80,18 @@ def find_pyproject(start: Path | None = None) -> Path:
     from any working directory.
     """
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents, Path(__file__).resolve().parent.parent):
-        candidate = folder / "pyproject.toml"
+    found = project_holding(here) or project_holding(Path(__file__).resolve().parent.parent)
+    if found is not None:
+        return found
+    raise UsageError(f"no pyproject.toml with a [tool.{TABLE}] table found from {here} upwards")
+
+
+def project_holding(folder: Path) -> Path | None:
+    """The ``pyproject.toml`` with our table in ``folder`` or the nearest folder above it."""
+    for candidate in (folder / "pyproject.toml" for folder in (folder, *folder.parents)):
         if candidate.is_file() and TABLE in _tool_tables(candidate):
             return candidate
-    raise UsageError(f"no pyproject.toml with a [tool.{TABLE}] table found from {here} upwards")
+    return None
 
 
 def load_config(pyproject: Path | None = None) -> PipelineConfig:
@@ -99,6 +115,9 @@ def load_config(pyproject: Path | None = None) -> PipelineConfig:
             app_name=str(table["app-name"]),
             app_entry=root / str(table["app-entry"]),
             int8_min_cosine=float(table.get("int8-min-cosine", DEFAULT_INT8_MIN_COSINE)),
+            source_root=root / str(table.get("source-root", ".")),
+            profiles_module=str(table["profiles-module"]) if "profiles-module" in table else None,
+            pyinstaller_spec=root / str(table["pyinstaller-spec"]) if "pyinstaller-spec" in table else None,
         )
     except KeyError as err:
         raise UsageError(f"{path}: [tool.{TABLE}] lacks the key {err.args[0]!r}") from err

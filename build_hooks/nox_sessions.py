@@ -6,11 +6,11 @@
     nox -s build-pyinstaller  onedir PyInstaller build
     nox -s verify-artifact    prove every built artifact complete and offline
     nox -s nightly            the five steps above, in order, with a result table
-    nox -s demo               the same offline, on a generated model
     nox -s clean              remove builds and leftovers
 
-Arguments after `--` go to the step's script; ``nightly`` takes only the pin
-(``-- --revision SHA``), which every step then checks the same way.
+An app's noxfile calls ``register(Path(__file__).parent)`` once. Arguments after
+`--` go to the step (``embedding-pipeline <step> --help``); ``nightly`` takes only
+the pin (``-- --revision SHA``), which every step then checks the same way.
 """
 
 from __future__ import annotations
@@ -62,12 +62,17 @@ def log_versions(session: nox.Session, *distributions: str) -> None:
     session.run("python", "-c", code, *distributions, silent=False)
 
 
-def register(root: Path, python: str = PYTHON) -> None:
-    """Declare the pipeline's sessions for the project at ``root``."""
-    scripts = root / "scripts"
+def run_step(session: nox.Session, step: Step, *args: str) -> None:
+    """One step through the suite's console script, in the session's environment."""
+    session.run("embedding-pipeline", step.name, *args)
 
-    def run_step(session: nox.Session, step: Step, *args: str) -> None:
-        session.run("python", str(scripts / step.script), *args)
+
+def register(root: Path, python: str = PYTHON) -> None:
+    """Declare the pipeline's sessions for the project at ``root``: an app's noxfile calls this once.
+
+    Each session installs the project's ``build`` group (which holds this suite) as locked,
+    and runs the step through the suite's console script, ``embedding-pipeline <step>``.
+    """
 
     def step_session(session: nox.Session, name: str, *tools: str) -> None:
         install_groups(session, "build")
@@ -103,32 +108,11 @@ def register(root: Path, python: str = PYTHON) -> None:
     @nox.session(name="nightly", python=python)
     def nightly(session: nox.Session) -> None:
         """Every step in order, stopping at the first failure; always the result table."""
-        pin = _pin_args(session)
+        pin = pin_arguments(session)
         install_groups(session, "build")
         log_versions(session, "nuitka", "pyinstaller", "onnxruntime")
         outcomes = run_pipeline(STEPS, lambda step: run_step(session, step, *pin))
-        _report(session, "nightly", outcomes, root)
-
-    @nox.session(name="demo", python=python)
-    def demo(session: nox.Session) -> None:
-        """The nightly end to end without hub access: a generated model and an offline tiktoken file."""
-        pin = _pin_args(session)
-        install_groups(session, "test")
-        project = root / "build" / "demo"
-        session.log(f"# Generate a demo project in {project} (its own pin, model source and tiktoken file)")
-        session.run("python", "-m", "devtools.demo_project", str(project))
-        extra = {
-            "prepare-model": ["--source", str(project / "model-source")],
-            "warm-tiktoken": ["--from-file", f"o200k_base={project / 'o200k_base.tiktoken.gz'}"],
-        }
-        with session.chdir(project):
-            outcomes = run_pipeline(
-                STEPS,
-                lambda step: session.run(
-                    "python", str(scripts / step.script), *pin, *extra.get(step.name, []), env={"PYTHONPATH": str(root)}
-                ),
-            )
-        _report(session, "demo", outcomes, project)
+        report_outcomes(session, "nightly", outcomes, root)
 
     @nox.session(name="clean", python=False)
     def clean(session: nox.Session) -> None:
@@ -142,14 +126,15 @@ def _step(name: str) -> Step:
     return next(step for step in STEPS if step.name == name)
 
 
-def _pin_args(session: nox.Session) -> list[str]:
+def pin_arguments(session: nox.Session) -> list[str]:
     try:
         return pin_args(session.posargs)
     except UsageError as err:
         session.error(f"Usage: nox -s {session.name} [-- --revision SHA] ({err})")
 
 
-def _report(session: nox.Session, what: str, outcomes: Sequence[StepOutcome], project: Path) -> None:
+def report_outcomes(session: nox.Session, what: str, outcomes: Sequence[StepOutcome], project: Path) -> None:
+    """The result table of a pipeline run, and the session's failure when a step failed."""
     plan = plan_for(load_config(project / "pyproject.toml"), env={})
     session.log("\n" + result_table(outcomes, [s.name for s in STEPS], artifact_sizes(plan)))
     if any(o.result != "ok" for o in outcomes):

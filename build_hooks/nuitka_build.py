@@ -9,6 +9,7 @@ a file that did not arrive fails the build by name.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -23,10 +24,13 @@ from build_hooks.bundle import (
     PLUGIN_PACKAGES,
     WHOLE_PACKAGES,
     BundlePlan,
+    plan_for,
     prepare_build,
 )
+from build_hooks.config import load_config, project_holding
 from build_hooks.errors import PipelineError
 from build_hooks.manifest import manifest_path, write_manifest
+from build_hooks.sbom import nuitka_collection, nuitka_report_path, sbom_path, write_sbom
 from embedding_runtime import DATA_FOLDER, STDLIB_ACCELERATORS, sha256_file
 
 READABLE = 0o444
@@ -61,10 +65,20 @@ def nuitka_options(plan: BundlePlan, dist_root: Path, platform: str = sys.platfo
         # A left-out module is absent, as in any Python without it (the self-check probes for HTTP
         # clients); Nuitka's default would raise its own error on the probe instead.
         "--no-deployment-flag=excluded-module-usage",
+        # What was compiled and included, by module and distribution: the SBOM is made from it.
+        f"--report={nuitka_report_path(dist)}",
         *(f"--noinclude-dlls={pattern}" for pattern in UNUSED_LIBRARIES.get(_os_family(platform), ())),
     ]  # fmt: skip
     options += [f"--include-data-files={source}={dest}" for source, dest in plan.data_files()]
     return options
+
+
+def options_for_project(project_root: Path | None = None, dist_root: Path | None = None) -> list[str]:
+    """The Nuitka options of the app configured in ``project_root`` (default: the working
+    directory's project), to splice into an app's own Nuitka command line."""
+    config = load_config(project_holding(project_root.resolve()) if project_root else None)
+    plan = plan_for(config)
+    return nuitka_options(plan, dist_root or plan.dist_root)
 
 
 def extension_accelerators() -> list[str]:
@@ -111,19 +125,22 @@ def build(
     dist = plan.dist_dir("nuitka", dist_root)
     command = [*nuitka_command(plan, dist_root)[:-1], *extra_args, str(plan.config.app_entry)]
     digest = inputs_digest(plan, "nuitka", command[1:])  # not the interpreter path: venvs differ
-    if not force and is_up_to_date(dist, digest) and manifest_path(dist).is_file():
+    if not force and is_up_to_date(dist, digest) and manifest_path(dist).is_file() and sbom_path(dist).is_file():
         log(f"{dist} is up to date (no input changed; pass --force to rebuild)")
         return dist
     ccache = shutil.which("ccache")
     log(f"ccache: {'used, ' + ccache if ccache else 'not found (install the build group to speed up rebuilds)'}")
     shutil.rmtree(dist, ignore_errors=True)
     started = time.monotonic()
-    if subprocess.run(command, check=False).returncode != 0:
+    # The app's packages import from its source root (src/ in a src layout), installed or not.
+    path = os.pathsep.join(filter(None, [str(plan.config.import_root), os.environ.get("PYTHONPATH", "")]))
+    if subprocess.run(command, check=False, env={**os.environ, "PYTHONPATH": path}).returncode != 0:
         raise BuildFailedError("Nuitka failed (see its output above)")
     make_data_readable(dist)
     if problems := dist_problems(plan, dist):
         raise BuildFailedError(f"the dist is incomplete: {'; '.join(problems)}")
     write_manifest(plan, dist, "nuitka")
+    write_sbom(plan, dist, nuitka_collection(nuitka_report_path(dist)))
     write_stamp(dist, digest)
     size = sum(p.stat().st_size for p in dist.rglob("*") if p.is_file())
     log(f"built {dist} in {time.monotonic() - started:.0f} s, {size / 2**20:.0f} MiB")

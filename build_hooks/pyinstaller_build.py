@@ -17,10 +17,10 @@ from pathlib import Path
 from build_hooks.build_stamp import inputs_digest, is_up_to_date, write_stamp
 from build_hooks.bundle import BundlePlan, prepare_build
 from build_hooks.config import PIN_ENV
-from build_hooks.errors import PipelineError
+from build_hooks.errors import PipelineError, UsageError
 from build_hooks.manifest import manifest_path
+from build_hooks.sbom import sbom_path
 
-SPEC = Path(__file__).resolve().parent.parent / "specs" / "launcher.spec"
 Log = Callable[[str], None]
 
 
@@ -29,9 +29,13 @@ class PyInstallerFailedError(PipelineError):
 
 
 def pyinstaller_command(plan: BundlePlan, dist_root: Path, python: str = sys.executable) -> list[str]:
+    """PyInstaller on the app's own spec (``pyinstaller-spec`` in the table)."""
+    spec = plan.config.pyinstaller_spec
+    if spec is None:
+        raise UsageError("set pyinstaller-spec in [tool.embedding-pipeline] to the app's spec file")
     work = plan.config.project_root / "build" / "pyinstaller"
     dist = plan.dist_dir("pyinstaller", dist_root)
-    return [python, "-m", "PyInstaller", str(SPEC), "--noconfirm", f"--distpath={dist.parent}", f"--workpath={work}"]
+    return [python, "-m", "PyInstaller", str(spec), "--noconfirm", f"--distpath={dist.parent}", f"--workpath={work}"]
 
 
 def build(
@@ -41,7 +45,7 @@ def build(
     dist = plan.dist_dir("pyinstaller", dist_root)
     command = [*pyinstaller_command(plan, dist_root), *extra_args]
     digest = inputs_digest(plan, "pyinstaller", command[3:])
-    if not force and is_up_to_date(dist, digest) and manifest_path(dist).is_file():
+    if not force and is_up_to_date(dist, digest) and manifest_path(dist).is_file() and sbom_path(dist).is_file():
         prepare_build(plan, "pyinstaller")  # the pin and the data must still hold, as the spec would check
         log(f"{dist} is up to date (no input changed; pass --force to rebuild)")
         return dist

@@ -26,12 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from build_hooks.bundle import MODEL_NOTICE_FILE, Builder, BundlePlan, build_info, model_notice
+from build_hooks.bundle import MODEL_NOTICE_FILE, Builder, BundlePlan, build_info, model_notice, profile_contract
 from build_hooks.manifest import dist_changes, manifest_path
 from build_hooks.manifest import read_manifest as read_build_manifest
+from build_hooks.sbom import read_sbom, sbom_components, sbom_problems
 from embedding_runtime import (
     BUILD_INFO_FILE,
     DATA_FOLDER,
+    FORBID_NETWORK_ENV,
     MARKER_NAME,
     MODELS_FOLDER,
     SELF_CHECK_TEXTS,
@@ -103,6 +105,7 @@ def verify(dist: Path, plan: BundlePlan, *, run_self_check: bool = True) -> Verd
     verdict.record("provenance", _provenance_problems(artifact, plan), f"ok ({plan.pin})")
     verdict.record("runtime package", _runtime_problems(artifact))
     verdict.record("manifest", _manifest_problems(artifact, plan, verdict, digest))
+    verdict.record("sbom", _sbom_problems(artifact, verdict))
     verdict.report["static_seconds"] = round(time.monotonic() - started, 2)
     if run_self_check and artifact.executable.is_file():
         _check_self_check(verdict, plan)
@@ -118,6 +121,7 @@ def write_outputs(verdict: Verdict, out_dir: Path) -> tuple[Path, Path]:
     parent folder), not from whatever the dist holds now.
     """
     dist = verdict.artifact.dist
+    out_dir.mkdir(parents=True, exist_ok=True)
     sums = out_dir / f"{dist.name}.SHA256SUMS"
     recorded = read_build_manifest(dist) or {}
     lines = [f"{entry.sha256}  {dist.name}/{relative}" for relative, entry in sorted(recorded.items())]
@@ -228,6 +232,15 @@ def _manifest_problems(
     return problems
 
 
+def _sbom_problems(artifact: Artifact, verdict: Verdict) -> list[str]:
+    """The SBOM must describe this build: its files and hashes are the manifest's."""
+    recorded = read_build_manifest(artifact.dist)
+    if recorded is None:
+        return ["there is no build manifest to hold the SBOM to"]
+    verdict.report["sbom_components"] = len(sbom_components(read_sbom(artifact.dist) or {}))
+    return sbom_problems(artifact.dist, recorded, artifact.executable.name)
+
+
 def _runtime_problems(artifact: Artifact) -> list[str]:
     if artifact.builder == "pyinstaller":
         missing = [m for m in RUNTIME_MODULES if not (artifact.data_root / f"{m}.pyc").is_file()]
@@ -259,7 +272,7 @@ def run_offline(
     elif sys.platform == "darwin" and shutil.which("sandbox-exec"):
         command = ["sandbox-exec", "-p", "(version 1)(allow default)(deny network*)", *command]
     else:
-        env["LOCAL_NOTES_FORBID_NETWORK"] = "1"  # the launcher's audit hook then fails every connect
+        env[FORBID_NETWORK_ENV] = "1"  # the self-check's audit hook then fails every connect
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=SELF_CHECK_TIMEOUT)
 
 
@@ -353,7 +366,7 @@ def _golden_problems(report: SelfCheckReport, plan: BundlePlan, verdict: Verdict
     cosines: dict[str, float] = {}
     for variant, values in vectors.items():
         golden = EmbeddingService(
-            plan.pin.profile_id,
+            profile_contract(plan.config, plan.pin.profile_id),
             roots=[ModelRoot(plan.config.output_root, "source")],
             env={VARIANT_ENV: variant},
         ).embed_documents(list(SELF_CHECK_TEXTS))

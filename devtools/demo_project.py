@@ -73,6 +73,7 @@ model-license = "CC-BY-NC-4.0"
 tiktoken-encodings = ["o200k_base"]
 app-name = "{APP_NAME}"
 app-entry = "{(REPO_ROOT / "app" / "launcher.py").as_posix()}"
+pyinstaller-spec = "{(REPO_ROOT / "specs" / "launcher.spec").as_posix()}"
 """
     )
 

@@ -21,6 +21,7 @@ from embedding_runtime._artifact import (
     BUILD_INFO_FILE,
     BUILD_INFO_SCHEMA,
     DATA_FOLDER,
+    FORBID_NETWORK_ENV,
     HTTP_CLIENTS,
     MODELS_FOLDER,
     PROBE_RECORD_FILE,
@@ -73,6 +74,13 @@ from embedding_runtime._variant import VARIANT_ENV, decide_variant
 
 if TYPE_CHECKING:
     from embedding_runtime._probe import ProbeRecord, read_probe_record
+    from embedding_runtime._self_check import (
+        ProcessWatch,
+        artifact_build_info,
+        self_check,
+        self_check_main,
+        watch_process,
+    )
     from embedding_runtime._service import THREADS_ENV, EmbeddingService, State
     from embedding_runtime._vectors import model_id, pack_vector, text_key, unpack_vector
 
@@ -88,6 +96,11 @@ _NUMPY_NAMES = {
     "pack_vector": "_vectors",
     "text_key": "_vectors",
     "unpack_vector": "_vectors",
+    "ProcessWatch": "_self_check",
+    "artifact_build_info": "_self_check",
+    "self_check": "_self_check",
+    "self_check_main": "_self_check",
+    "watch_process": "_self_check",
 }
 
 
@@ -107,6 +120,7 @@ __all__ = [
     "BUILD_INFO_SCHEMA",
     "DATA_FOLDER",
     "DEFAULT_PROFILE_ID",
+    "FORBID_NETWORK_ENV",
     "HTTP_CLIENTS",
     "LOCAL_TEXT_RETRIEVAL_V1",
     "MANIFEST_NAME",
@@ -137,6 +151,7 @@ __all__ = [
     "PreparedMarker",
     "ProbeRecord",
     "ProcessFacts",
+    "ProcessWatch",
     "ProfileContract",
     "SelfCheckReport",
     "ServedFolder",
@@ -146,6 +161,7 @@ __all__ = [
     "VectorFormatError",
     "__version__",
     "app_data_dir",
+    "artifact_build_info",
     "bundled_data_roots",
     "cache_report",
     "data_path",
@@ -162,8 +178,11 @@ __all__ = [
     "read_marker",
     "read_probe_record",
     "register_profile",
+    "self_check",
+    "self_check_main",
     "sha256_file",
     "text_key",
     "unpack_vector",
     "use_bundled_tiktoken_cache",
+    "watch_process",
 ]

@@ -18,6 +18,9 @@ BUILD_INFO_FILE = "build-info.json"
 BUILD_INFO_SCHEMA = 1
 # The fp32 vectors of the probe texts, recorded at build time: a folder must reproduce them to serve.
 PROBE_RECORD_FILE = "probe-vectors.json"
+# Set to 1 (by verify-artifact, where `unshare -n` is not permitted): the self-check's audit hook
+# then fails every connection attempt.
+FORBID_NETWORK_ENV = "EMBEDDING_RUNTIME_FORBID_NETWORK"
 PROBE_TEXTS: tuple[str, ...] = (
     "a short note about the weather",
     "Offline search finds notes by meaning, even when the words differ from the query.",

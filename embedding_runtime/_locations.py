@@ -17,7 +17,6 @@ from embedding_runtime._artifact import DATA_FOLDER, MODELS_FOLDER
 
 # Points straight at a folder of profile folders, replacing <app data>/<app>/embedding_models.
 OVERRIDE_ENV = "EMBEDDING_RUNTIME_MODELS_DIR"
-SOURCE_TREE_ROOT = Path(__file__).resolve().parent.parent
 
 RootKind = Literal["override", "bundled", "source"]
 
@@ -94,12 +93,17 @@ def bundled_data_roots(facts: ProcessFacts | None = None) -> list[Path]:
     return roots
 
 
-def model_roots(app_name: str, facts: ProcessFacts | None = None) -> list[ModelRoot]:
-    """Every root in the order they are tried: override, bundled roots, the source tree."""
+def model_roots(app_name: str, facts: ProcessFacts | None = None, source_root: Path | None = None) -> list[ModelRoot]:
+    """Every root in the order they are tried: override, bundled roots, then the app's project.
+
+    ``source_root`` is the app's project folder (holding ``data/``), which only the app knows;
+    never this package's own location, which is site-packages once the runtime is installed.
+    """
     facts = facts or ProcessFacts.current()
     roots = [ModelRoot(override_root(app_name, facts), "override")]
     roots += [ModelRoot(root / DATA_FOLDER / MODELS_FOLDER, "bundled") for root in bundled_data_roots(facts)]
-    roots.append(ModelRoot(SOURCE_TREE_ROOT / DATA_FOLDER / MODELS_FOLDER, "source"))
+    if source_root is not None:
+        roots.append(ModelRoot(source_root / DATA_FOLDER / MODELS_FOLDER, "source"))
     unique: dict[Path, ModelRoot] = {}
     for root in roots:
         unique.setdefault(root.path, root)

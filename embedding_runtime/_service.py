@@ -86,7 +86,8 @@ class EmbeddingService:
     Args:
         profile: a profile id declared with :func:`register_profile`, or a contract.
         app_name: names the user's app-data folder, where an override may live.
-        roots: the folders to look in, in order (default: override, bundled, source tree).
+        roots: the folders to look in, in order (default: override, bundled, then ``source_root``).
+        source_root: the app's project folder, for runs from source (its ``data/embedding_models``).
         env: environment for the overrides (default: ``os.environ``).
         cpu: CPU facts (default: detected once, without child processes).
         verify: re-hash model files against ``.prepared.json`` before loading.
@@ -109,11 +110,12 @@ class EmbeddingService:
         probe_record: ProbeRecord | None = None,
         threads: int | None = None,
         settings: EngineSettings | None = None,
+        source_root: Path | None = None,
     ) -> None:
         self.contract = profile if isinstance(profile, ProfileContract) else get_profile(profile)
         self._app_name = app_name
         self._env = os.environ if env is None else env
-        self._roots = list(roots) if roots is not None else model_roots(app_name, _facts(self._env))
+        self._roots = list(roots) if roots is not None else model_roots(app_name, _facts(self._env), source_root)
         self._cpu = cpu
         self._verify = verify
         if probe_record is None and roots is None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from embedding_runtime._artifact import DATA_FOLDER, TIKTOKEN_FOLDER
 from embedding_runtime._hashing import sha256_file
-from embedding_runtime._locations import SOURCE_TREE_ROOT, ProcessFacts, bundled_data_roots
+from embedding_runtime._locations import ProcessFacts, bundled_data_roots
 
 CACHE_ENV = "TIKTOKEN_CACHE_DIR"
 MANIFEST_NAME = "tiktoken-cache-manifest.json"
@@ -34,11 +34,13 @@ class CachedBlob:
     sha256: str
 
 
-def bundled_cache_dir(facts: ProcessFacts | None = None, source_root: Path = SOURCE_TREE_ROOT) -> Path | None:
-    """The cache shipped inside a frozen or compiled app; for source runs the
-    project's warmed cache when there is one (``None`` otherwise)."""
+def bundled_cache_dir(facts: ProcessFacts | None = None, source_root: Path | None = None) -> Path | None:
+    """The cache shipped inside a frozen or compiled app; for source runs the warmed cache
+    of the app's project (``source_root``) when there is one (``None`` otherwise)."""
     if bundled := bundled_data_roots(facts):
         return bundled[0] / DATA_FOLDER / TIKTOKEN_FOLDER
+    if source_root is None:
+        return None
     source_cache = source_root / DATA_FOLDER / TIKTOKEN_FOLDER
     return source_cache if (source_cache / MANIFEST_NAME).is_file() else None
 
@@ -46,7 +48,7 @@ def bundled_cache_dir(facts: ProcessFacts | None = None, source_root: Path = SOU
 def use_bundled_tiktoken_cache(
     env: MutableMapping[str, str] | None = None,
     facts: ProcessFacts | None = None,
-    source_root: Path = SOURCE_TREE_ROOT,
+    source_root: Path | None = None,
 ) -> Path | None:
     """Point tiktoken at the bundled cache, unless the user chose a cache folder.
 

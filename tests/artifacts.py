@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from build_hooks.manifest import manifest_path
 from build_hooks.model_profile import HubSource, PrepareRequest, prepare_profile
+from build_hooks.sbom import sbom_path
 from build_hooks.tiktoken_warm import WarmRequest, warm_cache
 from build_hooks.verify import run_offline
 from devtools.demo_project import (
@@ -74,7 +77,7 @@ def run_pyinstaller(project: Project, env: Mapping[str, str] | None = None) -> s
 def run_step(
     project: Project, script: str, *args: str, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """A pipeline step as its nox session runs it: ``python scripts/<script> ARGS`` from the project folder."""
+    """A pipeline step through its thin script, ``python scripts/<script> ARGS``, from the project folder."""
     return subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / script), *args],
         cwd=project.root,
@@ -92,6 +95,15 @@ def run_nuitka(project: Project, env: Mapping[str, str] | None = None) -> subpro
 
 def artifact_files() -> dict[str, bytes]:
     return fixture_files(ARTIFACT_SPEC)
+
+
+def linked_copy(dist: Path, dest: Path) -> Path:
+    """A copy made of hard links (fast), with its build manifest and SBOM; a test that changes a file
+    replaces it, never writes through the link."""
+    shutil.copytree(dist, dest, copy_function=os.link, symlinks=True)
+    for record in (manifest_path, sbom_path):
+        shutil.copy(record(dist), record(dest))
+    return dest
 
 
 def self_check_elsewhere(dist: Path, elsewhere: Path, home: Path) -> dict[str, object]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -14,12 +13,13 @@ import pytest
 from build_hooks.bundle import MODEL_NOTICE_FILE, plan_for, write_generated_files
 from build_hooks.config import load_config
 from build_hooks.errors import UsageError
-from build_hooks.manifest import manifest_path, write_manifest
+from build_hooks.manifest import write_manifest
 from build_hooks.pipeline_steps import STEPS, Step, pin_args, run_pipeline
+from build_hooks.sbom import Collection, write_sbom
 from devtools.demo_project import ARTIFACT_REPO, Project
 from devtools.loopback_hub import serve_hub
 from embedding_runtime import BUILD_INFO_FILE, MARKER_NAME, MODELS_FOLDER, PROBE_RECORD_FILE, data_path, read_marker
-from tests.artifacts import artifact_files, copy_project, run_step
+from tests.artifacts import artifact_files, copy_project, linked_copy, run_step
 from tests.support import REPO_ROOT, child_env
 
 OVERRIDE = "d" * 8 + "0123456789abcdef0123456789abcdef"
@@ -105,8 +105,7 @@ def test_a_revision_override_flows_through_every_step(
     project = copy_project(artifact_project, tmp_path / "project")
     plan = plan_for(load_config(project.root / "pyproject.toml"), env={})
     dist = plan.dist_dir("pyinstaller")
-    shutil.copytree(pyinstaller_artifact, dist, copy_function=os.link, symlinks=True)
-    shutil.copy(manifest_path(pyinstaller_artifact), manifest_path(dist))
+    linked_copy(pyinstaller_artifact, dist)
     with serve_hub() as hub:
         hub.add_repo(ARTIFACT_REPO, OVERRIDE, artifact_files())
         per_step = {
@@ -145,6 +144,7 @@ def test_a_revision_override_flows_through_every_step(
         (data / name).unlink()
         shutil.copy(source, data / name)
     write_manifest(override_plan, dist, "pyinstaller")
+    write_sbom(override_plan, dist, Collection("pyinstaller", frozenset()))  # its files, as a build would
     agreed = run_step(
         project, "verify_artifact.py", "--revision", OVERRIDE, "--static-only", "--reports", str(tmp_path)
     )

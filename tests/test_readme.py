@@ -86,6 +86,13 @@ def check(command: list[str]) -> None:
         assert (REPO_ROOT / command[1]).is_file(), f"{command[1]} does not exist"
     elif name in ("python3.11", "python", ".") and ("venv" in command or "pip" in command or name == "."):
         pass  # the set-up line: checked against .ci/run below
+    elif command[:2] == ["uv", "add"]:
+        # `name[extras] @ ../<this repository>[/sub]`: that folder's project is that distribution.
+        match = re.fullmatch(r"([\w-]+)(?:\[([\w,]+)\])? @ \.\./desktop-embedding-pipeline(/\w+)?", command[-1])
+        assert match is not None, command
+        project = tomllib.loads((REPO_ROOT / (match[3] or "/").lstrip("/") / "pyproject.toml").read_text())["project"]
+        assert project["name"] == match[1], command
+        assert set((match[2] or "").split(",")) - {""} <= set(project.get("optional-dependencies", {})), command
     else:
         raise AssertionError(f"the README shows a command this test does not know: {shlex.join(command)}")
 
@@ -116,7 +123,7 @@ def test_tool_versions_agree_everywhere() -> None:
     """The README's set-up line, the workflow and the lock pin the same uv and nox."""
     setup = next(line for block in shell_blocks() for line in block.splitlines() if " -m venv " in line)
     pins = dict(re.findall(r"(uv|nox)==([\w.]+)", setup))
-    workflow = (REPO_ROOT / ".github" / "workflows" / "build-desktop.yml").read_text()
+    workflow = (REPO_ROOT / ".github" / "workflows" / "embedding-pipeline.yml").read_text()
     assert f'UV_VERSION: "{pins["uv"]}"' in workflow and f'NOX_VERSION: "{pins["nox"]}"' in workflow
     test_group = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["dependency-groups"]["test"]
     assert f"nox=={pins['nox']}" in test_group

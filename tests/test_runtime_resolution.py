@@ -69,7 +69,7 @@ def test_pyinstaller_roots_come_after_the_override(tmp_path: Path) -> None:
     roots = model_roots(
         "n", facts("win32", tmp_path, executable=tmp_path / "app" / "app.exe", frozen=True, meipass=internal)
     )
-    assert [r.kind for r in roots] == ["override", "bundled", "bundled", "source"]
+    assert [r.kind for r in roots] == ["override", "bundled", "bundled"]
     assert roots[1].path == internal / "data" / "embedding_models"
     assert roots[2].path == tmp_path / "app" / "data" / "embedding_models"
 
@@ -77,12 +77,24 @@ def test_pyinstaller_roots_come_after_the_override(tmp_path: Path) -> None:
 def test_nuitka_root_is_beside_the_executable(tmp_path: Path) -> None:
     exe = tmp_path / "launcher.dist" / "launcher"
     roots = model_roots("n", facts("linux", tmp_path, executable=exe, frozen=True))
-    assert [r.kind for r in roots] == ["override", "bundled", "source"]
+    assert [r.kind for r in roots] == ["override", "bundled"]
     assert roots[1].path == tmp_path / "launcher.dist" / "data" / "embedding_models"
 
 
 def test_source_runs_have_no_bundled_root(tmp_path: Path) -> None:
-    assert [r.kind for r in model_roots("n", facts("linux", tmp_path))] == ["override", "source"]
+    roots = model_roots("n", facts("linux", tmp_path), source_root=tmp_path / "project")
+    assert [(r.kind, r.path) for r in roots][1:] == [("source", tmp_path / "project" / "data" / "embedding_models")]
+
+
+def test_the_source_fallback_is_the_apps_project_never_the_runtimes_install(tmp_path: Path) -> None:
+    """Installed from a wheel, the runtime lives in site-packages: only the app knows its project."""
+    import embedding_runtime
+
+    installed = Path(embedding_runtime.__file__).resolve().parent.parent
+    for frozen in (False, True):
+        roots = model_roots("n", facts("linux", tmp_path, executable=tmp_path / "x" / "app", frozen=frozen))
+        assert "source" not in [r.kind for r in roots]
+        assert not any(installed in r.path.parents for r in roots)
 
 
 # -- completeness -------------------------------------------------------------

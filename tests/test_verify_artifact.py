@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from build_hooks.verify import locate, run_offline, verify, write_outputs
 from devtools.demo_project import ARTIFACT_SPEC, PROFILE_ID, Project
 from devtools.fixture_model import fixture_files
 from embedding_runtime import MARKER_NAME, MODELS_FOLDER, TIKTOKEN_FOLDER, data_path
+from tests.artifacts import linked_copy
 from tests.support import REPO_ROOT, child_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a cold Nuitka build alone takes ~5 min
@@ -27,14 +27,6 @@ O200K_FILE = "fb374d419588a4632f3f557e76b4b70aebbca790"
 
 def plan(project: Project) -> BundlePlan:
     return plan_for(load_config(project.root / "pyproject.toml"), env={})
-
-
-def linked_copy(dist: Path, dest: Path) -> Path:
-    """A copy made of hard links (fast), with its build manifest; changed files are replaced, never
-    written through."""
-    shutil.copytree(dist, dest, copy_function=os.link, symlinks=True)
-    shutil.copy(manifest_path(dist), manifest_path(dest))
-    return dest
 
 
 def replace_file(path: Path, data: bytes) -> None:

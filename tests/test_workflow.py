@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import re
 import shutil
@@ -20,10 +21,15 @@ import yaml
 
 from build_hooks.bundle import plan_for
 from build_hooks.config import load_config
+from build_hooks.sbom import sbom_path
 from build_hooks.verify import locate
-from tests.support import REPO_ROOT
+from devtools.demo_project import Project
+from tests.artifacts import linked_copy
+from tests.support import REPO_ROOT, child_env
 
-WORKFLOW = REPO_ROOT / ".github" / "workflows" / "build-desktop.yml"
+# The reusable pipeline (what runs) and this repository's nightly (what calls it).
+WORKFLOW = REPO_ROOT / ".github" / "workflows" / "embedding-pipeline.yml"
+CALLER = REPO_ROOT / ".github" / "workflows" / "build-desktop.yml"
 STEP_SESSIONS = ["prepare-model", "warm-tiktoken", "build-nuitka", "build-pyinstaller", "verify-artifact"]
 
 
@@ -36,6 +42,26 @@ def job(workflow: Mapping[str, Any]) -> dict[str, Any]:
     return dict(workflow["jobs"]["build"])
 
 
+def triggers(workflow: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(workflow["on"] if "on" in workflow else workflow[True])  # type: ignore[index]  # YAML 1.1: `on`
+
+
+def test_the_nightly_calls_the_reusable_pipeline_with_every_input(workflow: Mapping[str, Any]) -> None:
+    """build-desktop.yml is what another repository writes: a call with the app's inputs."""
+    caller = yaml.safe_load(CALLER.read_text())
+    call = job(caller)
+    assert call["uses"] == "./.github/workflows/embedding-pipeline.yml"
+    inputs = triggers(workflow)["workflow_call"]["inputs"]
+    assert set(inputs) == {"python-version", "os-list", "revision", "skip-nuitka"}
+    assert set(call["with"]) <= set(inputs) and {"revision", "skip-nuitka"} <= set(call["with"])
+    assert call["secrets"] == {"HF_TOKEN": "${{ secrets.HF_TOKEN }}"}
+    assert set(triggers(workflow)["workflow_call"]["secrets"]) == {"HF_TOKEN"}
+    # A called workflow gets no more than its caller grants: the attestation needs these.
+    assert call["permissions"] == job(workflow)["permissions"]
+    assert re.fullmatch(r"3\.11\.\d+", call["with"]["python-version"])
+    assert inputs["python-version"]["default"] == call["with"]["python-version"]
+
+
 def test_pin_comes_from_pyproject_only() -> None:
     text = WORKFLOW.read_text()
     table = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["embedding-pipeline"]
@@ -45,9 +71,9 @@ def test_pin_comes_from_pyproject_only() -> None:
 
 
 def test_dispatch_revision_overrides_through_the_environment(workflow: Mapping[str, Any]) -> None:
-    triggers = workflow["on"] if "on" in workflow else workflow[True]  # type: ignore[index]  # YAML 1.1: `on` is true
-    assert "schedule" in triggers and "workflow_dispatch" in triggers
-    assert set(triggers["workflow_dispatch"]["inputs"]) == {"revision", "skip-nuitka"}
+    nightly = triggers(yaml.safe_load(CALLER.read_text()))
+    assert "schedule" in nightly and "workflow_dispatch" in nightly
+    assert set(nightly["workflow_dispatch"]["inputs"]) == {"revision", "skip-nuitka"}
     steps = {s.get("name"): s for s in job(workflow)["steps"]}
     assert steps["Read the model pin from pyproject.toml"]["env"]["REVISION_OVERRIDE"] == "${{ inputs.revision }}"
     for name in ("prepare-model", "build-nuitka", "build-pyinstaller", "verify-artifact"):
@@ -70,7 +96,8 @@ def test_every_step_is_its_own_existing_nox_session(workflow: Mapping[str, Any])
 
 
 def test_matrix_covers_windows_macos_both_archs_and_linux(workflow: Mapping[str, Any]) -> None:
-    runners = job(workflow)["strategy"]["matrix"]["os"]
+    assert job(workflow)["strategy"]["matrix"]["os"] == "${{ fromJSON(inputs.os-list) }}"
+    runners = json.loads(triggers(workflow)["workflow_call"]["inputs"]["os-list"]["default"])
     assert {"ubuntu-latest", "windows-latest", "macos-latest", "macos-15-intel"} <= set(runners)
     assert job(workflow)["strategy"]["fail-fast"] is False
 
@@ -83,14 +110,51 @@ def test_permissions_are_least_privilege(workflow: Mapping[str, Any]) -> None:
 
 
 def test_python_is_pinned_and_outputs_are_uploaded_attested_and_described(workflow: Mapping[str, Any]) -> None:
-    assert re.fullmatch(r"3\.11\.\d+", workflow["env"]["PYTHON_VERSION"])
+    assert workflow["env"]["PYTHON_VERSION"] == "${{ inputs.python-version }}"
     uses = [s.get("uses", "") for s in job(workflow)["steps"]]
     assert any(u.startswith("actions/attest-build-provenance@") for u in uses)
     upload = next(s for s in job(workflow)["steps"] if s.get("uses", "").startswith("actions/upload-artifact@"))
     assert "dist/nuitka/" in upload["with"]["path"] and "dist/pyinstaller/" in upload["with"]["path"]
     assert upload["if"] == "always()", "reports of a failed verify are uploaded too"
-    sbom = next(s for s in job(workflow)["steps"] if "SBOM" in s.get("name", ""))
-    assert "cyclonedx-py environment" in sbom["run"]
+
+
+def attest_steps(workflow: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in job(workflow)["steps"] if s.get("uses", "").startswith("actions/attest-build-provenance@")]
+
+
+@pytest.mark.slow
+def test_attestations_cover_every_artifact_file_and_sbom_the_pipeline_writes(
+    workflow: Mapping[str, Any],
+    artifact_project: Project,
+    pyinstaller_artifact: Path,
+    nuitka_artifact: Path,
+    tmp_path: Path,
+) -> None:
+    """verify-artifact as the workflow runs it (reports beside each artifact), on copies of both
+    artifacts laid out as in the workflow's checkout; then each attest step's inputs, resolved."""
+    plan = plan_for(load_config(artifact_project.root / "pyproject.toml"), env={})
+    copies = [
+        linked_copy(nuitka_artifact, plan.dist_dir("nuitka", tmp_path / "dist")),
+        linked_copy(pyinstaller_artifact, plan.dist_dir("pyinstaller", tmp_path / "dist")),
+    ]
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "verify_artifact.py"), *map(str, copies), "--static-only"],
+        cwd=artifact_project.root, env=child_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    outputs = {"app-name": plan.config.app_name}
+    steps = attest_steps(workflow)
+    checksums = [tmp_path / render(s["with"]["subject-checksums"], outputs, tmp_path) for s in steps[:2]]
+    for sums, dist in zip(checksums, copies, strict=True):
+        subjects = [line.split("  ", 1)[1] for line in sums.read_text().splitlines()]
+        every_file = sorted(p.relative_to(dist.parent).as_posix() for p in dist.rglob("*") if p.is_file())
+        assert subjects == every_file, f"{sums.name} names every file of {dist.name}"
+    sboms = sorted(tmp_path.glob(steps[2]["with"]["subject-path"]))
+    assert sboms == sorted(sbom_path(dist) for dist in copies)
+    upload = next(s for s in job(workflow)["steps"] if s.get("uses", "").startswith("actions/upload-artifact@"))
+    uploaded = [tmp_path / line for line in upload["with"]["path"].split()]
+    assert all(any(folder in f.parents for folder in uploaded) for f in [*checksums, *sboms])
+    assert steps[0]["if"].endswith("!inputs.skip-nuitka") and "dist/nuitka/" in steps[0]["with"]["subject-checksums"]
 
 
 # -- the model cache key ------------------------------------------------------

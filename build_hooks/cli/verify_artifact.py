@@ -31,7 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not dist.is_dir():
             fail(f"{dist} is not an artifact folder", 2)
         verdict = verify(dist.resolve(), plan, run_self_check=not args.static_only)
-        report, sums = write_outputs(verdict, args.reports or dist.resolve().parent)
+        out_dir = args.reports or dist.resolve().parent
+        try:
+            report, sums = write_outputs(verdict, out_dir)
+        except OSError as err:
+            fail(f"cannot write the reports to {out_dir}: {err.strerror}; pass --reports with a writable folder", 1)
         print(f"{verdict.artifact.name}: report {report}, checksums {sums}")
         verdicts.append(verdict)
     print(summary_table(verdicts))

@@ -1,6 +1,7 @@
-"""PyInstaller hooks for the embedding runtime and tiktoken, reusable by other apps.
+"""PyInstaller hooks for the embedding runtime and tiktoken, for any app's analysis.
 
-Pass the folder to an analysis: ``Analysis(..., hookspath=get_hook_dirs())``.
+PyInstaller finds this folder through the suite's ``pyinstaller40`` entry point
+(``hook-dirs`` in pyproject.toml): installing the suite is enough, no ``hookspath``.
 """
 
 from pathlib import Path

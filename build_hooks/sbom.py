@@ -1,0 +1,414 @@
+"""A CycloneDX SBOM per artifact, from what its freezer actually collected.
+
+The build environment's package list says what *could* ship; this says what did:
+the Python modules the freezer put in (PyInstaller's analysis, Nuitka's
+compilation report) mapped to the distributions that own them, every native
+library in the dist, the model profile and the tiktoken encodings. Every file
+component carries its place in the dist and the sha256 the build's manifest
+recorded, so nothing is hashed twice and verify can hold the SBOM to the dist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+
+from cyclonedx.contrib.license.factories import LicenseFactory
+from cyclonedx.model import ExternalReference, ExternalReferenceType, HashAlgorithm, HashType, Property, XsUri
+from cyclonedx.model.bom import Bom
+from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.model.component_evidence import ComponentEvidence, Occurrence
+from cyclonedx.model.license import LicenseExpression
+from cyclonedx.output import make_outputter
+from cyclonedx.schema import OutputFormat, SchemaVersion
+from packageurl import PackageURL
+
+from build_hooks import fsutil
+from build_hooks.bundle import PYINSTALLER_CONTENTS, Builder, BundlePlan
+from build_hooks.manifest import ManifestEntry, read_manifest
+from embedding_runtime import DATA_FOLDER, MODELS_FOLDER, TIKTOKEN_FOLDER, read_marker
+from embedding_runtime import read_manifest as read_cache_manifest
+
+SCHEMA_VERSION = SchemaVersion.V1_6
+PROPERTY_PREFIX = "embedding-pipeline"
+NATIVE_SUFFIXES = (".so", ".pyd", ".dll", ".dylib")
+# What each freezer's own runtime (bootloader or compiled helpers) adds to every artifact.
+FREEZER_DISTRIBUTIONS: Mapping[Builder, str] = {"pyinstaller": "pyinstaller", "nuitka": "nuitka"}
+
+
+class Analysis(Protocol):
+    """The part of PyInstaller's ``Analysis`` the SBOM reads: its tables of contents."""
+
+    pure: Iterable[tuple[str, str, str]]
+    binaries: Iterable[tuple[str, str, str]]
+    datas: Iterable[tuple[str, str, str]]
+
+
+@dataclass(frozen=True)
+class Collection:
+    """The Python modules a freezer put into an artifact (dotted names)."""
+
+    builder: Builder
+    modules: frozenset[str]
+
+    def top_levels(self) -> set[str]:
+        return {name.split(".")[0] for name in self.modules}
+
+
+def sbom_path(dist: Path) -> Path:
+    """``<dist>.cdx.json``, beside the artifact like its manifest (never inside it)."""
+    return dist.with_name(dist.name + ".cdx.json")
+
+
+def nuitka_report_path(dist: Path) -> Path:
+    return dist.with_name(dist.name + ".compilation-report.xml")
+
+
+def pyinstaller_collection(analysis: Analysis) -> Collection:
+    """Modules from the analysis: pure modules by name (with ``noarchive=True`` PyInstaller moves
+    them into ``datas`` as ``.pyc`` files), extension modules by their path."""
+    modules = {name for name, _source, _kind in analysis.pure}
+    modules |= {_compiled_module(dest) for dest, _source, _kind in analysis.datas if dest.endswith(".pyc")}
+    modules |= {_extension_module(dest) for dest, _source, kind in analysis.binaries if kind == "EXTENSION"}
+    return Collection("pyinstaller", frozenset(modules))
+
+
+def _compiled_module(dest: str) -> str:
+    """``embedding_runtime/__init__.pyc`` -> ``embedding_runtime``."""
+    parts = PurePosixPath(dest.replace("\\", "/")).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _extension_module(dest: str) -> str:
+    """``numpy/_core/_multiarray_umath.cpython-311-….so`` -> ``numpy._core._multiarray_umath``;
+    the interpreter's own (``python3.11/lib-dynload/_json.cpython-311-….so``) -> ``_json``."""
+    path = PurePosixPath(dest.replace("\\", "/"))
+    package = () if "lib-dynload" in path.parts else path.parts[:-1]
+    return ".".join([*package, path.name.split(".")[0]])
+
+
+def nuitka_collection(report: Path) -> Collection:
+    """Modules from Nuitka's compilation report (``--report=``): every module it compiled or included."""
+    root = ET.parse(report).getroot()
+    return Collection("nuitka", frozenset(node.attrib["name"] for node in root.iter("module")))
+
+
+def is_native(relative: str) -> bool:
+    name = PurePosixPath(relative).name
+    return name.endswith(NATIVE_SUFFIXES) or ".so." in name
+
+
+@dataclass
+class _Owners:
+    """Which installed distribution owns a top-level name (package, module or folder like numpy.libs)."""
+
+    by_top_level: dict[str, metadata.Distribution] = field(default_factory=dict)
+    # Native libraries by file name: Nuitka moves vendored ones (numpy.libs/…) to the dist's root.
+    by_library_name: dict[str, metadata.Distribution] = field(default_factory=dict)
+
+    @classmethod
+    def of_environment(cls) -> _Owners:
+        owners = cls()
+        for dist in metadata.distributions():
+            for file in dist.files or ():
+                parts = PurePosixPath(str(file)).parts
+                if not parts or parts[0] == ".." or parts[0].endswith((".dist-info", ".egg-info", ".data")):
+                    continue
+                top = parts[0] if len(parts) > 1 else parts[0].split(".")[0]
+                if top not in ("__pycache__", "") and not top.endswith(".pth"):
+                    owners.by_top_level.setdefault(top, dist)
+                if is_native(parts[-1]):
+                    owners.by_library_name.setdefault(parts[-1], dist)
+        return owners
+
+    def owner(self, top_level: str, file_name: str = "") -> metadata.Distribution | None:
+        return self.by_top_level.get(top_level) or self.by_library_name.get(file_name)
+
+
+def build_sbom(
+    plan: BundlePlan,
+    dist: Path,
+    collection: Collection,
+    files: Mapping[str, ManifestEntry],
+    owners: _Owners | None = None,
+) -> Bom:
+    """The SBOM of ``dist``: distributions, native libraries, model and encodings, from the manifest."""
+    owners = owners or _Owners.of_environment()
+    contents = f"{PYINSTALLER_CONTENTS}/" if collection.builder == "pyinstaller" else ""
+    executable = plan.executable(dist).name
+    root = Component(
+        name=plan.config.app_name,
+        type=ComponentType.APPLICATION,
+        bom_ref=plan.config.app_name,
+        hashes=[_sha256(files[executable])] if executable in files else None,
+        properties=[Property(name=f"{PROPERTY_PREFIX}:builder", value=collection.builder)],
+    )
+    distributions: dict[str, Component] = {}
+    first_party: dict[str, Component] = {}
+    stdlib = set(sys.stdlib_module_names) | {"__main__", "__future__"}
+
+    def distribution(dist_meta: metadata.Distribution) -> Component:
+        name = dist_meta.metadata["Name"]
+        key = name.lower().replace("_", "-")
+        if key not in distributions:
+            distributions[key] = _distribution_component(dist_meta)
+        return distributions[key]
+
+    freezer = _installed(FREEZER_DISTRIBUTIONS[collection.builder])
+    if freezer is not None:
+        distribution(freezer)
+    for top in sorted(collection.top_levels() - stdlib):
+        owner = owners.owner(top)
+        if owner is not None:
+            distribution(owner)
+        elif top.isidentifier() and not top.startswith(("__", "_sysconfigdata", "pyimod", "_pyi", "pyi_")):
+            # Neither a distribution's nor the interpreter's or a freezer's own helpers: the app's source.
+            first_party[top] = Component(
+                name=top,
+                bom_ref=f"source:{top}",
+                properties=[Property(name=f"{PROPERTY_PREFIX}:origin", value="project source")],
+            )
+
+    python = _python_component()
+    native: list[Component] = []
+    for relative, entry in sorted(files.items()):
+        if not is_native(relative) or relative == executable:
+            continue
+        inside = relative.removeprefix(contents)
+        component = _file_component(relative, entry, ComponentType.LIBRARY, PurePosixPath(relative).name)
+        path = PurePosixPath(inside)
+        in_package = len(path.parts) > 1 and "lib-dynload" not in path.parts
+        top = path.parts[0] if in_package else path.name.split(".")[0]  # numpy.libs/…, or _json.cpython-311-…
+        owner = owners.owner(top, path.name)
+        if owner is not None:
+            distribution(owner).components.add(component)
+        elif top in stdlib or top.startswith("libpython"):
+            python.components.add(component)  # the interpreter's extension modules and library
+        else:
+            native.append(component)  # system libraries the freezer copied in (libz, libssl, ...)
+
+    data = f"{contents}{DATA_FOLDER}/"
+    bom = Bom()
+    bom.metadata.component = root
+    bom.metadata.timestamp = _timestamp()
+    bom.serial_number = uuid.uuid5(uuid.NAMESPACE_URL, f"{plan.config.app_name}/{collection.builder}/{_digest(files)}")
+    top_components = [
+        python,
+        *distributions.values(),
+        *first_party.values(),
+        *native,
+        *_data_components(plan, {k.removeprefix(data): v for k, v in files.items() if k.startswith(data)}, data),
+    ]
+    for component in top_components:
+        bom.components.add(component)
+    bom.register_dependency(root, top_components)
+    return bom
+
+
+def write_sbom(plan: BundlePlan, dist: Path, collection: Collection) -> Path:
+    """Write ``<dist>.cdx.json`` from the build's manifest (which must already be written)."""
+    files = read_manifest(dist)
+    if files is None:
+        raise FileNotFoundError(f"{dist} has no build manifest: the SBOM is written after it")
+    bom = build_sbom(plan, dist, collection, files)
+    text = make_outputter(bom, OutputFormat.JSON, SCHEMA_VERSION).output_as_string(indent=1)
+    target = sbom_path(dist)
+    fsutil.atomic_write_bytes(target, text.encode() + b"\n")
+    return target
+
+
+def read_sbom(dist: Path) -> dict[str, Any] | None:
+    """The SBOM document beside ``dist``; ``None`` when it is missing or not JSON."""
+    try:
+        document = json.loads(sbom_path(dist).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def sbom_components(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every component of the document, nested ones included."""
+    found: list[Mapping[str, Any]] = []
+    pending = list(document.get("components", ()))
+    while pending:
+        component = pending.pop()
+        found.append(component)
+        pending += component.get("components", ())
+    return found
+
+
+def sbom_files(document: Mapping[str, Any]) -> dict[str, str]:
+    """Every file the document places in the dist: its path there -> sha256."""
+    found: dict[str, str] = {}
+    for component in sbom_components(document):
+        sha = _sha256_of(component)
+        for occurrence in component.get("evidence", {}).get("occurrences", ()):
+            if sha is not None:
+                found[occurrence["location"]] = sha
+    return found
+
+
+def sbom_problems(dist: Path, files: Mapping[str, ManifestEntry], executable: str) -> list[str]:
+    """The SBOM beside ``dist`` against the verified manifest: the executable, every native and data
+    file, with the same sha256, and nothing the artifact does not hold."""
+    document = read_sbom(dist)
+    try:
+        named = sbom_files(document or {})
+        root_sha = _sha256_of((document or {})["metadata"]["component"])
+    except (KeyError, TypeError, AttributeError):
+        document = None
+    if document is None:
+        return [f"{sbom_path(dist)} is missing or invalid: rebuild with the build step, which writes it"]
+    problems = []
+    if executable in files and root_sha != files[executable].sha256:
+        problems.append(f"{executable}: the SBOM records another sha256 than the build")
+    data = (f"{DATA_FOLDER}/", f"{PYINSTALLER_CONTENTS}/{DATA_FOLDER}/")
+    described = {rel for rel in files if is_native(rel) or rel.startswith(data)} - {executable}
+    problems += [f"{rel} is in the artifact but not in its SBOM" for rel in sorted(described - set(named))]
+    for rel, sha in sorted(named.items()):
+        if rel not in files:
+            problems.append(f"{rel} is in the SBOM but not in the artifact")
+        elif files[rel].sha256 != sha:
+            problems.append(f"{rel}: the SBOM records another sha256 than the build")
+    return problems
+
+
+def _sha256_of(component: Mapping[str, Any]) -> str | None:
+    return next((h["content"] for h in component.get("hashes", ()) if h.get("alg") == "SHA-256"), None)
+
+
+# -- components ---------------------------------------------------------------------
+
+
+def _distribution_component(dist: metadata.Distribution) -> Component:
+    name, version = dist.metadata["Name"], dist.version
+    return Component(
+        name=name,
+        version=version,
+        bom_ref=f"pypi:{name.lower()}@{version}",
+        purl=PackageURL(type="pypi", name=name.lower().replace("_", "-"), version=version),
+        licenses=_licenses(dist),
+    )
+
+
+def _python_component() -> Component:
+    version = ".".join(map(str, sys.version_info[:3]))
+    return Component(
+        name=sys.implementation.name,
+        version=version,
+        bom_ref=f"python@{version}",
+        licenses=[LicenseExpression("PSF-2.0")],
+        description="The Python interpreter and standard library frozen into the artifact",
+    )
+
+
+def _data_components(plan: BundlePlan, data: Mapping[str, ManifestEntry], prefix: str) -> list[Component]:
+    """The model profile and the tiktoken encodings, each file under the component it belongs to."""
+    components: list[Component] = []
+    claimed: set[str] = set()
+    models = f"{MODELS_FOLDER}/{plan.pin.profile_id}/"
+    model_files = {rel: entry for rel, entry in data.items() if rel.startswith(models)}
+    marker = read_marker(plan.profile_dir)
+    if model_files:
+        pin = plan.pin
+        namespace, _, name = pin.repo.rpartition("/")
+        model = Component(
+            name=pin.repo,
+            version=pin.revision,
+            type=ComponentType.MACHINE_LEARNING_MODEL,
+            bom_ref=f"model:{pin.profile_id}",
+            purl=PackageURL(type="huggingface", namespace=namespace or None, name=name, version=pin.revision),
+            licenses=[LicenseFactory().make_from_string(plan.config.model_license)]
+            if plan.config.model_license
+            else None,
+            properties=[
+                Property(name=f"{PROPERTY_PREFIX}:profile-id", value=pin.profile_id),
+                Property(name=f"{PROPERTY_PREFIX}:variants", value=",".join(marker.variants if marker else ())),
+            ],
+        )
+        for rel, entry in sorted(model_files.items()):
+            model.components.add(_file_component(prefix + rel, entry, ComponentType.FILE, rel.removeprefix(models)))
+        components.append(model)
+        claimed |= set(model_files)
+    cache = f"{TIKTOKEN_FOLDER}/"
+    for encoding in plan.config.tiktoken_encodings:
+        blobs = [b for b in read_cache_manifest(plan.config.tiktoken_cache) or [] if b.encoding == encoding]
+        component = Component(name=encoding, type=ComponentType.DATA, bom_ref=f"tiktoken:{encoding}")
+        for blob in blobs:
+            rel = cache + blob.file
+            if rel in data:
+                file = _file_component(prefix + rel, data[rel], ComponentType.FILE, blob.file)
+                file.external_references.add(
+                    ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri(blob.url))
+                )
+                component.components.add(file)
+                claimed.add(rel)
+        components.append(component)
+    # The rest of data/: provenance, licence notice, probe record, the cache's own manifest.
+    for rel, entry in sorted(data.items()):
+        if rel not in claimed:
+            components.append(_file_component(prefix + rel, entry, ComponentType.FILE, rel))
+    return components
+
+
+def _file_component(location: str, entry: ManifestEntry, kind: ComponentType, name: str) -> Component:
+    return Component(
+        name=name,
+        type=kind,
+        bom_ref=f"file:{location}",
+        hashes=[_sha256(entry)],
+        evidence=ComponentEvidence(occurrences=[Occurrence(location=location)]),
+    )
+
+
+def _sha256(entry: ManifestEntry) -> HashType:
+    return HashType(alg=HashAlgorithm.SHA_256, content=entry.sha256)
+
+
+def _licenses(dist: metadata.Distribution) -> list[Any] | None:
+    """The distribution's licence: the SPDX expression if declared, else its short licence or classifier."""
+    meta = dist.metadata
+    factory = LicenseFactory()
+    if expression := _field(meta, "License-Expression"):
+        return [factory.make_from_string(expression)]
+    # Short names as they are; a whole licence text by its first line ("MIT License").
+    declared = (_field(meta, "License") or "").strip().split("\n")[0].strip()
+    if declared and len(declared) <= 80:
+        return [factory.make_from_string(declared)]
+    classifiers = [c.split(" :: ")[-1] for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
+    return [factory.make_with_name(name) for name in classifiers] or None
+
+
+def _field(meta: metadata.PackageMetadata, name: str) -> str | None:
+    values = meta.get_all(name) or []
+    return str(values[0]) if values else None
+
+
+def _named_license(value: str) -> list[Any] | None:
+    return [LicenseFactory().make_from_string(value)] if value else None
+
+
+def _installed(name: str) -> metadata.Distribution | None:
+    try:
+        return metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _digest(files: Mapping[str, ManifestEntry]) -> str:
+    return uuid.uuid5(uuid.NAMESPACE_OID, json.dumps({k: v.sha256 for k, v in sorted(files.items())})).hex
+
+
+def _timestamp() -> datetime:
+    """The build time, or ``SOURCE_DATE_EPOCH`` when the build is meant to be reproducible."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+    return datetime.fromtimestamp(int(epoch), UTC) if epoch.isdigit() else datetime.now(UTC)

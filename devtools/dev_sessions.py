@@ -1,0 +1,79 @@
+"""This repository's own pipeline sessions, beside the public ones ``register`` declares.
+
+nox -s demo            the nightly offline, on a generated model (the launcher)
+nox -s demo-foreign    the same for the foreign app in devtools/foreign_app, both freezers
+nox -s wheels          build both distributions; install the runtime wheel alone and run its doctor
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import nox
+
+from build_hooks.nox_sessions import install_groups, pin_arguments, report_outcomes, run_step
+from build_hooks.pipeline_steps import STEPS, run_pipeline
+
+
+def register_dev(root: Path, python: str) -> None:
+    def offline_pipeline(session: nox.Session, project: Path, extra: Mapping[str, Sequence[str]]) -> None:
+        pin = pin_arguments(session)
+        with session.chdir(project):
+            outcomes = run_pipeline(STEPS, lambda step: run_step(session, step, *pin, *extra.get(step.name, [])))
+        report_outcomes(session, session.name, outcomes, project)
+
+    @nox.session(name="demo", python=python)
+    def demo(session: nox.Session) -> None:
+        """The nightly end to end without hub access: a generated model and an offline tiktoken file."""
+        install_groups(session, "test")
+        project = root / "build" / "demo"
+        session.log(f"# Generate a demo project in {project} (its own pin, model source and tiktoken file)")
+        session.run("python", "-m", "devtools.demo_project", str(project))
+        offline_pipeline(session, project, {
+            "prepare-model": ["--source", str(project / "model-source")],
+            "warm-tiktoken": ["--from-file", f"o200k_base={project / 'o200k_base.tiktoken.gz'}"],
+        })  # fmt: skip
+
+    @nox.session(name="demo-foreign", python=python)
+    def demo_foreign(session: nox.Session) -> None:
+        """The foreign app's nightly, offline, with both freezers: it uses only the public entry points."""
+        install_groups(session, "test")
+        project = root / "build" / "demo-foreign"
+        session.run("python", "-m", "devtools.foreign_project", str(project))
+        offline_pipeline(session, project, {
+            "prepare-model": ["--source", str(project / "model-source")],
+            "warm-tiktoken": ["--from-file", f"cl100k_base={project / 'cl100k_base.tiktoken.gz'}"],
+        })  # fmt: skip
+
+    @nox.session(python=python)
+    def wheels(session: nox.Session) -> None:
+        """Build the runtime and suite wheels into dist/wheels; then the runtime wheel alone, in a
+        fresh environment outside the repository, must answer `doctor` (ready, when the demo's
+        profile exists: run `nox -s demo` first)."""
+        out = root / "dist" / "wheels"
+        for project in (root / "runtime", root):
+            session.run("uv", "build", "--wheel", "--out-dir", str(out), str(project), external=True)
+        runtime_wheel = max(out.glob("embedding_runtime-*.whl"), key=lambda p: p.stat().st_mtime)
+        demo_models = root / "build" / "demo" / "data" / "embedding_models"
+        with tempfile.TemporaryDirectory() as scratch:
+            venv = Path(scratch) / "venv"
+            session.run("uv", "venv", "--python", python, str(venv), external=True)
+            bin_dir = venv / ("Scripts" if sys.platform == "win32" else "bin")
+            python_exe = str(bin_dir / "python")
+            session.run("uv", "pip", "install", "--python", python_exe, str(runtime_wheel), external=True)
+            env = {"EMBEDDING_RUNTIME_MODELS_DIR": str(demo_models)} if demo_models.is_dir() else {}
+            with session.chdir(scratch):  # not the repository: the installed wheel must stand alone
+                output = session.run(
+                    python_exe, "-m", "embedding_runtime", "doctor", "--json",
+                    external=True, silent=True, success_codes=[0, 1], env=env,
+                )  # fmt: skip
+        report = json.loads(str(output))
+        session.log(f"runtime wheel alone: doctor says {report['state']} (runtime {report['runtime_version']})")
+        if env and report["state"] != "ready":
+            session.error(f"the demo's profile did not serve from the installed runtime: {report}")
+        for wheel in sorted(out.glob("*.whl")):
+            session.log(f"{wheel.name}: {wheel.stat().st_size / 1024:.0f} KiB")

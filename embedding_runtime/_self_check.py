@@ -1,0 +1,189 @@
+"""The self-check every artifact answers: one JSON document that verify-artifact reads.
+
+An app hands its ``--self-check`` flag to :func:`self_check_main`. The document
+says which folder and variant serve, the vectors of the self-check texts in every
+variant the folder holds, token counts from the bundled tiktoken cache, and what
+the process tried to do that an offline app never does (connect, start a process,
+import an HTTP client).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from embedding_runtime._artifact import (
+    BUILD_INFO_FILE,
+    FORBID_NETWORK_ENV,
+    HTTP_CLIENTS,
+    SELF_CHECK_SCHEMA,
+    SELF_CHECK_TEXTS,
+    STDLIB_ACCELERATORS,
+    SelfCheckReport,
+    data_path,
+)
+from embedding_runtime._errors import EmbeddingsDisabledError
+from embedding_runtime._layout import VARIANTS, read_marker
+from embedding_runtime._locations import ModelRoot, bundled_data_roots
+from embedding_runtime._service import EmbeddingService
+from embedding_runtime._tiktoken_cache import cache_report, use_bundled_tiktoken_cache
+from embedding_runtime._variant import VARIANT_ENV
+
+# A frozen app that starts a process (py-cpuinfo re-executes sys.executable) starts itself.
+_PROCESS_EVENTS = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.fork", "os.spawn")
+
+
+class ProcessWatch:
+    """What this process attempted that an offline app never does, from an audit hook."""
+
+    def __init__(self) -> None:
+        self.connections: list[str] = []
+        self.processes: list[str] = []
+
+    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
+        if event in _PROCESS_EVENTS:
+            self.processes.append(f"{event} {args[0]!r}"[:200])
+        if event == "socket.connect":
+            self.connections.append(repr(args[1]))
+            if os.environ.get(FORBID_NETWORK_ENV) == "1":
+                raise PermissionError(f"network access forbidden ({FORBID_NETWORK_ENV}=1)")
+
+
+_WATCH: ProcessWatch | None = None
+
+
+def watch_process() -> ProcessWatch:
+    """Install the audit hook once per process (hooks cannot be removed) and return its record."""
+    global _WATCH
+    if _WATCH is None:
+        _WATCH = ProcessWatch()
+        sys.addaudithook(_WATCH)
+    return _WATCH
+
+
+def artifact_build_info() -> dict[str, Any] | None:
+    """``data/build-info.json`` of the running artifact; ``None`` when running from source."""
+    for root in bundled_data_roots():
+        info = root / data_path(BUILD_INFO_FILE)
+        if info.is_file():
+            return dict(json.loads(info.read_text(encoding="utf-8")))
+    return None
+
+
+def self_check(
+    info: Mapping[str, Any], *, tiktoken: Any = None, source_root: Path | None = None
+) -> tuple[SelfCheckReport, bool]:
+    """The self-check document for the app ``info`` describes (the build-info record's fields).
+
+    ``tiktoken`` is the app's tiktoken module, passed in: the runtime itself never imports it.
+    """
+    watch = watch_process()
+    started = time.perf_counter()
+    service = EmbeddingService(info["profile_id"], app_name=info["app_name"], source_root=source_root)
+    report: SelfCheckReport = {
+        "schema": SELF_CHECK_SCHEMA,
+        "runtime_version": _runtime_version(),
+        "builder": info.get("builder"),
+        "texts": list(SELF_CHECK_TEXTS),
+    }
+    vectors: dict[str, list[list[float]]] = {}
+    try:
+        first = service.embed_documents(list(SELF_CHECK_TEXTS))
+        report["seconds_to_first_vector"] = round(time.perf_counter() - started, 3)
+        vectors[str(service.variant)] = first.round(6).tolist()
+        report["model_id"] = service.model_id()
+    except EmbeddingsDisabledError:
+        pass
+    explained = service.explain()
+    report["profile"] = explained["profile"]
+    resolution = explained["resolution"] or {}
+    folder = resolution.get("folder")
+    marker = read_marker(Path(folder)) if folder else None
+    report["folder"] = {
+        "path": folder,
+        "kind": resolution.get("kind"),
+        "profile_id": service.contract.profile_id,
+        "revision": marker.revision if marker else None,
+    }
+    report["skipped"] = resolution.get("skipped", [])
+    report["variant"] = {
+        "chosen": resolution.get("variant"),
+        "reason": resolution.get("variant_reason"),
+        "canary_fallback": bool(resolution.get("canary_fallback")),
+    }
+    report["cpu"] = explained["cpu"]
+    report["canary"] = explained["canary"]
+    if service.variant and folder:
+        # Every other variant in the same folder, so verify can compare int8 with fp32.
+        folder_root = ModelRoot(Path(folder).parent, resolution["kind"])
+        for variant in VARIANTS:
+            if variant not in vectors:
+                env = {**os.environ, VARIANT_ENV: variant}
+                other = EmbeddingService(info["profile_id"], roots=[folder_root], env=env)
+                try:
+                    vectors[variant] = other.embed_documents(list(SELF_CHECK_TEXTS)).round(6).tolist()
+                except EmbeddingsDisabledError:
+                    continue
+    report["vectors"] = vectors
+    report["disabled_reason"] = service.disabled_reason
+    if not info.get("with_vectors", True):
+        report["disabled_reason"] = "built_without_vectors"
+    report["token_counts"], report["tiktoken"] = _token_counts(info, tiktoken, source_root)
+    report["accelerators"] = {name: importlib.util.find_spec(name) is not None for name in STDLIB_ACCELERATORS}
+    report["http_clients"] = [name for name in HTTP_CLIENTS if importlib.util.find_spec(name) is not None]
+    report["network_connections_attempted"] = list(watch.connections)
+    report["processes_started"] = list(watch.processes)
+    ok = (
+        bool(vectors)
+        and report["tiktoken"]["ok"]
+        and not watch.connections
+        and not watch.processes
+        and not report["http_clients"]
+    )
+    report["ok"] = ok
+    return report, ok
+
+
+def self_check_main(
+    source_info: Mapping[str, Any] | None = None, *, tiktoken: Any = None, source_root: Path | None = None
+) -> int:
+    """Print the self-check document; 0 when it passes. ``source_info`` stands in for the
+    artifact's build-info.json when the app runs from source."""
+    watch_process()
+    info = artifact_build_info() or dict(source_info or {})
+    if "profile_id" not in info or "app_name" not in info:
+        print("ERROR: no build-info.json beside the app and no source_info: nothing to check", file=sys.stderr)
+        return 2
+    report, ok = self_check(info, tiktoken=tiktoken, source_root=source_root)
+    print(json.dumps(report, ensure_ascii=False))
+    return 0 if ok else 1
+
+
+def _token_counts(
+    info: Mapping[str, Any], tiktoken: Any, source_root: Path | None
+) -> tuple[dict[str, list[int]], dict[str, Any]]:
+    folder = use_bundled_tiktoken_cache(source_root=source_root)
+    encodings = list(info.get("tiktoken_encodings", []))
+    report = cache_report(folder, encodings) if folder else {"folder": None, "ok": True, "encodings": {}}
+    counts: dict[str, list[int]] = {}
+    if encodings and tiktoken is None:
+        return counts, {**report, "ok": False, "problem": "the app passed no tiktoken module to the self-check"}
+    try:
+        for name in encodings:
+            encoding = tiktoken.get_encoding(name)
+            counts[name] = [len(encoding.encode(text)) for text in SELF_CHECK_TEXTS]
+    except Exception as err:  # the report says what failed; the exit code says it failed
+        report = {**report, "ok": False, "problem": f"{type(err).__name__}: {err}"}
+    return counts, report
+
+
+def _runtime_version() -> str:
+    from embedding_runtime import __version__
+
+    return __version__
