@@ -17,8 +17,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import tiktoken
-
 from embedding_runtime import (
     EmbeddingsDisabledError,
     EmbeddingService,
@@ -109,6 +107,8 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     info = build_info()
     if args.self_check:
+        import tiktoken  # only the self-check counts tokens: `add` and `search` start without it
+
         return self_check_main(info, tiktoken=tiktoken, source_root=PROJECT_ROOT)
     use_bundled_tiktoken_cache(source_root=PROJECT_ROOT)
     try:

@@ -191,7 +191,7 @@ def profile_contract(config: PipelineConfig, profile_id: str) -> ProfileContract
     :class:`UsageError` when the app's module cannot be imported.
     """
     if config.profiles_module:
-        root = str(config.import_root)
+        root = str(config.source_root)
         if root not in sys.path:
             sys.path.insert(0, root)
         try:

@@ -60,17 +60,13 @@ class PipelineConfig:
     tiktoken_cache: Path
     app_name: str
     app_entry: Path
+    # The folder the app's packages import from: the project root, or src/ in a src layout.
+    source_root: Path
     # verify-artifact fails when int8 and fp32 vectors of the self-check texts agree less.
     int8_min_cosine: float = DEFAULT_INT8_MIN_COSINE
-    # The folder the app's packages import from (the project root, or src/ in a src layout).
-    source_root: Path | None = None
     # The app's module that declares its profile contracts (register_profile), imported by the build.
     profiles_module: str | None = None
     pyinstaller_spec: Path | None = None
-
-    @property
-    def import_root(self) -> Path:
-        return self.source_root or self.project_root
 
 
 def find_pyproject(start: Path | None = None) -> Path:

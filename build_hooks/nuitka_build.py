@@ -27,8 +27,8 @@ from build_hooks.bundle import (
     plan_for,
     prepare_build,
 )
-from build_hooks.config import load_config, project_holding
-from build_hooks.errors import PipelineError
+from build_hooks.config import find_pyproject, load_config, project_holding
+from build_hooks.errors import PipelineError, UsageError
 from build_hooks.manifest import manifest_path, write_manifest
 from build_hooks.sbom import nuitka_collection, nuitka_report_path, sbom_path, write_sbom
 from embedding_runtime import DATA_FOLDER, STDLIB_ACCELERATORS, sha256_file
@@ -76,8 +76,10 @@ def nuitka_options(plan: BundlePlan, dist_root: Path, platform: str = sys.platfo
 def options_for_project(project_root: Path | None = None, dist_root: Path | None = None) -> list[str]:
     """The Nuitka options of the app configured in ``project_root`` (default: the working
     directory's project), to splice into an app's own Nuitka command line."""
-    config = load_config(project_holding(project_root.resolve()) if project_root else None)
-    plan = plan_for(config)
+    pyproject = find_pyproject() if project_root is None else project_holding(project_root.resolve())
+    if pyproject is None:  # never another project's table (this one's, or the working directory's)
+        raise UsageError(f"no pyproject.toml with a [tool.embedding-pipeline] table in or above {project_root}")
+    plan = plan_for(load_config(pyproject))
     return nuitka_options(plan, dist_root or plan.dist_root)
 
 
@@ -133,7 +135,7 @@ def build(
     shutil.rmtree(dist, ignore_errors=True)
     started = time.monotonic()
     # The app's packages import from its source root (src/ in a src layout), installed or not.
-    path = os.pathsep.join(filter(None, [str(plan.config.import_root), os.environ.get("PYTHONPATH", "")]))
+    path = os.pathsep.join(filter(None, [str(plan.config.source_root), os.environ.get("PYTHONPATH", "")]))
     if subprocess.run(command, check=False, env={**os.environ, "PYTHONPATH": path}).returncode != 0:
         raise BuildFailedError("Nuitka failed (see its output above)")
     make_data_readable(dist)

@@ -72,7 +72,7 @@ class SpecInputs:
 
     @property
     def pathex(self) -> list[str]:
-        return [str(self.plan.config.import_root)]
+        return [str(self.plan.config.source_root)]
 
     @property
     def datas(self) -> list[tuple[str, str]]:

@@ -35,14 +35,12 @@ from packageurl import PackageURL
 from build_hooks import fsutil
 from build_hooks.bundle import PYINSTALLER_CONTENTS, Builder, BundlePlan
 from build_hooks.manifest import ManifestEntry, read_manifest
-from embedding_runtime import DATA_FOLDER, MODELS_FOLDER, TIKTOKEN_FOLDER, read_marker
+from embedding_runtime import DATA_FOLDER, MODELS_FOLDER, TIKTOKEN_FOLDER
 from embedding_runtime import read_manifest as read_cache_manifest
 
 SCHEMA_VERSION = SchemaVersion.V1_6
 PROPERTY_PREFIX = "embedding-pipeline"
 NATIVE_SUFFIXES = (".so", ".pyd", ".dll", ".dylib")
-# What each freezer's own runtime (bootloader or compiled helpers) adds to every artifact.
-FREEZER_DISTRIBUTIONS: Mapping[Builder, str] = {"pyinstaller": "pyinstaller", "nuitka": "nuitka"}
 
 
 class Analysis(Protocol):
@@ -139,10 +137,9 @@ def build_sbom(
     dist: Path,
     collection: Collection,
     files: Mapping[str, ManifestEntry],
-    owners: _Owners | None = None,
 ) -> Bom:
     """The SBOM of ``dist``: distributions, native libraries, model and encodings, from the manifest."""
-    owners = owners or _Owners.of_environment()
+    owners = _Owners.of_environment()
     contents = f"{PYINSTALLER_CONTENTS}/" if collection.builder == "pyinstaller" else ""
     executable = plan.executable(dist).name
     root = Component(
@@ -163,7 +160,8 @@ def build_sbom(
             distributions[key] = _distribution_component(dist_meta)
         return distributions[key]
 
-    freezer = _installed(FREEZER_DISTRIBUTIONS[collection.builder])
+    # The freezer's own runtime (bootloader, compiled helpers) is in every artifact it makes.
+    freezer = _installed(collection.builder)
     if freezer is not None:
         distribution(freezer)
     for top in sorted(collection.top_levels() - stdlib):
@@ -200,7 +198,9 @@ def build_sbom(
     bom = Bom()
     bom.metadata.component = root
     bom.metadata.timestamp = _timestamp()
-    bom.serial_number = uuid.uuid5(uuid.NAMESPACE_URL, f"{plan.config.app_name}/{collection.builder}/{_digest(files)}")
+    # The same build gives the same serial number: derived from every file's hash.
+    hashes = json.dumps({rel: entry.sha256 for rel, entry in sorted(files.items())})
+    bom.serial_number = uuid.uuid5(uuid.NAMESPACE_URL, f"{plan.config.app_name}/{collection.builder}/{hashes}")
     top_components = [
         python,
         *distributions.values(),
@@ -257,17 +257,18 @@ def sbom_files(document: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
-def sbom_problems(dist: Path, files: Mapping[str, ManifestEntry], executable: str) -> list[str]:
-    """The SBOM beside ``dist`` against the verified manifest: the executable, every native and data
-    file, with the same sha256, and nothing the artifact does not hold."""
-    document = read_sbom(dist)
+def sbom_problems(
+    document: Mapping[str, Any] | None, path: Path, files: Mapping[str, ManifestEntry], executable: str
+) -> list[str]:
+    """The SBOM ``document`` (read from ``path``) against the verified manifest: the executable,
+    every native and data file, with the same sha256, and nothing the artifact does not hold."""
     try:
         named = sbom_files(document or {})
         root_sha = _sha256_of((document or {})["metadata"]["component"])
     except (KeyError, TypeError, AttributeError):
         document = None
     if document is None:
-        return [f"{sbom_path(dist)} is missing or invalid: rebuild with the build step, which writes it"]
+        return [f"{path} is missing or invalid: rebuild with the build step, which writes it"]
     problems = []
     if executable in files and root_sha != files[executable].sha256:
         problems.append(f"{executable}: the SBOM records another sha256 than the build")
@@ -317,7 +318,6 @@ def _data_components(plan: BundlePlan, data: Mapping[str, ManifestEntry], prefix
     claimed: set[str] = set()
     models = f"{MODELS_FOLDER}/{plan.pin.profile_id}/"
     model_files = {rel: entry for rel, entry in data.items() if rel.startswith(models)}
-    marker = read_marker(plan.profile_dir)
     if model_files:
         pin = plan.pin
         namespace, _, name = pin.repo.rpartition("/")
@@ -327,12 +327,10 @@ def _data_components(plan: BundlePlan, data: Mapping[str, ManifestEntry], prefix
             type=ComponentType.MACHINE_LEARNING_MODEL,
             bom_ref=f"model:{pin.profile_id}",
             purl=PackageURL(type="huggingface", namespace=namespace or None, name=name, version=pin.revision),
-            licenses=[LicenseFactory().make_from_string(plan.config.model_license)]
-            if plan.config.model_license
-            else None,
+            licenses=_named_license(plan.config.model_license),
             properties=[
                 Property(name=f"{PROPERTY_PREFIX}:profile-id", value=pin.profile_id),
-                Property(name=f"{PROPERTY_PREFIX}:variants", value=",".join(marker.variants if marker else ())),
+                Property(name=f"{PROPERTY_PREFIX}:variants", value=",".join(pin.variants)),
             ],
         )
         for rel, entry in sorted(model_files.items()):
@@ -340,8 +338,9 @@ def _data_components(plan: BundlePlan, data: Mapping[str, ManifestEntry], prefix
         components.append(model)
         claimed |= set(model_files)
     cache = f"{TIKTOKEN_FOLDER}/"
+    cached = read_cache_manifest(plan.config.tiktoken_cache) or []
     for encoding in plan.config.tiktoken_encodings:
-        blobs = [b for b in read_cache_manifest(plan.config.tiktoken_cache) or [] if b.encoding == encoding]
+        blobs = [b for b in cached if b.encoding == encoding]
         component = Component(name=encoding, type=ComponentType.DATA, bom_ref=f"tiktoken:{encoding}")
         for blob in blobs:
             rel = cache + blob.file
@@ -402,10 +401,6 @@ def _installed(name: str) -> metadata.Distribution | None:
         return metadata.distribution(name)
     except metadata.PackageNotFoundError:
         return None
-
-
-def _digest(files: Mapping[str, ManifestEntry]) -> str:
-    return uuid.uuid5(uuid.NAMESPACE_OID, json.dumps({k: v.sha256 for k, v in sorted(files.items())})).hex
 
 
 def _timestamp() -> datetime:

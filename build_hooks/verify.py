@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from build_hooks.bundle import MODEL_NOTICE_FILE, Builder, BundlePlan, build_info, model_notice, profile_contract
-from build_hooks.manifest import dist_changes, manifest_path
+from build_hooks.manifest import ManifestEntry, dist_changes, manifest_path
 from build_hooks.manifest import read_manifest as read_build_manifest
-from build_hooks.sbom import read_sbom, sbom_components, sbom_problems
+from build_hooks.sbom import read_sbom, sbom_components, sbom_path, sbom_problems
 from embedding_runtime import (
     BUILD_INFO_FILE,
     DATA_FOLDER,
@@ -77,6 +77,8 @@ class Verdict:
     failures: list[str] = field(default_factory=list)
     checks: list[tuple[str, str]] = field(default_factory=list)  # (check, result)
     report: dict[str, Any] = field(default_factory=dict)
+    # The build's manifest as verify read it (None: missing or invalid); SHA256SUMS is written from it.
+    manifest: dict[str, ManifestEntry] | None = None
 
     def record(self, check: str, problems: Sequence[str], ok_detail: str = "ok") -> None:
         self.failures += [f"{check}: {p}" for p in problems]
@@ -104,6 +106,7 @@ def verify(dist: Path, plan: BundlePlan, *, run_self_check: bool = True) -> Verd
     verdict.record("tiktoken cache", _tiktoken_problems(artifact, plan))
     verdict.record("provenance", _provenance_problems(artifact, plan), f"ok ({plan.pin})")
     verdict.record("runtime package", _runtime_problems(artifact))
+    verdict.manifest = read_build_manifest(dist)
     verdict.record("manifest", _manifest_problems(artifact, plan, verdict, digest))
     verdict.record("sbom", _sbom_problems(artifact, verdict))
     verdict.report["static_seconds"] = round(time.monotonic() - started, 2)
@@ -123,7 +126,7 @@ def write_outputs(verdict: Verdict, out_dir: Path) -> tuple[Path, Path]:
     dist = verdict.artifact.dist
     out_dir.mkdir(parents=True, exist_ok=True)
     sums = out_dir / f"{dist.name}.SHA256SUMS"
-    recorded = read_build_manifest(dist) or {}
+    recorded = verdict.manifest or {}
     lines = [f"{entry.sha256}  {dist.name}/{relative}" for relative, entry in sorted(recorded.items())]
     sums.write_text("\n".join(lines) + "\n", encoding="utf-8")
     report = out_dir / f"{dist.name}.verify.json"
@@ -219,7 +222,7 @@ def _manifest_problems(
     artifact: Artifact, plan: BundlePlan, verdict: Verdict, digest: Callable[[Path], str]
 ) -> list[str]:
     """Every file against the build's manifest, and data/ against the artifact description."""
-    recorded = read_build_manifest(artifact.dist)
+    recorded = verdict.manifest
     if recorded is None:
         return [f"{manifest_path(artifact.dist)} is missing or invalid: rebuild with the build step, which writes it"]
     problems = dist_changes(artifact.dist, recorded, digest)
@@ -234,11 +237,11 @@ def _manifest_problems(
 
 def _sbom_problems(artifact: Artifact, verdict: Verdict) -> list[str]:
     """The SBOM must describe this build: its files and hashes are the manifest's."""
-    recorded = read_build_manifest(artifact.dist)
-    if recorded is None:
+    if verdict.manifest is None:
         return ["there is no build manifest to hold the SBOM to"]
-    verdict.report["sbom_components"] = len(sbom_components(read_sbom(artifact.dist) or {}))
-    return sbom_problems(artifact.dist, recorded, artifact.executable.name)
+    document = read_sbom(artifact.dist)
+    verdict.report["sbom_components"] = len(sbom_components(document or {}))
+    return sbom_problems(document, sbom_path(artifact.dist), verdict.manifest, artifact.executable.name)
 
 
 def _runtime_problems(artifact: Artifact) -> list[str]:

