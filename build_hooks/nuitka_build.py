@@ -2,8 +2,8 @@
 
 Nuitka's --include-data-dir silently drops files by suffix (.bin, .so, .py and
 more), so every data file is passed one by one with --include-data-files, and
-after the build every file is looked for in the dist with its size and sha256:
-a file that did not arrive fails the build by name.
+after the build every file is looked for in the dist with its size and sha256
+(from the manifest's hashes): a file that did not arrive fails the build by name.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from build_hooks.build_stamp import inputs_digest, is_up_to_date, write_stamp
 from build_hooks.bundle import (
+    BYTECODE_PACKAGES,
     EXCLUDED_MODULES,
     PLUGIN_MODULES,
     PLUGIN_PACKAGES,
@@ -29,9 +30,9 @@ from build_hooks.bundle import (
 )
 from build_hooks.config import find_pyproject, load_config, project_holding
 from build_hooks.errors import PipelineError, UsageError
-from build_hooks.manifest import manifest_path, write_manifest
+from build_hooks.manifest import data_copy_problems, manifest_path, write_manifest
 from build_hooks.sbom import nuitka_collection, nuitka_report_path, sbom_path, write_sbom
-from embedding_runtime import DATA_FOLDER, STDLIB_ACCELERATORS, sha256_file
+from embedding_runtime import DATA_FOLDER, STDLIB_ACCELERATORS
 
 READABLE = 0o444
 Log = Callable[[str], None]
@@ -62,6 +63,7 @@ def nuitka_options(plan: BundlePlan, dist_root: Path, platform: str = sys.platfo
         *(f"--include-module={module}" for module in PLUGIN_MODULES),
         *(f"--include-module={module}" for module in extension_accelerators()),
         *(f"--nofollow-import-to={module}" for module in EXCLUDED_MODULES),
+        *(f"--noinclude-custom-mode={package}:bytecode" for package in BYTECODE_PACKAGES),
         # A left-out module is absent, as in any Python without it (the self-check probes for HTTP
         # clients); Nuitka's default would raise its own error on the probe instead.
         "--no-deployment-flag=excluded-module-usage",
@@ -100,18 +102,6 @@ def nuitka_command(
     return [python, "-m", "nuitka", *nuitka_options(plan, dist_root, platform), str(plan.config.app_entry)]
 
 
-def dist_problems(plan: BundlePlan, dist: Path) -> list[str]:
-    """Data files of the plan missing or different in ``dist``."""
-    problems: list[str] = []
-    for relative, expected in sorted(plan.expected_data().items()):
-        path = dist / relative
-        if not path.is_file():
-            problems.append(f"{relative} is missing from {dist}")
-        elif (path.stat().st_size, sha256_file(path)) != (expected.size, expected.sha256):
-            problems.append(f"{relative} in {dist} differs from its source (size or sha256)")
-    return problems
-
-
 def make_data_readable(dist: Path) -> None:
     """Files copied with mode 0600 (as onnx writes sidecars) must stay readable for every user."""
     for path in (dist / DATA_FOLDER).rglob("*"):
@@ -139,9 +129,8 @@ def build(
     if subprocess.run(command, check=False, env={**os.environ, "PYTHONPATH": path}).returncode != 0:
         raise BuildFailedError("Nuitka failed (see its output above)")
     make_data_readable(dist)
-    if problems := dist_problems(plan, dist):
+    if problems := data_copy_problems(plan, dist, write_manifest(plan, dist, "nuitka")):
         raise BuildFailedError(f"the dist is incomplete: {'; '.join(problems)}")
-    write_manifest(plan, dist, "nuitka")
     write_sbom(plan, dist, nuitka_collection(nuitka_report_path(dist)))
     write_stamp(dist, digest)
     size = sum(p.stat().st_size for p in dist.rglob("*") if p.is_file())

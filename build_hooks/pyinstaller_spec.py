@@ -29,7 +29,7 @@ from build_hooks.bundle import (
     prepare_build,
 )
 from build_hooks.config import find_pyproject, load_config, project_holding
-from build_hooks.manifest import write_manifest
+from build_hooks.manifest import data_copy_problems, write_manifest
 from build_hooks.sbom import Analysis, pyinstaller_collection, write_sbom
 from embedding_runtime import STDLIB_ACCELERATORS
 
@@ -89,10 +89,12 @@ class SpecInputs:
         return list(EXCLUDED_MODULES)
 
     def finish(self, analysis: Analysis) -> Path:
-        """After COLLECT: write the manifest of every file and the SBOM of what ``analysis`` collected."""
+        """After COLLECT: write the manifest of every file, check the data copies by its hashes (one
+        hash of the model per build), and write the SBOM of what ``analysis`` collected."""
         from PyInstaller.config import CONF
 
         dist = Path(CONF["distpath"]) / self.name
-        write_manifest(self.plan, dist, "pyinstaller")
+        if problems := data_copy_problems(self.plan, dist, write_manifest(self.plan, dist, "pyinstaller")):
+            raise SystemExit(f"ERROR: the dist is incomplete: {'; '.join(problems)}")
         write_sbom(self.plan, dist, pyinstaller_collection(analysis))
         return dist

@@ -1,12 +1,18 @@
 """Generate a small but real ONNX text-embedding model laid out like a hub repo.
 
-The model is a one-layer transformer encoder built from plain ONNX ops
-(Gather embeddings, LayerNormalization, multi-head attention with the padding
-mask, an Erf-GELU feed-forward block) that returns per-token hidden states,
-as the pinned model does. The int8 variant comes from onnxruntime's dynamic
-quantization (per channel). The same seed always gives the same bytes.
+The model is a transformer encoder built from plain ONNX ops (Gather
+embeddings, LayerNormalization, multi-head attention with the padding mask,
+an Erf-GELU feed-forward block) that returns per-token hidden states, as the
+pinned model does. The int8 variant comes from onnxruntime's dynamic
+quantization (per channel). The same spec always gives the same bytes.
 
-Run ``python devtools/fixture_model.py DEST`` to write one.
+Tests use small specs (mostly a WordPiece vocabulary and one layer). :data:`SCALE_SPEC`
+is shaped and sized like the pinned model for the scale benchmark: a
+byte-level BPE tokenizer with a Llama-3 sized vocabulary (built from a seeded
+merge list; no trainer), 768 wide, 16 layers, an fp32 sidecar over 800 MiB and
+an int8 one over 250 MB. :func:`cached_fixture_repo` keeps one on disk per spec.
+
+Run ``python -m devtools.fixture_model DEST [--scale]`` to write one.
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +133,22 @@ class FixtureSpec:
     ffn: int = 64
     with_token_type_ids: bool = False
     layers: int = 1
+    # None: the small WordPiece vocabulary; a number: a byte-level BPE vocabulary of that many tokens.
+    bpe_vocab_size: int | None = None
+    # Layers the int8 variant keeps in fp32 (careful quantizations spare the most sensitive ones).
+    fp32_layers: tuple[int, ...] = ()
+
+
+# Shaped and sized like the pinned model: 128,256 tokens (Llama 3), 768 wide, fp32 850 MB, int8 276 MB.
+SCALE_SPEC = FixtureSpec(
+    seed=17, hidden=768, heads=12, ffn=3072, layers=16, bpe_vocab_size=128_256, fp32_layers=(0, 14, 15)
+)
+# Byte-level BPE: the 256 byte symbols, merges up to this length, then the special tokens.
+_BPE_SPECIALS = ("<|begin_of_text|>", "<|end_of_text|>")
+_BPE_RESERVED_SPECIALS = 256
+_BPE_MAX_TOKEN_CHARS = 12
+# Bump when the generator's output changes for the same spec, so cached copies are remade.
+GENERATOR_VERSION = 1
 
 
 def vocabulary() -> dict[str, int]:
@@ -137,7 +160,9 @@ def vocabulary() -> dict[str, int]:
     return {piece: i for i, piece in enumerate(pieces)}
 
 
-def build_tokenizer() -> Tokenizer:
+def build_tokenizer(spec: FixtureSpec | None = None) -> Tokenizer:
+    if spec is not None and spec.bpe_vocab_size is not None:
+        return build_byte_level_bpe(spec.bpe_vocab_size, spec.seed)
     vocab = vocabulary()
     tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -150,10 +175,57 @@ def build_tokenizer() -> Tokenizer:
     return tokenizer
 
 
+def build_byte_level_bpe(vocab_size: int, seed: int) -> Tokenizer:
+    """A Llama-3 style byte-level BPE tokenizer with ``vocab_size`` tokens, from a seeded merge list.
+
+    Every merge joins two tokens already in the vocabulary, first those that spell
+    the fixture's words (so common words are one token), then seeded random pairs
+    up to the size; the last 256 ids are special tokens. Same arguments, same JSON.
+    """
+    rng = np.random.default_rng(seed)
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {symbol: i for i, symbol in enumerate(alphabet)}
+    tokens = list(alphabet)
+    merges: list[tuple[str, str]] = []
+    target = vocab_size - _BPE_RESERVED_SPECIALS
+
+    def merge(left: str, right: str) -> None:
+        if left + right not in vocab:
+            vocab[left + right] = len(vocab)
+            tokens.append(left + right)
+            merges.append((left, right))
+
+    space = "\u0120"  # the byte-level symbol for " "
+    for word in _WORDS:
+        for end in range(2, len(word) + 1):
+            merge(word[: end - 1], word[end - 1])
+        merge(space, word)  # " word" is one token too, as in any English-trained vocabulary
+    while len(vocab) < target:
+        for left, right in rng.integers(0, len(tokens), size=(4096, 2)):
+            a, b = tokens[left], tokens[right]
+            if len(a) + len(b) <= _BPE_MAX_TOKEN_CHARS and len(vocab) < target:
+                merge(a, b)
+    tokenizer = Tokenizer(models.BPE(vocab, merges, fuse_unk=False, byte_fallback=False))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    specials = [*_BPE_SPECIALS, *(f"<|reserved_special_token_{i}|>" for i in range(_BPE_RESERVED_SPECIALS - 2))]
+    tokenizer.add_special_tokens(specials)
+    begin_id, end_id = (tokenizer.token_to_id(t) for t in _BPE_SPECIALS)
+    assert begin_id is not None and end_id is not None
+    # Last-token pooling reads the end-of-text token the template appends, as the pinned model does.
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{_BPE_SPECIALS[0]} $A {_BPE_SPECIALS[1]}",
+        pair=f"{_BPE_SPECIALS[0]} $A {_BPE_SPECIALS[1]} $B {_BPE_SPECIALS[1]}",
+        special_tokens=[(_BPE_SPECIALS[0], begin_id), (_BPE_SPECIALS[1], end_id)],
+    )
+    return tokenizer
+
+
 def build_model(spec: FixtureSpec) -> onnx.ModelProto:
     """The fp32 encoder graph with deterministic weights from ``spec.seed``."""
     rng = np.random.default_rng(spec.seed)
-    vocab_size, hidden, heads = len(vocabulary()), spec.hidden, spec.heads
+    vocab_size: int = spec.bpe_vocab_size or len(vocabulary())
+    hidden, heads = spec.hidden, spec.heads
 
     def weight(name: str, *shape: int, scale: float = 0.2) -> onnx.TensorProto:
         # float32 throughout: numpy 2 would promote to float64, which quantization refuses.
@@ -219,10 +291,22 @@ def build_model(spec: FixtureSpec) -> onnx.ModelProto:
         [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "sequence", hidden])],
         initializer=inits,
     )
+    for node in graph.node:
+        # Named only where quantization must find them: the small fixtures keep their bytes.
+        if node.op_type == "MatMul" and any(
+            node.input[1].startswith(_prefix(layer) + "w_") for layer in spec.fp32_layers
+        ):
+            node.name = f"{node.input[1]}_matmul"
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fixture")
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+def _fp32_matmuls(spec: FixtureSpec) -> list[str]:
+    """Names of the weight MatMuls of the layers the int8 variant keeps in fp32."""
+    weights = ("q", "k", "v", "o", "ffn1", "ffn2")
+    return [f"{_prefix(layer)}w_{name}_matmul" for layer in spec.fp32_layers for name in weights]
 
 
 def _prefix(layer: int) -> str:
@@ -300,19 +384,55 @@ def _attention_nodes(p: str, x_in: str) -> list[onnx.NodeProto]:
 
 def write_fixture_repo(dest: Path, spec: FixtureSpec = FixtureSpec()) -> dict[str, bytes]:
     """Write the repo files under ``dest`` and return them as ``{posix path: bytes}``."""
+    return {path: (dest / path).read_bytes() for path in write_fixture_files(dest, spec)}
+
+
+def write_fixture_files(dest: Path, spec: FixtureSpec = FixtureSpec()) -> list[str]:
+    """Write the repo files under ``dest``; their posix paths, sorted."""
     onnx_dir = dest / "onnx"
     onnx_dir.mkdir(parents=True, exist_ok=True)
-    (dest / "tokenizer.json").write_text(build_tokenizer().to_str(pretty=True) + "\n", encoding="utf-8")
+    (dest / "tokenizer.json").write_text(build_tokenizer(spec).to_str(pretty=True) + "\n", encoding="utf-8")
     _save_with_sidecar(build_model(spec), onnx_dir / "model.onnx")
-    _quantize(onnx_dir / "model.onnx", onnx_dir / "model_quantized.onnx")
+    excluded = [
+        f"{_prefix(layer)}w_{name}_matmul"
+        for layer in spec.fp32_layers
+        for name in ("q", "k", "v", "o", "ffn1", "ffn2")
+    ]
+    _quantize(onnx_dir / "model.onnx", onnx_dir / "model_quantized.onnx", excluded)
     for name, data in EXTRA_REPO_FILES.items():
         (dest / name).write_bytes(data)
-    files = {}
+    paths = []
     for path in sorted(dest.rglob("*")):
         if path.is_file():
             path.chmod(0o644)  # onnx writes sidecars 0600; a hub serves them to anyone
-            files[path.relative_to(dest).as_posix()] = path.read_bytes()
-    return files
+            paths.append(path.relative_to(dest).as_posix())
+    return paths
+
+
+def cached_fixture_repo(spec: FixtureSpec, cache_root: Path) -> Path:
+    """The repo folder of ``spec`` under ``cache_root``, generated on first use and reused after.
+
+    Keyed by the spec, the generator version and the onnx/onnxruntime versions
+    (quantization output may change with them); made in a temp folder and
+    renamed, so an interrupted generation is never mistaken for a cached one.
+    """
+    import onnxruntime
+    from filelock import FileLock
+
+    identity = repr((sorted(asdict(spec).items()), GENERATOR_VERSION, onnx.__version__, onnxruntime.__version__))
+    folder = cache_root / f"fixture-{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
+    cache_root.mkdir(parents=True, exist_ok=True)
+    with FileLock(cache_root / f"{folder.name}.lock"):
+        if not folder.is_dir():
+            work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=cache_root))
+            try:
+                write_fixture_files(work, spec)
+                (work / ".fixture-spec").write_text(identity + "\n", encoding="utf-8")
+                work.chmod(0o755)  # mkdtemp makes it private; a hub serves it to anyone
+                work.rename(folder)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    return folder
 
 
 def fixture_files(spec: FixtureSpec = FixtureSpec()) -> dict[str, bytes]:
@@ -334,13 +454,20 @@ def _save_with_sidecar(model: onnx.ModelProto, path: Path) -> None:
     )
 
 
-def _quantize(fp32_path: Path, int8_path: Path) -> None:
+def _quantize(fp32_path: Path, int8_path: Path, nodes_to_exclude: list[str]) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "quantized.onnx"
         # Per channel: per-tensor int8 agreed with fp32 at a min cosine of only 0.89 on a real model.
-        quantize_dynamic(fp32_path, raw, per_channel=True, weight_type=QuantType.QInt8)
+        quantize_dynamic(
+            fp32_path,
+            raw,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=nodes_to_exclude,
+            use_external_data_format=True,  # a large model's protobuf would pass the 2 GB limit
+        )
         # Re-save: quantize_dynamic would name the sidecar `.onnx.data`, the hub layout says `.onnx_data`.
         _save_with_sidecar(onnx.load(str(raw)), int8_path)
 
@@ -350,10 +477,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dest", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--scale", action="store_true", help="the scale benchmark's model (SCALE_SPEC, ~1.1 GB)")
     args = parser.parse_args(argv)
-    files = write_fixture_repo(args.dest, FixtureSpec(seed=args.seed, hidden=args.hidden, ffn=2 * args.hidden))
-    for path, data in files.items():
-        print(f"{hashlib.sha256(data).hexdigest()[:12]}  {len(data):>9}  {path}")
+    spec = SCALE_SPEC if args.scale else FixtureSpec(seed=args.seed, hidden=args.hidden, ffn=2 * args.hidden)
+    for path in write_fixture_files(args.dest, spec):
+        size = (args.dest / path).stat().st_size
+        print(f"{size:>11}  {path}")
     return 0
 
 

@@ -4,7 +4,10 @@ It serves the parts of the hub API that huggingface_hub's download path uses
 (tree listing, repo info, HEAD/GET on resolve URLs with ETag, X-Repo-Commit,
 Content-Length and Range), logs every request, and injects faults on demand:
 429 with Retry-After, 500, a connection dropped mid-body, wrong bytes of the
-right length, slow bodies, 404.
+right length, slow bodies, a Range request ignored, 404. With ``advertise_xet`` it also sends the
+headers by which the official hub offers a file over Xet, so a test can tell
+which transfer path a client takes. File contents may be any buffer (an mmap
+of a large file serves without a copy in memory).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import mmap
 import re
 import threading
 import time
@@ -26,6 +30,7 @@ START_TIMEOUT = 5.0
 LFS_SUFFIXES = (".onnx", ".onnx_data", ".bin", ".safetensors")
 _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
 _TREE = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$")
+_XET_TOKEN_ROUTE = "/api/models/{repo}/xet-read-token/{rev}"
 _INFO = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)(?:/revision/(?P<rev>[^/]+))?$")
 
 
@@ -42,7 +47,7 @@ class LoggedRequest:
 class Fault:
     """Answer matching requests with ``kind`` for the next ``times`` requests."""
 
-    kind: str  # "status", "drop", "corrupt", "slow"
+    kind: str  # "status", "drop", "corrupt", "slow", "no-range" (answer a Range request with the whole file)
     pattern: str = "*"
     method: str = "*"
     times: int = 1
@@ -51,16 +56,28 @@ class Fault:
     delay: float = 0.0
 
 
+FileData = bytes | mmap.mmap
+
+
 @dataclass
 class HubRepo:
-    files: dict[str, bytes]
+    files: dict[str, FileData]
+    _entries: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def is_lfs(self, path: str) -> bool:
         return path.endswith(LFS_SUFFIXES)
 
     def entry(self, path: str) -> dict[str, Any]:
+        # Hashed once per file: the tree and every resolve answer need it, and large files are slow to hash.
+        if path not in self._entries:
+            self._entries[path] = self._describe(path)
+        return self._entries[path]
+
+    def _describe(self, path: str) -> dict[str, Any]:
         data = self.files[path]
-        blob_id = hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+        blob_hash = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False)
+        blob_hash.update(data)
+        blob_id = blob_hash.hexdigest()
         entry: dict[str, Any] = {"type": "file", "oid": blob_id, "size": len(data), "path": path}
         if self.is_lfs(path):
             sha = hashlib.sha256(data).hexdigest()
@@ -84,9 +101,10 @@ class LoopbackHub:
     requests: list[LoggedRequest] = field(default_factory=list)
     in_flight: list[str] = field(default_factory=list)  # "METHOD path" of requests being answered
     base_url: str = ""
+    advertise_xet: bool = False  # offer every LFS file over Xet, as the official hub does
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add_repo(self, repo: str, revision: str, files: Mapping[str, bytes]) -> None:
+    def add_repo(self, repo: str, revision: str, files: Mapping[str, FileData]) -> None:
         self.repos[(repo, revision)] = HubRepo(dict(files))
 
     def add_fault(self, kind: str, pattern: str = "*", **options: Any) -> Fault:
@@ -143,6 +161,8 @@ class _Handler(BaseHTTPRequestHandler):
         hub.in_flight.append(f"{self.command} {path}")
         try:
             self._answer(hub, path, parse_qs(url.query), fault, head=head)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away mid-answer (a killed prepare): not our failure
         finally:
             hub.in_flight.remove(f"{self.command} {path}")
 
@@ -174,7 +194,7 @@ class _Handler(BaseHTTPRequestHandler):
         if file_path not in repo.files:
             return self._send_json(404, {"error": "entry"}, head=head, headers={"X-Error-Code": "EntryNotFound"})
         data = repo.files[file_path]
-        start = _range_start(self.headers.get("Range"))
+        start = 0 if fault is not None and fault.kind == "no-range" else _range_start(self.headers.get("Range"))
         status = 206 if start else 200
         headers = {
             "ETag": f'"{repo.etag(file_path)}"',
@@ -184,16 +204,21 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if start:
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-        body = data[start:]
+        if hub.advertise_xet and repo.is_lfs(file_path):
+            headers["X-Xet-Hash"] = repo.etag(file_path)
+            token_route = _XET_TOKEN_ROUTE.format(repo=match["repo"], rev=match["rev"])
+            headers["X-Xet-Refresh-Route"] = hub.base_url + token_route
+        body = memoryview(data)[start:]
         self._send_head(status, len(body), headers)
         if head:
             return status
         self._send_body(body, fault)
         return status
 
-    def _send_body(self, body: bytes, fault: Fault | None) -> None:
+    def _send_body(self, body: memoryview, fault: Fault | None) -> None:
         if fault is not None and fault.kind == "corrupt":
-            body = bytes(b ^ 0xFF for b in body[:64]) + body[64:]
+            self.wfile.write(bytes(b ^ 0xFF for b in body[:64]))
+            body = body[64:]
         if fault is not None and fault.kind == "drop":
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()

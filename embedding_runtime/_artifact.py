@@ -30,8 +30,11 @@ PROBE_TEXTS: tuple[str, ...] = (
 SELF_CHECK_SCHEMA = 2
 # The self-check probes these in the frozen app itself. No HTTP client may be importable: the app
 # makes no request (tiktoken imports requests only on a cache miss, which a complete bundled
-# cache never has).
-HTTP_CLIENTS = ("requests", "urllib3", "idna", "charset_normalizer", "certifi", "httpx", "httpx2", "httpcore")
+# cache never has); the standard library's urllib.request is left out of artifacts too.
+HTTP_CLIENTS = (
+    *("requests", "urllib3", "idna", "charset_normalizer", "certifi", "httpx", "httpx2", "httpcore"),
+    "urllib.request",
+)
 # C accelerators the standard library imports with a pure-Python fallback: a freezer that does not
 # see them ships the slow path silently (a 100 MB .prepared.json took 6.7 s to parse without _json).
 STDLIB_ACCELERATORS = ("_json", "_heapq", "_bisect", "_datetime", "_pickle", "_struct")

@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from build_hooks.bundle import plan_for
+from build_hooks.bundle import BYTECODE_PACKAGES, plan_for
 from build_hooks.config import load_config
-from build_hooks.nuitka_build import dist_problems, make_data_readable, nuitka_command
+from build_hooks.manifest import data_copy_problems, dist_entries
+from build_hooks.nuitka_build import make_data_readable, nuitka_command
+from build_hooks.sbom import nuitka_report_path
 from devtools.demo_project import PROFILE_ID, Project
 from tests.artifacts import damaged, run_nuitka, self_check_elsewhere, source_vectors
 
@@ -49,7 +52,7 @@ def test_nuitka_vectors_match_the_source_runtime(
 
 def test_every_data_file_arrived_and_is_readable(nuitka_artifact: Path, artifact_project: Project) -> None:
     plan = plan_for(load_config(artifact_project.root / "pyproject.toml"), env={})
-    assert dist_problems(plan, nuitka_artifact) == []
+    assert data_copy_problems(plan, nuitka_artifact, dist_entries(nuitka_artifact)) == []
     for path in (nuitka_artifact / "data").rglob("*"):
         if path.is_file():
             assert path.stat().st_mode & 0o444 == 0o444, path
@@ -60,6 +63,18 @@ def test_unused_subpackages_and_libraries_are_left_out(nuitka_artifact: Path) ->
     assert not list(nuitka_artifact.rglob("libonnxruntime.so*")), "the unused C API library was bundled"
 
 
+def test_native_backed_packages_ship_as_bytecode_and_network_modules_not_at_all(nuitka_artifact: Path) -> None:
+    """The cheap compile settings took effect in the real build (its compilation report says how)."""
+    report = ET.parse(nuitka_report_path(nuitka_artifact)).getroot()
+    kinds = {node.attrib["name"]: node.attrib["kind"] for node in report.iter("module")}
+    for package in BYTECODE_PACKAGES:
+        shipped = {name: kind for name, kind in kinds.items() if name.split(".")[0] == package}
+        compiled = [name for name, kind in shipped.items() if kind.startswith("CompiledPython")]
+        assert "UncompiledPythonPackage" in shipped.values() and not compiled, (package, compiled)
+    assert kinds["embedding_runtime._service"] == "CompiledPythonModule", "the app's own code is compiled"
+    assert not {n for n in kinds if n.split(".")[0] in ("http", "ftplib", "xmlrpc") or n == "urllib.request"}
+
+
 def test_dropped_file_check_names_the_missing_file(
     nuitka_artifact: Path, artifact_project: Project, tmp_path: Path
 ) -> None:
@@ -68,7 +83,7 @@ def test_dropped_file_check_names_the_missing_file(
     (dist / "data" / "embedding_models" / PROFILE_ID / "onnx" / "model.onnx_data").unlink()
     (dist / "data" / "tiktoken_cache" / "fb374d419588a4632f3f557e76b4b70aebbca790").unlink()
     plan = plan_for(load_config(artifact_project.root / "pyproject.toml"), env={})
-    problems = dist_problems(plan, dist)
+    problems = data_copy_problems(plan, dist, dist_entries(dist))
     assert len(problems) == 2
     assert f"data/embedding_models/{PROFILE_ID}/onnx/model.onnx_data is missing" in problems[0]
     assert "data/tiktoken_cache/fb374d419588a4632f3f557e76b4b70aebbca790 is missing" in problems[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from build_hooks import bundle
 from build_hooks.bundle import plan_for, preflight_problems
 from build_hooks.config import load_config
 from build_hooks.manifest import manifest_path
 from build_hooks.verify import run_offline
 from devtools.demo_project import ARTIFACT_REPO, ARTIFACT_REVISION, PROFILE_ID, Project
-from embedding_runtime import BUILD_INFO_FILE, PROBE_RECORD_FILE, data_path
+from embedding_runtime import BUILD_INFO_FILE, PROBE_RECORD_FILE, data_path, sha256_file
 from tests.artifacts import copy_project, damaged, run_pyinstaller, run_step, self_check_elsewhere, source_vectors
 from tests.support import REPO_ROOT, child_env
 
@@ -119,16 +121,41 @@ def test_spec_refuses_weights_without_onnxruntime(artifact_project: Project, tmp
     (broken / "onnxruntime").mkdir(parents=True)
     (broken / "onnxruntime" / "__init__.py").write_text("raise ImportError('onnxruntime is not installed here')\n")
     project = copy_project(artifact_project, tmp_path / "project")
-    import os
-
     result = run_pyinstaller(project, {"PYTHONPATH": os.pathsep.join([str(broken), str(REPO_ROOT)])})
     assert result.returncode != 0
     assert "is present but onnxruntime cannot be collected" in result.stderr
     assert not project.pyinstaller_artifact.exists()
 
 
-def test_preflight_accepts_the_prepared_project(artifact_project: Project) -> None:
+def test_preflight_accepts_the_prepared_project_without_hashing_it(
+    artifact_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed: list[str] = []
+
+    def counted(path: Path) -> str:
+        hashed.append(path.name)
+        return sha256_file(path)
+
+    monkeypatch.setattr(bundle, "sha256_file", counted)
     assert preflight_problems(plan_for(load_config(artifact_project.root / "pyproject.toml"), env={})) == []
+    assert not {"model.onnx_data", "model_quantized.onnx_data"} & set(hashed), "files as prepared are not re-read"
+
+
+def test_a_change_preflight_cannot_see_fails_the_build_by_the_copy_check(
+    artifact_project: Project, tmp_path: Path
+) -> None:
+    """Same size, same mtime, other bytes: the build hashes what it ships and refuses the dist."""
+    project = copy_project(artifact_project, tmp_path / "project")
+    target = project.profile / "onnx" / "model.onnx_data"
+    before = target.stat()
+    data = bytearray(target.read_bytes())
+    data[1000] ^= 0xFF
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    result = run_pyinstaller(project)
+    assert result.returncode != 0
+    assert f"data/embedding_models/{PROFILE_ID}/onnx/model.onnx_data in " in result.stderr
+    assert "differs from its source (size or sha256)" in result.stderr
 
 
 def test_build_without_vectors_is_an_explicit_choice_the_artifact_reports(

@@ -33,6 +33,7 @@ from tests.support import (
 )
 
 ALL_FILES = files_for_variants(("fp32", "int8"))
+SIDECAR = "onnx/model.onnx_data"
 SCRIPT = str(REPO_ROOT / "scripts" / "prepare_embedding_model.py")
 SEED_FLAGS = (
     *("--repo", REPO_ID, "--revision", REVISION_A, "--profile-id", "local-text-retrieval-v1"),
@@ -165,7 +166,8 @@ def test_disk_filling_up_mid_download_keeps_the_previous_profile(
         hub.clear()
         hub.add_fault("slow", "*/onnx/model.onnx_data", method="GET", delay=0.05)
         child = start_prepare(cli_args(hub, disk, REVISION_B))
-        wait_for(lambda: hub.requests_for("/onnx/model.onnx_data", "HEAD") or child.poll() is not None)
+        body = f"GET /{REPO_ID}/resolve/{REVISION_B}/onnx/model.onnx_data"
+        wait_for(lambda: body in hub.in_flight or child.poll() is not None)
         filler = disk / "filler"
         with filler.open("wb") as fh, pytest.raises(OSError):
             while True:  # fill the disk while the child is writing
@@ -182,24 +184,84 @@ def test_disk_filling_up_mid_download_keeps_the_previous_profile(
         assert marker is not None and marker.revision == REVISION_B
 
 
-def test_kill_9_mid_download_leaves_the_previous_profile_and_the_rerun_repairs(
+def kill_mid_sidecar(hub: LoopbackHub, root: Path, revision: str) -> int:
+    """Start a prepare of ``revision`` on a slowed hub, kill -9 it inside the sidecar's body; bytes on disk."""
+    hub.add_fault("slow", f"*/{SIDECAR}", method="GET", delay=0.1)
+    child = start_prepare(cli_args(hub, root, revision))
+    # A fifth of the file more than any earlier run left (the body comes in fiftieths).
+    goal = partial_size(root) + len(hub.repos[(REPO_ID, revision)].files[SIDECAR]) // 5
+    wait_for(lambda: partial_size(root) >= goal)
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=30)
+    hub.clear()
+    return partial_size(root)
+
+
+def partial_size(root: Path) -> int:
+    part = root / f".{PROFILE_ID}.download" / f"{SIDECAR}.part"
+    return part.stat().st_size if part.is_file() else 0
+
+
+def download_leftovers(root: Path) -> list[str]:
+    folder = root / f".{PROFILE_ID}.download"
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_kill_9_mid_download_resumes_with_the_remainder_only(
     hub: LoopbackHub, tmp_path: Path, repo_files_a: dict[str, bytes], repo_files_b: dict[str, bytes]
 ) -> None:
     assert run_prepare_cli(cli_args(hub, tmp_path)).returncode == 0
-    hub.add_fault("slow", "*/onnx/model.onnx_data", method="GET", delay=0.2)
-    child = start_prepare(cli_args(hub, tmp_path, REVISION_B))
-    body = f"GET /{REPO_ID}/resolve/{REVISION_B}/onnx/model.onnx_data"
-    wait_for(lambda: body in hub.in_flight)
-    time.sleep(0.5)  # well into the body
-    child.send_signal(signal.SIGKILL)
-    child.communicate(timeout=30)
-    assert_profile_matches(tmp_path, repo_files_a)
-
     hub.clear()
+    received = kill_mid_sidecar(hub, tmp_path, REVISION_B)
+    assert 0 < received < len(repo_files_b[SIDECAR])
+    assert_profile_matches(tmp_path, repo_files_a)  # never a mixed profile
+    # One partial (and its record) per file: the others completed before the kill and wait as partials too.
+    assert download_leftovers(tmp_path) == sorted(f + suffix for f in ALL_FILES for suffix in (".part", ".part.json"))
+
+    again = kill_mid_sidecar(hub, tmp_path, REVISION_B)  # a second kill resumes, and piles nothing up
+    assert received < again < len(repo_files_b[SIDECAR])
+    assert [r.headers.get("range") for r in hub.requests_for(SIDECAR, "GET")] == []  # (cleared by the helper)
+    assert len(download_leftovers(tmp_path)) == 2 * len(ALL_FILES)
+
     result = run_prepare_cli(cli_args(hub, tmp_path, REVISION_B))
     assert result.returncode == 0, result.stderr
     assert_profile_matches(tmp_path, repo_files_b)
+    [get] = [r for r in hub.requests if r.method == "GET" and "/resolve/" in r.path]
+    assert get.path.endswith(SIDECAR) and (get.headers.get("range"), get.status) == (f"bytes={again}-", 206)
+    assert f"fetched {SIDECAR}" in result.stderr and "resumed at" in result.stderr
     assert not (tmp_path / f".{PROFILE_ID}.download").exists(), "the download folder is cleaned after success"
+
+
+def test_a_partial_of_another_pin_is_discarded(
+    hub: LoopbackHub, tmp_path: Path, repo_files_a: dict[str, bytes]
+) -> None:
+    assert kill_mid_sidecar(hub, tmp_path, REVISION_B) > 0
+    result = run_prepare_cli(cli_args(hub, tmp_path, REVISION_A))
+    assert result.returncode == 0, result.stderr
+    assert_profile_matches(tmp_path, repo_files_a)
+    assert [(r.headers.get("range"), r.status) for r in hub.requests_for(SIDECAR, "GET")] == [(None, 200)]
+    assert not (tmp_path / f".{PROFILE_ID}.download").exists()
+
+
+def test_the_transfer_path_is_plain_http_even_where_xet_is_offered(
+    hub: LoopbackHub, tmp_path: Path, repo_files_a: dict[str, bytes]
+) -> None:
+    hub.advertise_xet = True
+    # The stock client takes Xet where the server offers it: it asks for a Xet token first.
+    with pytest.raises(Exception):  # noqa: B017 - the loopback hub has no Xet storage to give
+        hf_hub_download(REPO_ID, SIDECAR, revision=REVISION_A, endpoint=hub.base_url, cache_dir=tmp_path / "c")
+    assert any("/xet-read-token/" in r.path for r in hub.requests)
+
+    hub.clear()
+    result = run_prepare_cli(cli_args(hub, tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert_profile_matches(tmp_path / "out", repo_files_a)
+    assert not any("xet" in r.path for r in hub.requests)
+    fetched = sorted(
+        r.path.split(f"/resolve/{REVISION_A}/")[1] for r in hub.requests if r.method == "GET" and "/resolve/" in r.path
+    )
+    assert fetched == sorted(ALL_FILES)
+    assert result.stderr.count("(plain HTTP)") == len(ALL_FILES)
 
 
 def test_concurrent_runs_are_serialised_and_both_succeed(

@@ -18,7 +18,9 @@ from build_hooks.model_profile import (
     parse_variants,
     prepare_profile,
 )
+from build_hooks.model_profile.partial import PartialFile
 from build_hooks.model_profile.prepare import ProfilePaths, _check_free_space
+from build_hooks.model_profile.sources import RemoteFile
 from devtools.loopback_hub import LoopbackHub
 from embedding_runtime._layout import MARKER_NAME, files_for_variants, read_marker
 from tests.support import (
@@ -32,6 +34,16 @@ from tests.support import (
 )
 
 FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=2.0)
+SIDECAR = "onnx/model.onnx_data"
+
+
+def leave_partial(paths: ProfilePaths, revision: str, published: bytes, received: bytes) -> None:
+    """What a prepare of ``revision`` killed after receiving ``received`` of the sidecar leaves behind."""
+    remote = RemoteFile(SIDECAR, len(published), sha256=hashlib.sha256(published).hexdigest())
+    paths.download.mkdir(parents=True, exist_ok=True)
+    into = PartialFile.open(paths.download, remote, f"{REPO_ID}@{revision}")
+    into.write(received)
+    into.finish()
 
 
 def request_for(
@@ -198,11 +210,11 @@ def test_404_falls_through_and_final_error_names_every_source(hub: LoopbackHub, 
 
 
 def test_429_storm_is_ridden_out(hub: LoopbackHub, tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
-    hub.add_fault("status", "*/onnx/model.onnx_data", status=429, retry_after="0", times=7)
+    hub.add_fault("status", "*/onnx/model.onnx_data", status=429, retry_after="0", times=FAST_RETRY.attempts - 1)
     prepared(hub, tmp_path)
     assert_profile_matches(tmp_path, repo_files_a)
     statuses = [r.status for r in hub.requests_for("/onnx/model.onnx_data")]
-    assert statuses.count(429) == 7 and statuses[-1] == 200
+    assert statuses.count(429) == FAST_RETRY.attempts - 1 and statuses[-1] == 200
 
 
 def test_retry_after_is_honoured(hub: LoopbackHub, tmp_path: Path) -> None:
@@ -222,6 +234,10 @@ def test_server_errors_and_dropped_bodies_are_retried(
     prepared(hub, tmp_path)
     assert_profile_matches(tmp_path, repo_files_a)
     assert all(f.times == 0 for f in hub.faults), "every injected fault was hit"
+    # Each retry asks only for what the dropped body did not deliver.
+    half, quarter = len(repo_files_a[SIDECAR]) // 2, len(repo_files_a[SIDECAR]) // 4
+    ranges = [r.headers.get("range") for r in hub.requests_for(SIDECAR, "GET")]
+    assert ranges == [None, f"bytes={half}-", f"bytes={half + quarter}-"]
 
 
 def test_persistent_server_errors_give_up_with_the_answer(hub: LoopbackHub, tmp_path: Path) -> None:
@@ -246,16 +262,72 @@ def test_crash_between_the_two_renames_is_repaired(
 
 
 def test_staging_and_partial_downloads_of_another_pin_are_discarded(
-    hub: LoopbackHub, tmp_path: Path, repo_files_b: dict[str, bytes]
+    hub: LoopbackHub, tmp_path: Path, repo_files_a: dict[str, bytes], repo_files_b: dict[str, bytes]
 ) -> None:
     paths = ProfilePaths(tmp_path, PROFILE_ID)
     (paths.staging / "onnx").mkdir(parents=True)
     (paths.staging / "onnx" / "model.onnx").write_bytes(b"half")
-    paths.download.mkdir()
-    (paths.download / ".pin").write_text(f"{REPO_ID}@{REVISION_A}\n")
-    (paths.download / "tokenizer.json").write_bytes(b"{}")
+    leave_partial(paths, REVISION_A, repo_files_a[SIDECAR], repo_files_a[SIDECAR][:5000])
+    (paths.download / ".pin").write_text(f"{REPO_ID}@{REVISION_A}\n")  # what earlier versions left
+    (paths.download / "hub-cache" / "blobs").mkdir(parents=True)
+    (paths.download / "hub-cache" / "blobs" / "0123.incomplete").write_bytes(b"x" * 100)
     prepared(hub, tmp_path, revision=REVISION_B)
     assert_profile_matches(tmp_path, repo_files_b)
+    assert [r.headers.get("range") for r in hub.requests_for(SIDECAR, "GET")] == [None], "fetched from the start"
+    assert not paths.download.exists()
+
+
+def test_a_partial_of_the_same_pin_is_resumed_with_a_range_request(
+    hub: LoopbackHub, tmp_path: Path, repo_files_b: dict[str, bytes]
+) -> None:
+    paths = ProfilePaths(tmp_path, PROFILE_ID)
+    have = len(repo_files_b[SIDECAR]) // 3
+    leave_partial(paths, REVISION_B, repo_files_b[SIDECAR], repo_files_b[SIDECAR][:have])
+    logged: list[str] = []
+    prepare_profile(request_for(hub, tmp_path, revision=REVISION_B), log=logged.append)
+    assert_profile_matches(tmp_path, repo_files_b)
+    [get] = hub.requests_for(SIDECAR, "GET")
+    assert (get.headers.get("range"), get.status) == (f"bytes={have}-", 206)
+    assert any(line.startswith(f"fetched {SIDECAR}") and "resumed at" in line for line in logged), logged
+
+
+def test_a_complete_partial_needs_no_request(hub: LoopbackHub, tmp_path: Path, repo_files_b: dict[str, bytes]) -> None:
+    leave_partial(ProfilePaths(tmp_path, PROFILE_ID), REVISION_B, repo_files_b[SIDECAR], repo_files_b[SIDECAR])
+    prepared(hub, tmp_path, revision=REVISION_B)
+    assert hub.requests_for(SIDECAR, "GET") == []
+    assert_profile_matches(tmp_path, repo_files_b)
+
+
+def test_a_complete_partial_with_the_wrong_bytes_is_fetched_again(
+    hub: LoopbackHub, tmp_path: Path, repo_files_b: dict[str, bytes]
+) -> None:
+    wrong = bytes(b ^ 0xFF for b in repo_files_b[SIDECAR])  # the right size, not the published bytes
+    leave_partial(ProfilePaths(tmp_path, PROFILE_ID), REVISION_B, repo_files_b[SIDECAR], wrong)
+    prepared(hub, tmp_path, revision=REVISION_B)
+    assert [r.headers.get("range") for r in hub.requests_for(SIDECAR, "GET")] == [None], "fetched whole"
+    assert_profile_matches(tmp_path, repo_files_b)
+
+
+def test_a_corrupt_partial_is_discarded_and_fetched_again_from_the_start(
+    hub: LoopbackHub, tmp_path: Path, repo_files_b: dict[str, bytes]
+) -> None:
+    paths = ProfilePaths(tmp_path, PROFILE_ID)
+    leave_partial(paths, REVISION_B, repo_files_b[SIDECAR], b"\0" * 4096)  # the pin's record, not its bytes
+    prepared(hub, tmp_path, revision=REVISION_B)
+    assert_profile_matches(tmp_path, repo_files_b)
+    assert [r.headers.get("range") for r in hub.requests_for(SIDECAR, "GET")] == ["bytes=4096-", None]
+
+
+def test_a_server_that_ignores_range_sends_the_whole_file_and_nothing_is_doubled(
+    hub: LoopbackHub, tmp_path: Path, repo_files_b: dict[str, bytes]
+) -> None:
+    paths = ProfilePaths(tmp_path, PROFILE_ID)
+    leave_partial(paths, REVISION_B, repo_files_b[SIDECAR], repo_files_b[SIDECAR][:4096])
+    hub.add_fault("no-range", f"*/{SIDECAR}", method="GET")
+    prepared(hub, tmp_path, revision=REVISION_B)
+    assert_profile_matches(tmp_path, repo_files_b)
+    [get] = hub.requests_for(SIDECAR, "GET")
+    assert (get.headers.get("range"), get.status) == ("bytes=4096-", 200)
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,13 @@
 """Prepare a model profile folder: fetch, verify and atomically install a pinned model.
 
 The live profile folder is only ever replaced whole. Files are fetched into a
-download folder beside it, verified against the hashes their source published
-for the pinned commit, assembled into a staging folder with ``.prepared.json``
-written last, and swapped in with two renames. A crash at any moment leaves
-the previous complete profile (or, between the two renames, a backup that the
-next run restores); the next run repairs whatever was left behind.
+download folder beside it (as resumable partial files, hashed as they arrive),
+verified against the hashes their source published for the pinned commit,
+assembled into a staging folder with ``.prepared.json`` written last, and
+swapped in with two renames. A crash at any moment leaves the previous complete
+profile (or, between the two renames, a backup that the next run restores); the
+next run repairs whatever was left behind and resumes the partial files of the
+same pin where they stopped.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from huggingface_hub.utils import validate_repo_id
 from build_hooks import fsutil
 from build_hooks.config import validated_pin
 from build_hooks.errors import InsufficientSpaceError, OutputLocationError, SourceError, UsageError
-from build_hooks.hashing import FileDigest, digest_file
+from build_hooks.hashing import FileDigest
+from build_hooks.model_profile.partial import PART_SUFFIX, PartialFile, sweep_download_dir
 from build_hooks.model_profile.retry import RetryPolicy, SourceGaveUpError, call_with_retry
 from build_hooks.model_profile.sources import ModelSource, RemoteFile
 from embedding_runtime import (
@@ -81,6 +84,7 @@ class PrepareResult:
 class Fetched:
     source: str
     sha256: str
+    partial: Path  # the verified file, still in the download folder until every file is in
 
 
 @dataclass(frozen=True)
@@ -192,19 +196,26 @@ def _prepare_locked(request: PrepareRequest, paths: ProfilePaths, log: Log) -> P
     ):
         if any(entry.mtime_ns != current.files[path].mtime_ns for path, entry in reused.items()):
             _write_marker(paths.profile, _marker(request, reused, current.source))
+        fsutil.remove_tree(paths.download)  # partials of another pin, left by a killed run
         return PrepareResult(paths.profile, changed=False, reused=tuple(needed), source=current.source)
 
     to_fetch = [path for path in needed if path not in reused]
     remote, listing_source = _list_remote(request, to_fetch, log) if to_fetch else ({}, None)
-    _check_free_space(paths.root, sum(r.size or 0 for r in remote.values()))
+    paths.download.mkdir(exist_ok=True)
+    for leftover in sweep_download_dir(paths.download, to_fetch):
+        log(f"removed {leftover.relative_to(paths.download).as_posix()}, left by an earlier run")
+    _check_free_space(paths.root, sum(r.size for r in remote.values()) - _partial_bytes(paths.download))
 
-    _reset_download_dir(paths, request)
     fsutil.remove_tree(paths.staging)
     paths.staging.mkdir()
     for path in reused:
         fsutil.link_or_copy(paths.profile / path, paths.staging / path)
     sources = _ordered_sources(request.sources, listing_source)
-    fetched = _fetch_all([remote[path] for path in to_fetch], sources, paths, request.retry, log)
+    fetched = _fetch_all([remote[path] for path in to_fetch], sources, paths, request, log)
+    for path, done in fetched.items():
+        target = paths.staging / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        done.partial.replace(target)
 
     sha256s = {**{path: entry.sha256 for path, entry in reused.items()}, **{p: f.sha256 for p, f in fetched.items()}}
     installed = {path: _install_entry(paths.staging / path, sha256s[path]) for path in needed}
@@ -289,13 +300,19 @@ def _ordered_sources(sources: Sequence[ModelSource], first: ModelSource | None) 
 
 
 def _fetch_all(
-    remotes: Sequence[RemoteFile], sources: Sequence[ModelSource], paths: ProfilePaths, retry: RetryPolicy, log: Log
+    remotes: Sequence[RemoteFile],
+    sources: Sequence[ModelSource],
+    paths: ProfilePaths,
+    request: PrepareRequest,
+    log: Log,
 ) -> dict[str, Fetched]:
     """Fetch and verify every file concurrently, so requests and hashing overlap."""
     if not remotes:
         return {}
+    pin = f"{request.repo}@{request.revision}"
+    fetch_one = partial(_fetch_verified, sources=sources, folder=paths.download, pin=pin, retry=request.retry, log=log)
     with ThreadPoolExecutor(max_workers=min(FETCH_WORKERS, len(remotes)), thread_name_prefix="fetch") as pool:
-        futures = [pool.submit(_fetch_verified, remote, sources, paths, retry, log) for remote in remotes]
+        futures = [pool.submit(fetch_one, remote) for remote in remotes]
         try:
             return {remote.path: future.result() for remote, future in zip(remotes, futures, strict=True)}
         except BaseException:
@@ -305,40 +322,41 @@ def _fetch_all(
 
 
 def _fetch_verified(
-    remote: RemoteFile, sources: Sequence[ModelSource], paths: ProfilePaths, retry: RetryPolicy, log: Log
+    remote: RemoteFile, *, sources: Sequence[ModelSource], folder: Path, pin: str, retry: RetryPolicy, log: Log
 ) -> Fetched:
-    """Fetch ``remote`` from the first source that delivers the published bytes; move it to staging."""
+    """Fetch ``remote`` into its partial file from the first source that delivers the published bytes."""
     attempts: list[tuple[str, str]] = []
     for source in sources:
         started = time.monotonic()
+        into = PartialFile.open(folder, remote, pin)
         try:
-            fetched = call_with_retry(
-                partial(source.fetch, remote, paths.download),
-                retry,
-                on_retry=_retry_logger(log, source.label, remote.path),
+            call_with_retry(
+                partial(source.fetch, remote, into), retry, on_retry=_retry_logger(log, source.label, remote.path)
             )
         except SourceGaveUpError as failure:
             attempts.append((source.label, failure.answer))
-            continue
-        digest = digest_file(fetched, git_blob_id=remote.sha256 is None)
+            continue  # what arrived stays, for the next source or the next run
+        finally:
+            digest = into.finish()
         if problem := _content_problem(digest, remote):
-            fetched.unlink(missing_ok=True)
+            into.discard()
             attempts.append((source.label, problem))
             log(f"{remote.path} from {source.label}: {problem}")
+            if into.resumed:  # the bytes on disk may be what was wrong: once more from the start
+                log(f"{remote.path}: fetching it again from the start")
+                return _fetch_verified(remote, sources=sources, folder=folder, pin=pin, retry=retry, log=log)
             continue
-        target = paths.staging / remote.path
-        target.parent.mkdir(parents=True, exist_ok=True)  # several threads may create it at once
-        fetched.replace(target)
+        resumed = f", resumed at {_mib(into.resumed)}" if into.resumed else ""
         log(
-            f"fetched {remote.path} ({_mib(digest.size)}) from {source.label}, "
+            f"fetched {remote.path} ({_mib(digest.size)}) from {source.label} ({source.transfer}{resumed}), "
             f"hash verified, in {time.monotonic() - started:.1f} s"
         )
-        return Fetched(source.label, digest.sha256)
+        return Fetched(source.label, digest.sha256, into.path)
     raise SourceError(remote.path, attempts)
 
 
 def _content_problem(digest: FileDigest, remote: RemoteFile) -> str | None:
-    if remote.size is not None and digest.size != remote.size:
+    if digest.size != remote.size:
         return f"wrong size: expected {remote.size} bytes, got {digest.size}"
     if digest.matches(sha256=remote.sha256, git_blob_id=remote.git_blob_id):
         return None
@@ -395,18 +413,9 @@ def _swap_in(paths: ProfilePaths) -> None:
     fsutil.remove_tree(paths.previous)
 
 
-def _reset_download_dir(paths: ProfilePaths, request: PrepareRequest) -> None:
-    """Keep partial downloads of the same pin (to resume them); wipe those of any other pin."""
-    pin_file = paths.download / ".pin"
-    pin = f"{request.repo}@{request.revision}\n"
-    try:
-        same = pin_file.read_text(encoding="utf-8") == pin
-    except OSError:
-        same = False
-    if not same or request.force:
-        fsutil.remove_tree(paths.download)
-        paths.download.mkdir()
-        fsutil.atomic_write_bytes(pin_file, pin.encode())
+def _partial_bytes(download: Path) -> int:
+    """Bytes the kept partial files already hold (they will not be fetched again)."""
+    return sum(p.stat().st_size for p in download.rglob(f"*{PART_SUFFIX}") if p.is_file())
 
 
 def _check_free_space(root: Path, needed: int, *, free: int | None = None) -> None:

@@ -14,6 +14,9 @@ from typing import TypeVar
 
 import httpx2
 
+from build_hooks.errors import PipelineError
+from build_hooks.model_profile.sources import IncompleteBodyError
+
 T = TypeVar("T")
 
 
@@ -50,6 +53,8 @@ def call_with_retry(
     for attempt in range(1, policy.attempts + 1):
         try:
             return action()
+        except PipelineError:
+            raise  # our own verdict (a disk that cannot be written), not an answer of the source
         except Exception as err:  # classified below; anything unknown is final
             answer, transient, retry_after = describe_failure(err)
             if not transient:
@@ -94,8 +99,8 @@ def _describe_one(err: BaseException) -> tuple[str, bool, float | None]:
         return f"HTTP {status}", transient, _retry_after(headers.get("Retry-After"))
     if isinstance(err, (httpx2.TransportError, TimeoutError, ConnectionError)):
         return f"network error ({type(err).__name__}: {_first_line(err)})", True, None
-    if isinstance(err, OSError) and "Consistency check failed" in str(err):
-        return "truncated body (size mismatch)", True, None
+    if isinstance(err, IncompleteBodyError):
+        return f"truncated body ({err})", True, None
     return f"{type(err).__name__}: {_first_line(err)}", False, None
 
 

