@@ -104,6 +104,15 @@ EXCLUDED_MODULES = (
     # The standard library's network and tooling modules: numpy's DataSource imports urllib.request
     # (HTTP_CLIENTS; for URLs the app never opens), which pulls in http, ftplib, mail clients, ssl.
     *STDLIB_UNUSED,
+    # numpy's build and test tools, and what only they (or other build tools) import: leaving them
+    # out took PyInstaller's analysis from ~16 s to ~11 s on 2 cores (PyYAML no longer ships).
+    "numpy.f2py",
+    "numpy.testing",
+    "numpy.distutils",
+    "yaml",
+    "setuptools",
+    "pkg_resources",
+    "distutils",
 )
 
 

@@ -86,6 +86,13 @@ def test_artifact_carries_the_model_notice_and_provenance(pyinstaller_artifact: 
     assert info["variants"] == ["fp32", "int8"] and info["builder"] == "pyinstaller"
 
 
+def test_build_and_test_tools_are_left_out(pyinstaller_artifact: Path) -> None:
+    internal = pyinstaller_artifact / "_internal"
+    assert (internal / "numpy").is_dir()
+    shipped = [name for name in ("numpy/f2py", "numpy/testing", "yaml", "setuptools") if (internal / name).exists()]
+    assert shipped == []
+
+
 def test_only_the_profile_is_bundled_not_the_prepare_working_files(pyinstaller_artifact: Path) -> None:
     models = pyinstaller_artifact / "_internal" / "data" / "embedding_models"
     assert [p.name for p in models.iterdir()] == [PROFILE_ID]
