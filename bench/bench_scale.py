@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,19 +63,24 @@ class StepFigures:
     note: str = ""
 
 
-def run_step(project: Path, name: str, args: Sequence[str], probe_dir: Path) -> StepFigures:
+def run_step(project: Path, name: str, args: Sequence[str], probe_dir: Path, label: str = "") -> StepFigures:
     """One pipeline step in a child process, with every Python process of it accounted."""
     records = probe_dir / name
     records.mkdir(parents=True)
-    env = _probe_env(records)
     started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "build_hooks.cli", name, *args], cwd=project, env=env, capture_output=True, text=True
+    child = subprocess.Popen(
+        [sys.executable, "-m", "build_hooks.cli", name, *args],
+        cwd=project,
+        env=_probe_env(records),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+    out, err = child.communicate()
     seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"{name} failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
-    return _figures(name, seconds, records)
+    if child.returncode != 0:
+        raise SystemExit(f"{name} failed ({child.returncode}):\n{out[-2000:]}\n{err[-3000:]}")
+    return _figures(label or name, seconds, records, child.pid)
 
 
 def run_binary(name: str, executable: Path, args: Sequence[str], home: Path) -> StepFigures:
@@ -98,7 +103,7 @@ def run_binary(name: str, executable: Path, args: Sequence[str], home: Path) -> 
         if child.returncode != 0:
             raise SystemExit(f"{executable} {' '.join(args)} failed:\n{err.read().decode()[-2000:]}")
         report = json.loads(out.read())
-    note = f"{report.get('profile_id', '?')} {', '.join(sorted(report.get('variants', {}) or []))}".strip()
+    note = f"vectors of {'+'.join(sorted(report.get('vectors') or {}))}, canary {report.get('canary', {}).get('state')}"
     return StepFigures(name, seconds, usage.ru_maxrss * 1024, read, 0, note=note)
 
 
@@ -180,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         plan = Project(project_dir).plan
         for builder in builders:
             folder = [str(plan.dist_dir(builder))]
-            rows.append(run_step(project_dir, "verify-artifact", folder, probe_dir / f"verify-{builder}"))
+            verify = run_step(
+                project_dir, "verify-artifact", folder, probe_dir / builder, f"verify-artifact ({builder})"
+            )
+            rows.append(verify)
         for builder in builders:
             executable = plan.dist_dir(builder) / APP_NAME
             rows.append(run_binary(f"self-check ({builder})", executable, ["--self-check"], Path(home)))
@@ -189,12 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"profile: {profile_size / MB:.0f} MB ({', '.join(f'{p} {s / MB:.1f}' for p, s in sizes.items())})")
     print(f"largest bundled model set: {largest_set / MB:.0f} MB\n")
     print(table(rows, profile_size))
+    dists: dict[str, int] = {}
     for builder in builders:
         dist = plan.dist_dir(builder)
-        total = sum(f.stat().st_size for f in dist.rglob("*") if f.is_file())
-        print(f"artifact {builder}: {total / MB:.0f} MB ({(total - profile_size) / MB:.0f} MB besides the profile)")
+        dists[builder] = sum(f.stat().st_size for f in dist.rglob("*") if f.is_file())
+        besides = dists[builder] - profile_size
+        print(f"artifact {builder}: {dists[builder] / MB:.0f} MB ({besides / MB:.0f} MB besides the profile)")
     print()
-    print(goals(rows, profile_size, largest_set, sizes[SIDECAR]))
+    print(goals(rows, profile_size, largest_set, dists))
     return 0
 
 
@@ -214,21 +224,25 @@ def table(rows: Sequence[StepFigures], profile_size: int) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 
 
-def goals(rows: Sequence[StepFigures], profile_size: int, largest_set: int, sidecar: int) -> str:
+def goals(rows: Sequence[StepFigures], profile_size: int, largest_set: int, dists: Mapping[str, int]) -> str:
     by_name = {row.name: row for row in rows}
     cold = by_name["prepare-model"]
-    lines = [
-        f"prepare end to end: {profile_size / MB / cold.seconds:.0f} MB/s (goal >= 200)",
-        f"most hashing in one step: {max(r.hashed for r in rows) / profile_size:.2f} x the profile (goal <= 1 each)",
-    ]
+    lines = [f"prepare end to end: {profile_size / MB / cold.seconds:.0f} MB/s (goal >= 200)"]
     for row in rows:
-        if row.name.startswith("self-check"):
-            lines.append(f"{row.name} peak RSS: {row.peak_rss / largest_set:.2f} x the largest model set (goal <= 2.5)")
-        if row.name.startswith("verify-artifact") or row.name.startswith("build-"):
-            lines.append(f"{row.name} hashed {row.hashed / profile_size:.2f} x the profile")
+        builder = next((b for b in dists if b in row.name), None)
+        if not row.peak_rss:
+            continue  # the killed run left no record
+        if row.name.startswith("prepare"):
+            lines.append(f"{row.name}: hashed {row.hashed / profile_size:.2f} x the profile (goal <= 1)")
+        elif builder and not row.name.startswith("self-check"):
+            # A build or verify hashes every file of the dist once: the profile and the rest.
+            lines.append(f"{row.name}: hashed {row.hashed / dists[builder]:.2f} x its dist (goal <= 1)")
+        elif row.name.startswith("self-check"):
+            lines.append(f"{row.name}: peak RSS {row.peak_rss / largest_set:.2f} x the largest model set (goal <= 2.5)")
+    largest = max(rows, key=lambda r: r.peak_rss if not r.name.startswith("self-check") else 0)
     lines.append(
-        f"no step's peak RSS near a whole fp32 sidecar ({sidecar / MB:.0f} MB): largest "
-        f"{max(r.peak_rss for r in rows if not r.name.startswith('self-check')) / MB:.0f} MB"
+        f"largest Python process: {largest.peak_rss / MB:.0f} MB ({largest.name}); "
+        f"the largest model set alone is {largest_set / MB:.0f} MB"
     )
     return "\n".join(lines)
 
@@ -262,14 +276,17 @@ def _probe_env(records: Path) -> dict[str, str]:
     }
 
 
-def _figures(name: str, seconds: float, records: Path) -> StepFigures:
+def _figures(name: str, seconds: float, records: Path, top: int) -> StepFigures:
     processes = [json.loads(line) for f in records.glob("*.json") for line in f.read_text().splitlines()]
+    # The kernel adds each reaped child's I/O to its parent's counters: the step's own process
+    # holds the reads of its whole tree (compilers included), each counted once.
+    read = next((p["rchar"] for p in processes if p["pid"] == top), 0)
     return StepFigures(
         name,
         seconds,
         max((p["vm_hwm_kib"] * 1024 for p in processes), default=0),
-        sum(p["rchar"] for p in processes),
-        sum(p["hashed"] for p in processes),
+        read,
+        sum(p["hashed"] for p in processes),  # counted in each process itself: no double counting
         note=f"{len(processes)} Python process(es)",
     )
 

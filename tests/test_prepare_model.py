@@ -288,6 +288,7 @@ def test_a_partial_of_the_same_pin_is_resumed_with_a_range_request(
     assert_profile_matches(tmp_path, repo_files_b)
     [get] = hub.requests_for(SIDECAR, "GET")
     assert (get.headers.get("range"), get.status) == (f"bytes={have}-", 206)
+    assert get.headers.get("accept-encoding") == "identity", "the range counts the file's bytes, not a gzip's"
     assert any(line.startswith(f"fetched {SIDECAR}") and "resumed at" in line for line in logged), logged
 
 

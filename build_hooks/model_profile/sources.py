@@ -128,7 +128,8 @@ class HubSource:
         # module docstring. Retries are RetryPolicy's alone: each attempt resumes from the partial.
         if into.offset == remote.size:
             return  # a killed run received it all; the caller checks the hash as for any file
-        headers = build_hf_headers()
+        # Identity: a Range must count the file's own bytes, not a gzip encoding of them.
+        headers = {**build_hf_headers(), "Accept-Encoding": "identity"}
         if into.offset:
             headers["Range"] = f"bytes={into.offset}-"
         url = hf_hub_url(self.repo, remote.path, revision=self.revision, endpoint=self.endpoint)
@@ -147,7 +148,7 @@ class HubSource:
             for chunk in answer.iter_bytes():  # as it arrives, so a kill loses almost nothing
                 into.write(chunk)
                 bar.update(len(chunk))
-        if into.offset != remote.size:
+        if into.offset < remote.size:  # (a longer body fails the caller's size check, and is discarded)
             raise IncompleteBodyError(f"the body ended at byte {into.offset} of {remote.size}")
 
 
