@@ -13,7 +13,6 @@ once, and the size and hash are checked at the end whatever happened between.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,9 +30,7 @@ RECORD_SUFFIX = ".part.json"
 class PartialFile:
     """The bytes of one remote file received so far, hashed as they are written.
 
-    Sources write into it as into a binary file opened for appending (``write``,
-    ``tell``); rewinding is possible only to the start (``seek(0)`` then
-    ``truncate()``), which a server that ignores a Range request needs.
+    Sources append with ``write`` from ``offset`` on, or ``restart`` from byte 0.
     """
 
     def __init__(self, path: Path, remote: RemoteFile, resumed: int, digester: Digester) -> None:
@@ -70,23 +67,11 @@ class PartialFile:
         self._digester.update(data)
         return written
 
-    def tell(self) -> int:
-        return self.offset
-
-    def seek(self, position: int, whence: int = os.SEEK_SET) -> int:
-        if (position, whence) not in ((0, os.SEEK_SET), (self.offset, os.SEEK_SET), (0, os.SEEK_END)):
-            raise ValueError("a partial download can only be rewound to its start")
-        if position == 0 and whence == os.SEEK_SET:
-            self.truncate(0)
-        return self.offset
-
-    def truncate(self, size: int | None = None) -> int:
-        if size not in (None, 0, self.offset):
-            raise ValueError("a partial download can only be truncated to nothing")
-        if size == 0:
+    def restart(self) -> None:
+        """Drop what is here and start from byte 0 (a server that ignored the Range sends it all)."""
+        with _writing(self.path):
             self._fh.truncate(0)
-            self._digester.reset()
-        return self.offset
+        self._digester.reset()
 
     def finish(self) -> FileDigest:
         """Close the file and return the digest of everything in it."""

@@ -143,7 +143,7 @@ class HubSource:
         ):  # fmt: skip
             hf_raise_for_status(answer)
             if into.offset and answer.status_code != 206:
-                into.truncate(0)  # the server ignored the Range and sends the whole file
+                into.restart()  # the server ignored the Range and sends the whole file
                 bar.reset()
             for chunk in answer.iter_bytes():  # as it arrives, so a kill loses almost nothing
                 into.write(chunk)
