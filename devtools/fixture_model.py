@@ -160,8 +160,8 @@ def vocabulary() -> dict[str, int]:
     return {piece: i for i, piece in enumerate(pieces)}
 
 
-def build_tokenizer(spec: FixtureSpec | None = None) -> Tokenizer:
-    if spec is not None and spec.bpe_vocab_size is not None:
+def build_tokenizer(spec: FixtureSpec) -> Tokenizer:
+    if spec.bpe_vocab_size is not None:
         return build_byte_level_bpe(spec.bpe_vocab_size, spec.seed)
     vocab = vocabulary()
     tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))

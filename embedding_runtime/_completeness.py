@@ -2,8 +2,9 @@
 
 The checks are the seed's failure cases: missing tokenizer, missing sidecar,
 zero-byte residue of an interrupted download, only the other variant present;
-plus sizes (and, on request, hashes) against ``.prepared.json`` where it exists,
-and no symlink or path that leads out of the folder.
+plus sizes (and, on request, hashes: of every file, or only of those whose
+mtime changed since prepare recorded them) against ``.prepared.json`` where it
+exists, and no symlink or path that leads out of the folder.
 """
 
 from __future__ import annotations
@@ -16,22 +17,24 @@ from embedding_runtime._hashing import sha256_file
 from embedding_runtime._layout import MARKER_NAME, VARIANT_FILES, marker_or_problem
 
 
-def folder_problem(folder: Path, variant: str, *, verify: bool = False) -> str | None:
+def folder_problem(folder: Path, variant: str, *, verify: bool = False, rehash_touched: bool = False) -> str | None:
     """Why ``folder`` cannot serve ``variant``, or ``None`` when it can. Never raises.
 
-    The folder may be a user's (an override): whatever is wrong with it (no
-    permission, a file in its place, a loop, junk in the marker) is a reason to
-    skip it, and the next folder is tried.
+    ``verify`` hashes every file; ``rehash_touched`` only those whose mtime differs
+    from the marker's record (what a build's preflight needs: it hashes every copy
+    it ships anyway). The folder may be a user's (an override): whatever is wrong
+    with it (no permission, a file in its place, a loop, junk in the marker) is a
+    reason to skip it, and the next folder is tried.
     """
     try:
-        return _folder_problem(folder, variant, verify=verify)
+        return _folder_problem(folder, variant, verify=verify, rehash_touched=rehash_touched)
     except RecursionError:
         return "cannot be checked: paths nest too deeply"
     except (OSError, ValueError) as err:  # permission, not a directory, loops, names too long, bad bytes
         return f"cannot be read ({_describe(err)})"
 
 
-def _folder_problem(folder: Path, variant: str, *, verify: bool) -> str | None:
+def _folder_problem(folder: Path, variant: str, *, verify: bool, rehash_touched: bool) -> str | None:
     try:
         st = os.lstat(folder)
     except FileNotFoundError:
@@ -51,10 +54,11 @@ def _folder_problem(folder: Path, variant: str, *, verify: bool) -> str | None:
         recorded = marker.files.get(name)
         if recorded is None:
             return f"{name} is not recorded in {MARKER_NAME} (prepared for {'+'.join(marker.variants)})"
-        size = (folder / name).stat().st_size
-        if size != recorded.size:
-            return f"{name} has {size} bytes, {MARKER_NAME} records {recorded.size}"
-        if verify and sha256_file(folder / name) != recorded.sha256:
+        st = (folder / name).stat()
+        if st.st_size != recorded.size:
+            return f"{name} has {st.st_size} bytes, {MARKER_NAME} records {recorded.size}"
+        touched = rehash_touched and st.st_mtime_ns != recorded.mtime_ns
+        if (verify or touched) and sha256_file(folder / name) != recorded.sha256:
             return f"{name} does not match its sha256 in {MARKER_NAME}"
     return None
 

@@ -9,6 +9,7 @@ import pytest
 
 from embedding_runtime._completeness import folder_problem
 from embedding_runtime._cpu import CpuFacts, detect
+from embedding_runtime._layout import read_marker
 from embedding_runtime._locations import OVERRIDE_ENV, ModelRoot, ProcessFacts, model_roots, override_root
 from embedding_runtime._resolve import resolve
 from embedding_runtime._variant import FORCE_INT8_ENV, VARIANT_ENV, VariantDecision, decide_variant
@@ -138,6 +139,18 @@ def test_verify_catches_same_size_corruption(tmp_path: Path, repo_files_a: dict[
     target.write_bytes(bytes(len(repo_files_a["onnx/model.onnx_data"])))
     assert folder_problem(folder, "fp32") is None, "sizes alone cannot see it"
     assert "sha256" in (folder_problem(folder, "fp32", verify=True) or "")
+
+
+def test_rehash_touched_hashes_only_files_whose_mtime_moved(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+    folder = write_profile(tmp_path, repo_files_a)
+    target = folder / "onnx" / "model.onnx_data"
+    target.write_bytes(bytes(len(repo_files_a["onnx/model.onnx_data"])))
+    assert "sha256" in (folder_problem(folder, "fp32", rehash_touched=True) or ""), "a new mtime: re-hashed"
+    marker = read_marker(folder)
+    assert marker is not None
+    recorded = marker.files["onnx/model.onnx_data"].mtime_ns
+    os.utime(target, ns=(recorded, recorded))
+    assert folder_problem(folder, "fp32", rehash_touched=True) is None, "the recorded mtime: trusted, not read"
 
 
 def test_folder_without_marker_needs_only_non_empty_files(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:

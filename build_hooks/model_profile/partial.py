@@ -33,10 +33,10 @@ class PartialFile:
     Sources append with ``write`` from ``offset`` on, or ``restart`` from byte 0.
     """
 
-    def __init__(self, path: Path, remote: RemoteFile, resumed: int, digester: Digester) -> None:
+    def __init__(self, path: Path, record: Path, digester: Digester) -> None:
         self.path = path
-        self.remote = remote
-        self.resumed = resumed  # bytes found on disk when the partial was opened
+        self.record = record  # what the partial is a prefix of: pin, file, size, hash
+        self.resumed = digester.size  # bytes found on disk when the partial was opened
         self._digester = digester
         with _writing(path):
             self._fh = path.open("ab")
@@ -54,7 +54,7 @@ class PartialFile:
             path.unlink(missing_ok=True)
             with _writing(record):
                 fsutil.atomic_write_bytes(record, json.dumps(wanted, sort_keys=True).encode())
-        return cls(path, remote, digester.size, digester)
+        return cls(path, record, digester)
 
     @property
     def offset(self) -> int:
@@ -83,7 +83,7 @@ class PartialFile:
         """Delete the partial and its record (its bytes are not the published ones)."""
         self._fh.close()
         self.path.unlink(missing_ok=True)
-        self.path.with_name(self.path.name[: -len(PART_SUFFIX)] + RECORD_SUFFIX).unlink(missing_ok=True)
+        self.record.unlink(missing_ok=True)
 
 
 def sweep_download_dir(folder: Path, keep: Iterable[str]) -> list[Path]:
