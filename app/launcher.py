@@ -25,6 +25,7 @@ from embedding_runtime import (
     app_data_dir,
     artifact_build_info,
     pack_vector,
+    readable_output,
     self_check_main,
     unpack_vector,
     use_bundled_tiktoken_cache,
@@ -39,7 +40,7 @@ def build_info() -> dict[str, Any]:
     """What the build recorded (artifact), or the project's configuration (source run)."""
     if (recorded := artifact_build_info()) is not None:
         return recorded
-    table = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["embedding-pipeline"]
+    table = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["embedding-pipeline"]
     return {
         "builder": "source",
         "app_name": table["app-name"],
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     watch_process()
+    readable_output()  # a note outside the console's code page (a Windows pipe: cp1252) prints escaped
     parser = argparse.ArgumentParser(prog="launcher", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--self-check", action="store_true", help="print the self-check JSON and exit")
     commands = parser.add_subparsers(dest="command")

@@ -28,7 +28,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        Path(tmp).replace(path)
+        replace(Path(tmp), path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -55,15 +55,33 @@ def rename(
     _sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Rename ``src`` to a ``dst`` that does not exist, retrying transient Windows locks."""
+    _retrying_windows_locks(lambda: _rename(src, dst), platform, _sleep)
+
+
+def replace(
+    src: Path,
+    dst: Path,
+    *,
+    platform: str = sys.platform,
+    _replace: Callable[[Path, Path], None] = os.replace,
+    _sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Move ``src`` over ``dst`` in one step. Windows refuses ("Access is denied") while another
+    process has ``dst`` open, since Python opens files without delete sharing: a reader (another
+    step, a scanner) is done in moments, so that is retried like a locked rename."""
+    _retrying_windows_locks(lambda: _replace(src, dst), platform, _sleep)
+
+
+def _retrying_windows_locks(operation: Callable[[], None], platform: str, sleep: Callable[[float], None]) -> None:
     attempts = _WINDOWS_RENAME_ATTEMPTS if platform == "win32" else 1
     for attempt in range(1, attempts + 1):
         try:
-            _rename(src, dst)
+            operation()
             return
         except PermissionError:
             if attempt == attempts:
                 raise
-            _sleep(_WINDOWS_RENAME_PAUSE)
+            sleep(_WINDOWS_RENAME_PAUSE)
 
 
 def remove_tree(path: Path) -> None:

@@ -14,12 +14,13 @@ import functools
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,17 +259,36 @@ def _runtime_problems(artifact: Artifact) -> list[str]:
 # -- the self-check -------------------------------------------------------------
 
 
+# What a Windows child needs from the parent's environment: SYSTEMROOT to start at all (sockets,
+# crypto), COMSPEC and WINDIR as every Windows process has them, and PROCESSOR_*, the only source of
+# Python 3.11's platform.machine() there (without them a library asking for it gets '').
+_WINDOWS_KEEP = ("SYSTEMROOT", "SYSTEMDRIVE", "WINDIR", "COMSPEC", "NUMBER_OF_PROCESSORS")
+
+
+def offline_env(
+    home: Path, tmp: Path | None = None, *, platform: str = sys.platform, environ: Mapping[str, str] = os.environ
+) -> dict[str, str]:
+    """The environment of a run with nothing of the user's: only PATH, ``home`` as HOME and every
+    app-data root, ``tmp`` as the temp folder (plus what Windows itself cannot run without)."""
+    env = {"PATH": environ.get("PATH", os.defpath), "HOME": str(home)}
+    if tmp is not None:
+        env |= {"TMPDIR": str(tmp), "TEMP": str(tmp), "TMP": str(tmp)}
+    if platform == "win32":
+        upper = {name.upper(): value for name, value in environ.items()}  # Windows names ignore case
+        env |= {name: value for name, value in upper.items() if name in _WINDOWS_KEEP or name.startswith("PROCESSOR_")}
+        env |= {"LOCALAPPDATA": str(home), "APPDATA": str(home), "USERPROFILE": str(home)}
+    return env
+
+
 def run_offline(
     executable: Path, args: Sequence[str], home: Path, tmp: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run a frozen binary with only PATH, ``home`` as every app-data root, ``tmp`` as its temp
-    folder, and no network: the kernel's cut on Linux (``unshare -n``), a sandbox profile on macOS."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
-    if tmp is not None:
-        env |= {"TMPDIR": str(tmp), "TEMP": str(tmp), "TMP": str(tmp)}
-    if sys.platform == "win32":
-        app_data = {"LOCALAPPDATA": str(home), "APPDATA": str(home), "USERPROFILE": str(home)}
-        env |= {**app_data, "SYSTEMROOT": os.environ.get("SYSTEMROOT", "")}
+    """Run a frozen binary in ``offline_env`` and with no network: the kernel's cut on Linux
+    (``unshare -n``), a sandbox profile on macOS, the self-check's audit hook elsewhere.
+
+    Its output is read as UTF-8 (the self-check prints ASCII JSON; anything else is only shown).
+    """
+    env = offline_env(home, tmp)
     command = [str(executable), *args]
     if _unshare_works():
         command = ["unshare", "-n", *command]
@@ -276,7 +296,9 @@ def run_offline(
         command = ["sandbox-exec", "-p", "(version 1)(allow default)(deny network*)", *command]
     else:
         env[FORBID_NETWORK_ENV] = "1"  # the self-check's audit hook then fails every connect
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=SELF_CHECK_TIMEOUT)
+    return subprocess.run(
+        command, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=SELF_CHECK_TIMEOUT
+    )
 
 
 @dataclass(frozen=True)
@@ -309,8 +331,7 @@ def _check_self_check(verdict: Verdict, plan: BundlePlan) -> None:
     try:
         report: SelfCheckReport = json.loads(stdout)
     except ValueError:
-        tail = (stderr.strip().splitlines() or ["no output"])[-1]
-        verdict.record("self-check", [f"exit {code}, no JSON report ({tail})"])
+        verdict.record("self-check", [f"exit {code}, no JSON report ({_why(stderr)})"])
         return
     verdict.report["self_check"] = {k: v for k, v in report.items() if k != "vectors"}
     problems = [] if code == 0 else [f"exit {code}: disabled_reason={report.get('disabled_reason')}"]
@@ -321,6 +342,14 @@ def _check_self_check(verdict: Verdict, plan: BundlePlan) -> None:
         verdict.record("golden vectors", _golden_problems(report, plan, verdict))
         verdict.record("int8 vs fp32", _agreement_problems(report, plan, verdict))
     verdict.record("token counts", _token_count_problems(report, plan))
+
+
+def _why(stderr: str) -> str:
+    """The line of a failed run's stderr that says why: its error (the exception of a traceback),
+    not whatever a library printed last (onnxruntime's "Failed to create DXGI factory." on Windows)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^(ERROR\b|[\w.]*(Error|Exception|Interrupt)\b)", line)]
+    return (errors or lines or ["no output"])[-1]
 
 
 def _placement_problems(report: SelfCheckReport, artifact: Artifact, plan: BundlePlan) -> list[str]:

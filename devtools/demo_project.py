@@ -5,10 +5,12 @@ per-file commit and etag records), so prepare-model's --source checks it the
 same way it checks any air-gapped copy.
 
     python -m devtools.demo_project build/demo
+    python -m devtools.demo_project <folder> --code-root Z:/work/main   (the checkout as Windows sees it)
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import shutil
 import sys
@@ -62,7 +64,8 @@ class Project:
         return self.root / data_path(TIKTOKEN_FOLDER)
 
 
-def write_pyproject(project: Project) -> None:
+def write_pyproject(project: Project, code_root: str = REPO_ROOT.as_posix()) -> None:
+    """The demo's table; the app and the spec are this checkout's, at ``code_root`` as the builder sees it."""
     (project.root / "pyproject.toml").write_text(
         f"""[tool.embedding-pipeline]
 profile-id = "{PROFILE_ID}"
@@ -72,9 +75,10 @@ variants = "both"
 model-license = "CC-BY-NC-4.0"
 tiktoken-encodings = ["o200k_base"]
 app-name = "{APP_NAME}"
-app-entry = "{(REPO_ROOT / "app" / "launcher.py").as_posix()}"
-pyinstaller-spec = "{(REPO_ROOT / "specs" / "launcher.spec").as_posix()}"
-"""
+app-entry = "{code_root}/app/launcher.py"
+pyinstaller-spec = "{code_root}/specs/launcher.spec"
+""",
+        encoding="utf-8",
     )
 
 
@@ -86,7 +90,7 @@ def write_local_dir_metadata(folder: Path, revision: str) -> None:
         etag = hashlib.sha256(data).hexdigest() if lfs else _git_blob_id(data)
         record = folder / LOCAL_DIR_METADATA / f"{path.relative_to(folder).as_posix()}.metadata"
         record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(f"{revision}\n{etag}\n0\n")
+        record.write_text(f"{revision}\n{etag}\n0\n", encoding="utf-8")
 
 
 def _git_blob_id(data: bytes) -> str:
@@ -94,10 +98,14 @@ def _git_blob_id(data: bytes) -> str:
 
 
 def main(argv: list[str]) -> int:
-    root = Path(argv[0]) if argv else Path("build/demo")
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo_project", description=__doc__.splitlines()[0])
+    parser.add_argument("root", nargs="?", type=Path, default=Path("build/demo"))
+    parser.add_argument("--code-root", default=REPO_ROOT.as_posix(), help="this checkout, as the builder sees it")
+    args = parser.parse_args(argv)
+    root = args.root
     project = Project(root)
     root.mkdir(parents=True, exist_ok=True)
-    write_pyproject(project)
+    write_pyproject(project, args.code_root)
     source = root / "model-source"
     if not (source / "tokenizer.json").is_file():
         write_fixture_repo(source, ARTIFACT_SPEC)

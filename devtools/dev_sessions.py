@@ -3,6 +3,7 @@
 nox -s demo            the nightly offline, on a generated model (the launcher)
 nox -s demo-foreign    the same for the foreign app in devtools/foreign_app, both freezers
 nox -s wheels          build both distributions; install the runtime wheel alone and run its doctor
+nox -s windows-smoke   Linux only, opt-in: the Windows PyInstaller build under Wine, self-checked and verified
 """
 
 from __future__ import annotations
@@ -11,13 +12,22 @@ import json
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import nox
 
 from build_hooks.nox_sessions import install_groups, pin_arguments, report_outcomes, run_step
 from build_hooks.pipeline_steps import STEPS, run_pipeline
 from devtools.foreign_project import step_arguments
+
+
+def demo_step_arguments(project: PurePath) -> dict[str, list[str]]:
+    """What the offline demo adds to the steps: the generated model source and the tiktoken file,
+    under ``project`` as the steps see it (a Windows path for the run under Wine)."""
+    return {
+        "prepare-model": ["--source", str(project / "model-source")],
+        "warm-tiktoken": ["--from-file", f"o200k_base={project / 'o200k_base.tiktoken.gz'}"],
+    }
 
 
 def register_dev(root: Path, python: str) -> None:
@@ -34,10 +44,7 @@ def register_dev(root: Path, python: str) -> None:
         project = root / "build" / "demo"
         session.log(f"# Generate a demo project in {project} (its own pin, model source and tiktoken file)")
         session.run("python", "-m", "devtools.demo_project", str(project))
-        offline_pipeline(session, project, {
-            "prepare-model": ["--source", str(project / "model-source")],
-            "warm-tiktoken": ["--from-file", f"o200k_base={project / 'o200k_base.tiktoken.gz'}"],
-        })  # fmt: skip
+        offline_pipeline(session, project, demo_step_arguments(project))
 
     @nox.session(name="demo-foreign", python=python)
     def demo_foreign(session: nox.Session) -> None:
@@ -46,6 +53,13 @@ def register_dev(root: Path, python: str) -> None:
         project = root / "build" / "demo-foreign"
         session.run("python", "-m", "devtools.foreign_project", str(project))
         offline_pipeline(session, project, step_arguments(project))
+
+    @nox.session(name="windows-smoke", python=python, default=False)
+    def windows_smoke(session: nox.Session) -> None:
+        """Linux only: the launcher's Windows PyInstaller build under Wine, its self-check and verify
+        (installs Wine and mingw from Debian when missing; `-- --fresh` starts over)."""
+        install_groups(session, "test")  # the demo project's generated model
+        session.run("python", "-m", "devtools.windows_smoke", *session.posargs)
 
     @nox.session(python=python)
     def wheels(session: nox.Session) -> None:

@@ -35,6 +35,7 @@ from embedding_runtime._artifact import (
     data_path,
 )
 from embedding_runtime._completeness import folder_problem
+from embedding_runtime._console import readable_output
 from embedding_runtime._cpu import CpuFacts
 from embedding_runtime._cpu import detect as detect_cpu
 from embedding_runtime._errors import (
@@ -71,6 +72,11 @@ from embedding_runtime._tiktoken_cache import (
     use_bundled_tiktoken_cache,
 )
 from embedding_runtime._variant import VARIANT_ENV, decide_variant
+from embedding_runtime._windows_version import ver_without_a_process
+
+# Before anything imports onnxruntime (the service does, on first use): onnxruntime asks
+# platform.system(), which on Windows would run `cmd /c ver`. See _windows_version.
+ver_without_a_process()
 
 if TYPE_CHECKING:
     from embedding_runtime._probe import ProbeRecord, read_probe_record
@@ -177,6 +183,7 @@ __all__ = [
     "read_manifest",
     "read_marker",
     "read_probe_record",
+    "readable_output",
     "register_profile",
     "self_check",
     "self_check_main",

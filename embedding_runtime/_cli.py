@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from embedding_runtime import __version__
+from embedding_runtime._console import readable_output
 from embedding_runtime._errors import EmbeddingRuntimeError, EmbeddingsDisabledError, InvalidTextError
 from embedding_runtime._layout import DEFAULT_PROFILE_ID
 from embedding_runtime._service import DEFAULT_APP_NAME, EmbeddingService
@@ -25,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m embedding_runtime", description="Offline text embeddings.")
     parser.add_argument("--profile", default=DEFAULT_PROFILE_ID, help="profile id (default: %(default)s)")
     parser.add_argument("--app-name", default=DEFAULT_APP_NAME, help="names the app-data folder of the override")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the runtime does to stderr")
     commands = parser.add_subparsers(dest="command", required=True)
     doctor = commands.add_parser("doctor", help="explain which folder and variant serve, or why none does")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
@@ -37,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    readable_output()  # paths and texts print on any console, pipe or file (see _console)
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     try:
         return _run(args)
     except KeyboardInterrupt:
@@ -47,18 +53,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        if args.command == "doctor":
-            service = EmbeddingService(args.profile, app_name=args.app_name, verify=args.verify)
-            report = {"runtime_version": __version__, **service.explain(), "tiktoken": _tiktoken_section()}
-            print(json.dumps(report, indent=2) if args.json else _readable(report))
-            return 0 if report["state"] == "ready" else 1
-        return _embed(args)
+        output, code = _doctor(args) if args.command == "doctor" else _embed(args)
     except EmbeddingsDisabledError as err:
         print(f"ERROR: {err}; run `python -m embedding_runtime doctor` for details", file=sys.stderr)
         return 1
-    except (EmbeddingRuntimeError, ValueError, TypeError) as err:
+    except (EmbeddingRuntimeError, ValueError, TypeError) as err:  # the arguments or the input: a usage error
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
+    print(output)
+    return code
+
+
+def _doctor(args: argparse.Namespace) -> tuple[str, int]:
+    service = EmbeddingService(args.profile, app_name=args.app_name, verify=args.verify)
+    report = {"runtime_version": __version__, **service.explain(), "tiktoken": _tiktoken_section()}
+    # JSON in plain ASCII: it parses to the same text whatever the stream's encoding.
+    return json.dumps(report, indent=2) if args.json else _readable(report), 0 if report["state"] == "ready" else 1
 
 
 def _tiktoken_section() -> dict[str, Any] | None:
@@ -66,13 +76,12 @@ def _tiktoken_section() -> dict[str, Any] | None:
     return cache_report(folder) if folder is not None else None
 
 
-def _embed(args: argparse.Namespace) -> int:
+def _embed(args: argparse.Namespace) -> tuple[str, int]:
     texts = list(args.texts) or _stdin_lines()
     with EmbeddingService(args.profile, app_name=args.app_name) as service:
         embed = service.embed_queries if args.query else service.embed_documents
         vectors = embed(texts, dim=args.dim)
-        print(json.dumps({"model_id": service.model_id(args.dim), "vectors": vectors.round(6).tolist()}))
-    return 0
+        return json.dumps({"model_id": service.model_id(args.dim), "vectors": vectors.round(6).tolist()}), 0
 
 
 def _stdin_lines() -> list[str]:

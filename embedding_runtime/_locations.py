@@ -75,9 +75,17 @@ def app_data_dir(app_name: str, facts: ProcessFacts) -> Path:
 
 def override_root(app_name: str, facts: ProcessFacts) -> Path:
     """The folder a user puts ``<profile id>/`` in to override the bundled model."""
-    if explicit := facts.env.get(OVERRIDE_ENV, "").strip():
+    if explicit := _unquoted(facts.env.get(OVERRIDE_ENV, "")):
         return Path(explicit)
     return app_data_dir(app_name, facts) / MODELS_FOLDER
+
+
+def _unquoted(value: str) -> str:
+    """A path as typed, without the double quotes Explorer's "Copy as path" puts around it."""
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1].strip()
+    return value
 
 
 def bundled_data_roots(facts: ProcessFacts | None = None) -> list[Path]:

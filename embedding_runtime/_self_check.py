@@ -161,7 +161,9 @@ def self_check_main(
         print("ERROR: no build-info.json beside the app and no source_info: nothing to check", file=sys.stderr)
         return 2
     report, ok = self_check(info, tiktoken=tiktoken, source_root=source_root)
-    print(json.dumps(report, ensure_ascii=False))
+    # Plain ASCII JSON: the texts hold CJK and an emoji, which a Windows pipe's code page cannot
+    # encode; the escapes parse back to the same strings (see _console).
+    print(json.dumps(report))
     return 0 if ok else 1
 
 

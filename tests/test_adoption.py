@@ -109,7 +109,7 @@ def test_one_console_script_has_a_sub_command_per_step(tmp_path: Path) -> None:
 def test_the_foreign_noxfile_registers_the_steps_and_nightly_with_one_call(tmp_path: Path) -> None:
     code = "import runpy, nox.registry; runpy.run_path('noxfile.py'); print(' '.join(sorted(nox.registry.get())))"
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=TEMPLATE, env=child_env(), capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code], cwd=TEMPLATE, env=child_env(), capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == {

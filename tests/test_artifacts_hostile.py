@@ -47,10 +47,14 @@ def override_dir(world: Path) -> Path:
     return world / "home" / ".local" / "share" / APP_NAME / "embedding_models" / PROFILE_ID
 
 
-def run_as_nobody(world: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(world / "home")}
+def run_as_nobody(
+    world: Path, *args: str, env: dict[str, str] | None = None, encoding: str = "utf-8"
+) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(world / "home"), **(env or {})}
     command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", str(world / "app" / APP_NAME)]
-    return subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [*command, *args], env=env, capture_output=True, encoding=encoding, errors="replace", timeout=300
+    )
 
 
 def plant_override(world: Path, artifact_project: Project, files: dict[str, bytes] | None = None) -> Path:
@@ -128,3 +132,18 @@ def test_the_artifact_serves_the_revision_it_was_built_from(world: Path, artifac
     report = json.loads(result.stdout)
     pin = plan_for(load_config(artifact_project.root / "pyproject.toml"), env={}).pin
     assert report["folder"]["revision"] == pin.revision and report["folder"]["profile_id"] == pin.profile_id
+
+
+# Nuitka's artifact honours PYTHONIOENCODING, so it can be given a Windows pipe's code page here;
+# PyInstaller's ignores it (its Windows build meets a real cp1252 pipe in `nox -s windows-smoke`).
+@pytest.mark.parametrize("artifact", ["nuitka"], indirect=True)
+def test_a_cp1252_pipe_carries_the_self_check_and_notes_outside_its_code_page(world: Path) -> None:
+    cp1252 = {"PYTHONIOENCODING": "cp1252"}
+    checked = run_as_nobody(world, "--self-check", env=cp1252)
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    assert json.loads(checked.stdout)["texts"][-1].startswith("你好"), "ASCII escapes parse back to the text"
+    note = "数字 and Łódź: a note about the weather 🙂"
+    assert run_as_nobody(world, "add", note).returncode == 0
+    found = run_as_nobody(world, "search", "weather", env=cp1252, encoding="cp1252")
+    assert found.returncode == 0 and "Traceback" not in found.stderr, found.stderr[-2000:]
+    assert note.encode("cp1252", "backslashreplace").decode("cp1252") in found.stdout

@@ -86,7 +86,9 @@ def test_no_artifact_path_is_spelled_outside_the_description() -> None:
     offenders = [
         f"{path.relative_to(REPO_ROOT)}:{number}: {line.strip()}"
         for path in sources
-        if path not in DESCRIPTION and not path.relative_to(REPO_ROOT).parts[0].startswith((".", "tests"))
+        # Not the tests, nor what runs leave in the checkout (build/ holds a whole Wine prefix).
+        if path not in DESCRIPTION
+        and not path.relative_to(REPO_ROOT).parts[0].startswith((".", "tests", "build", "dist"))
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if LAYOUT_LITERAL.search(line)
     ]

@@ -56,7 +56,7 @@ def start_prepare(args: list[str], **env: str) -> subprocess.Popen[str]:
     )
 
 
-def wait_for(condition: object, timeout: float = 30.0) -> None:
+def wait_for(condition: object, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while not callable(condition) or not condition():
         if time.monotonic() > deadline:
@@ -192,7 +192,7 @@ def kill_mid_sidecar(hub: LoopbackHub, root: Path, revision: str) -> int:
     goal = partial_size(root) + len(hub.repos[(REPO_ID, revision)].files[SIDECAR]) // 5
     wait_for(lambda: partial_size(root) >= goal)
     child.send_signal(signal.SIGKILL)
-    child.communicate(timeout=30)
+    child.communicate(timeout=300)
     hub.clear()
     return partial_size(root)
 
@@ -318,7 +318,7 @@ def test_progress_bars_on_a_terminal(hub: LoopbackHub, tmp_path: Path) -> None:
             break
         screen += chunk
     os.close(controller)
-    assert child.wait(timeout=60) == 0, screen.decode(errors="replace")
+    assert child.wait(timeout=300) == 0, screen.decode(errors="replace")
     assert b"100%" in screen, "a progress bar was drawn"
 
 

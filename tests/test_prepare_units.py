@@ -158,6 +158,27 @@ def test_windows_rename_waits_out_a_transient_lock(tmp_path: Path) -> None:
     assert renamed == [(tmp_path / "a", tmp_path / "b")]
 
 
+def test_windows_replace_waits_for_a_reader_to_close_the_target(tmp_path: Path) -> None:
+    """Windows refuses to replace a file another process holds open; the reader closes it soon."""
+    (tmp_path / "new").write_bytes(b"new")
+    (tmp_path / "marker").write_bytes(b"old")
+    readers = ["verify-artifact"]  # one process has the marker open (no FILE_SHARE_DELETE)
+
+    def windows_replace(src: Path, dst: Path) -> None:
+        if readers:
+            raise PermissionError(13, "Access is denied", str(dst))
+        src.replace(dst)
+
+    fsutil.replace(
+        tmp_path / "new",
+        tmp_path / "marker",
+        platform="win32",
+        _replace=windows_replace,
+        _sleep=lambda s: readers.clear(),
+    )
+    assert (tmp_path / "marker").read_bytes() == b"new" and not (tmp_path / "new").exists()
+
+
 def test_posix_rename_does_not_retry(tmp_path: Path) -> None:
     def locked(src: Path, dst: Path) -> None:
         raise PermissionError("denied")

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -293,13 +292,18 @@ def test_ctrl_c_during_a_long_embed_exits_130_with_one_line(tmp_path: Path, repo
     texts = tmp_path / "texts.txt"
     texts.write_text("\n".join(f"note {i} " + "word " * (i % 60) for i in range(200_000)))
     with texts.open("rb") as stdin, subprocess.Popen(
-        [sys.executable, "-c", CLI, "embed"], cwd=REPO_ROOT, env=env,
+        [sys.executable, "-c", CLI, "--verbose", "embed"], cwd=REPO_ROOT, env=env,
         stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     ) as child:  # fmt: skip
-        time.sleep(4)  # well into the call: loading takes under a second, the call about a minute
+        assert child.stderr is not None
+        # The child logs when the model is loaded; the call (about a minute of work) starts right after.
+        log: list[bytes] = []
+        while not (log and b": loaded " in log[-1]):
+            log.append(child.stderr.readline())
+            assert log[-1], f"the child ended before loading the model: {log}"
         assert child.poll() is None, "the call ended before it could be interrupted"
         child.send_signal(signal.SIGINT)
-        _, stderr = child.communicate(timeout=60)
+        _, stderr = child.communicate(timeout=600)
     assert child.returncode == 130
     assert stderr.decode().splitlines() == ["ERROR: interrupted"]
 

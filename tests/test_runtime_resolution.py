@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from embedding_runtime._completeness import folder_problem
-from embedding_runtime._cpu import CpuFacts, detect
+from embedding_runtime._cpu import CpuFacts, cpu_facts, detect, identity_from_cpuinfo
 from embedding_runtime._layout import read_marker
 from embedding_runtime._locations import OVERRIDE_ENV, ModelRoot, ProcessFacts, model_roots, override_root
 from embedding_runtime._resolve import resolve
@@ -224,14 +224,14 @@ def test_cpu_facts_come_from_numpy_and_proc_cpuinfo() -> None:
         "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 63\n"
         "model name\t: Intel(R) Xeon(R) CPU E5-2666 v3 @ 2.90GHz\nflags\t\t: fpu avx avx2\n\nprocessor\t: 1\n"
     )
-    found = detect(machine="AMD64", numpy_features={"AVX": True, "AVX512F": False}, cpuinfo_text=cpuinfo)
+    found = cpu_facts("x86_64", {"AVX": True, "AVX512F": False}, identity_from_cpuinfo(cpuinfo))
     assert found.arch == "x86_64" and found.features == {"AVX", "AVX2"}
     assert (found.vendor, found.family, found.model) == ("GenuineIntel", 6, 63)
     assert decide_variant(found, {}).preferred == "fp32"
 
 
 def test_arm_features_from_proc_cpuinfo() -> None:
-    found = detect(machine="aarch64", numpy_features={}, cpuinfo_text="processor : 0\nFeatures : fp asimd asimddp\n")
+    found = cpu_facts("aarch64", {}, identity_from_cpuinfo("processor : 0\nFeatures : fp asimd asimddp\n"))
     assert found.arch == "arm64" and "ASIMDDP" in found.features
 
 

@@ -9,8 +9,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from types import FrameType
 
 import numpy as np
 import pytest
@@ -28,7 +30,7 @@ from embedding_runtime import (
 )
 from embedding_runtime._cpu import CpuFacts
 from embedding_runtime._profiles import ProfileContract, get_profile, register_profile
-from embedding_runtime._service import EngineSettings, default_threads, token_budget_batches
+from embedding_runtime._service import EngineSettings, _Engine, default_threads, token_budget_batches
 from embedding_runtime._vectors import model_id
 from tests.runtime_fixtures import (
     FIXTURE_PROFILE,
@@ -279,28 +281,46 @@ def test_concurrent_first_calls_load_once(model_root: Path, caplog: pytest.LogCa
     np.testing.assert_allclose(async_results[0], results[0], atol=1e-6)
 
 
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 600.0) -> None:
+    """Poll ``condition`` (an event some thread causes) with a generous timeout for busy machines."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout:.0f} s"
+        time.sleep(0.001)
+
+
 def test_close_waits_for_calls_in_flight(model_root: Path) -> None:
     service = service_for(model_root)
     service.load()
-    started, finished = threading.Event(), threading.Event()
+    inside, release = threading.Event(), threading.Event()
     outcome: list[object] = []
 
-    def long_call() -> None:
-        started.set()
-        outcome.append(service.embed_documents(["note " * 50] * 400))
-        finished.set()
+    def pause_inside_the_engine(frame: FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code is _Engine.embed.__code__:
+            inside.set()
+            release.wait()
 
-    worker = threading.Thread(target=long_call)
+    def call() -> None:
+        sys.setprofile(pause_inside_the_engine)  # this thread only: the call holds still mid-flight
+        try:
+            outcome.append(service.embed_documents(["note " * 50] * 40))
+        finally:
+            sys.setprofile(None)
+
+    worker = threading.Thread(target=call)
     worker.start()
-    started.wait(5)
-    deadline = time.monotonic() + 5
-    while service._in_flight == 0 and time.monotonic() < deadline:  # the call must be in flight before close()
-        time.sleep(0.001)
-    assert service._in_flight == 1
-    service.close()
-    assert finished.is_set(), "close() returned while a call was still running"
-    worker.join()
-    assert isinstance(outcome[0], np.ndarray) and outcome[0].shape == (400, 32)
+    assert inside.wait(600), "the call never reached the engine"
+    closer = threading.Thread(target=service.close)
+    closer.start()
+    # Either close() waits on the service's condition (the call in flight can only end when released),
+    # or it returns at once: both are events, neither a matter of time.
+    wait_until(lambda: bool(service._calls._waiters) or not closer.is_alive(), "close() waiting or returning")  # type: ignore[attr-defined]
+    assert closer.is_alive(), "close() returned while a call was still in flight"
+    release.set()
+    closer.join(600)
+    worker.join(600)
+    assert not closer.is_alive() and service.state is State.CLOSED
+    assert isinstance(outcome[0], np.ndarray) and outcome[0].shape == (40, 32)
 
 
 def test_default_thread_count_leaves_small_machines_responsive() -> None:

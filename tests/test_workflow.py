@@ -277,7 +277,7 @@ def test_nuitka_reads_its_whole_cache_from_that_variable(tmp_path: Path) -> None
     """The variable the workflow sets is the one Nuitka really honours, ccache's folder included."""
     code = "from nuitka.utils.AppDirs import getCacheDir\nprint(getCacheDir('ccache'))\nprint(getCacheDir('downloads'))"
     env = {**os.environ, "NUITKA_CACHE_DIR": str(tmp_path / "nuitka-cache")}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     for line in result.stdout.split():
         assert Path(line).is_relative_to(tmp_path / "nuitka-cache"), line

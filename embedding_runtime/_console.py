@@ -1,0 +1,24 @@
+"""Printing that survives any console, pipe or file.
+
+A Windows process whose stdout is a pipe or a file writes in the ANSI code page
+(cp1252 on a Western install), strictly: a note, a path (``C:\\Users\\Łukasz``) or
+a self-check text outside that code page raises ``UnicodeEncodeError``, and a
+frozen app ignores ``PYTHONUTF8``. ``PYTHONIOENCODING=ascii`` or a C locale does
+the same elsewhere. So machine-readable output is ASCII JSON (json's escapes
+parse back to the same text, whatever the stream's encoding), and readable
+output keeps the stream's encoding but writes what it cannot encode as a
+backslash escape, as Python's own stderr does.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+
+def readable_output(stream: TextIO | None = None) -> None:
+    """Make ``stream`` (default stdout) escape what its encoding cannot hold instead of raising."""
+    stream = sys.stdout if stream is None else stream
+    reconfigure = getattr(stream, "reconfigure", None)  # None: no console at all, or not a text stream
+    if reconfigure is not None and stream.errors != "backslashreplace":
+        reconfigure(errors="backslashreplace")
