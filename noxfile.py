@@ -55,6 +55,7 @@ def lint(session: nox.Session) -> None:
     # The foreign app is its own project (src layout), type-checked with its source on the path.
     foreign = ROOT / "devtools" / "foreign_app" / "src"
     session.run("mypy", "--config-file=", "--strict", "-p", "pocket_search", env={"MYPYPATH": str(foreign)})
+    session.run("lint-imports")
     if shutil.which("actionlint", path=str(Path(session.bin))):
         session.run("actionlint", ".github/workflows/build-desktop.yml", ".github/workflows/embedding-pipeline.yml")
     else:

@@ -21,7 +21,6 @@ from embedding_runtime import (
     EmbeddingsDisabledError,
     EmbeddingService,
     InvalidTextError,
-    ProcessFacts,
     app_data_dir,
     artifact_build_info,
     pack_vector,
@@ -51,7 +50,7 @@ def build_info() -> dict[str, Any]:
 
 
 def _notes_file(info: dict[str, Any]) -> Path:
-    return app_data_dir(info["app_name"], ProcessFacts.current()) / "notes.json"
+    return app_data_dir(info["app_name"]) / "notes.json"
 
 
 def _load_notes(path: Path) -> list[dict[str, str]]:

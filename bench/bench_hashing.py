@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from build_hooks.hashing import digest_file
-from embedding_runtime import sha256_file
+from embedding_runtime.build_api import sha256_file
 
 
 def timed(action: Callable[[], object]) -> float:

@@ -26,10 +26,10 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 import numpy as np
 from huggingface_hub import snapshot_download
 
-from build_hooks.model_profile import HubSource, PrepareRequest, parse_variants, prepare_profile
+from build_hooks.prepare_model import HubSource, PrepareRequest, parse_variants, prepare_profile
 from devtools.fixture_model import FixtureSpec, fixture_files
 from devtools.loopback_hub import LoopbackHub, serve_hub
-from embedding_runtime import files_for_variants
+from embedding_runtime.build_api import files_for_variants
 
 REPO = "bench/tiny-embedder"
 REVISION = "0123456789abcdef0123456789abcdef01234567"

@@ -32,6 +32,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from build_hooks import fsutil
 from build_hooks.bundle import Builder
 from devtools.demo_project import (
     APP_NAME,
@@ -44,7 +45,7 @@ from devtools.demo_project import (
 )
 from devtools.fixture_model import SCALE_SPEC, cached_fixture_repo
 from devtools.loopback_hub import FileData, LoopbackHub, serve_hub
-from embedding_runtime import FORBID_NETWORK_ENV, files_for_variants
+from embedding_runtime.build_api import FORBID_NETWORK_ENV, files_for_variants
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROBE = Path(__file__).resolve().parent / "probe"
@@ -182,15 +183,15 @@ def main(argv: list[str] | None = None) -> int:
         builders: list[Builder] = ["pyinstaller"] if args.skip_nuitka else ["pyinstaller", "nuitka"]
         for builder in builders:
             rows.append(run_step(project_dir, f"build-{builder}", [], probe_dir / f"build-{builder}"))
-        plan = Project(project_dir).plan
+        target = Project(project_dir).target
         for builder in builders:
-            folder = [str(plan.dist_dir(builder))]
+            folder = [str(target.dist_dir(builder))]
             verify = run_step(
                 project_dir, "verify-artifact", folder, probe_dir / builder, f"verify-artifact ({builder})"
             )
             rows.append(verify)
         for builder in builders:
-            executable = plan.dist_dir(builder) / APP_NAME
+            executable = target.dist_dir(builder) / APP_NAME
             rows.append(run_binary(f"self-check ({builder})", executable, ["--self-check"], Path(home)))
 
     print(f"\nmachine: {_cpu()}, {os.cpu_count()} cores")
@@ -199,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows, profile_size))
     dists: dict[str, int] = {}
     for builder in builders:
-        dist = plan.dist_dir(builder)
-        dists[builder] = sum(f.stat().st_size for f in dist.rglob("*") if f.is_file())
+        dists[builder] = fsutil.folder_bytes(target.dist_dir(builder))
         besides = dists[builder] - profile_size
         print(f"artifact {builder}: {dists[builder] / MB:.0f} MB ({besides / MB:.0f} MB besides the profile)")
     print()

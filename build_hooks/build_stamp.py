@@ -1,64 +1,60 @@
-"""Skip a rebuild when nothing that goes into an artifact changed.
+"""Skip a rebuild when no input of the plan changed, and say which input did when one has.
 
-The stamp is a sha256 over the sources that are compiled or frozen (app,
-runtime, build code, spec), the bundled data's records (profile marker,
-tiktoken manifest, build info) and the tool versions. It is stored beside the
-artifact; a changed input, a missing stamp or a missing artifact means build.
+The stamp beside an artifact (``<dist>.inputs.json``) records the plan's inputs
+as the build that made the artifact saw them, one digest per input
+(:func:`build_hooks.plan.build_inputs`): the app's spec, entry, profiles module
+and sources, the suite's and the vendored runtime's files, the tool versions,
+the options, the configuration and every data file.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import sys
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from build_hooks import fsutil
-from build_hooks.bundle import MODEL_NOTICE_FILE, BundlePlan
-from embedding_runtime import BUILD_INFO_FILE, MANIFEST_NAME, MARKER_NAME
+from build_hooks.manifest import manifest_path
+from build_hooks.sbom import sbom_path
 
-_REPO = Path(__file__).resolve().parent.parent
-TOOLS = ("nuitka", "pyinstaller", "pyinstaller-hooks-contrib", "onnxruntime", "tokenizers", "tiktoken", "numpy")
-
-
-def inputs_digest(plan: BundlePlan, builder: str, options: Sequence[str]) -> str:
-    digest = hashlib.sha256(f"{builder}\0{sys.version}\0".encode())
-    for option in options:
-        digest.update(option.encode() + b"\0")
-    for tool in TOOLS:
-        digest.update(f"{tool}={_version(tool)}\0".encode())
-    for path in _input_files(plan):
-        digest.update(path.as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"absent")
-    return digest.hexdigest()
+STAMP_SCHEMA = 1
+_SHOWN = 5
 
 
 def stamp_path(dist: Path) -> Path:
-    return dist.with_name(dist.name + ".inputs-sha256")
+    return dist.with_name(dist.name + ".inputs.json")
 
 
-def is_up_to_date(dist: Path, digest: str) -> bool:
-    stamp = stamp_path(dist)
-    return dist.is_dir() and stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == digest
+def rebuild_reason(dist: Path, inputs: Mapping[str, str]) -> str | None:
+    """Why ``dist`` must be built from a plan with ``inputs``; ``None`` when it is up to date."""
+    if not dist.is_dir():
+        return "there is no artifact yet"
+    if not manifest_path(dist).is_file() or not sbom_path(dist).is_file():
+        return "its manifest or SBOM is missing"
+    recorded = read_stamp(dist)
+    if recorded is None:
+        return "no record of the inputs it was built from"
+    if changed := changed_inputs(recorded, inputs):
+        more = f" and {len(changed) - _SHOWN} more" if len(changed) > _SHOWN else ""
+        return f"{len(changed)} input(s) changed: {', '.join(changed[:_SHOWN])}{more}"
+    return None
 
 
-def write_stamp(dist: Path, digest: str) -> None:
-    fsutil.atomic_write_bytes(stamp_path(dist), digest.encode() + b"\n")
+def changed_inputs(recorded: Mapping[str, str], current: Mapping[str, str]) -> list[str]:
+    """The inputs whose digest differs, appeared or disappeared, by name."""
+    return sorted(name for name in recorded.keys() | current.keys() if recorded.get(name) != current.get(name))
 
 
-def _input_files(plan: BundlePlan) -> Iterable[Path]:
-    sources = [plan.config.app_entry, _REPO / "specs" / "launcher.spec"]
-    for package in ("embedding_runtime", "build_hooks"):
-        sources += sorted((_REPO / package).rglob("*.py"))
-    # The records stand for the data they list (hashing a model here would cost a whole read).
-    data = [plan.profile_dir / MARKER_NAME, plan.config.tiktoken_cache / MANIFEST_NAME]
-    data += [plan.generated_dir / name for name in (BUILD_INFO_FILE, MODEL_NOTICE_FILE)]
-    return [*sources, *data]
+def write_stamp(dist: Path, inputs: Mapping[str, str]) -> None:
+    document = {"schema": STAMP_SCHEMA, "inputs": dict(sorted(inputs.items()))}
+    fsutil.atomic_write_bytes(stamp_path(dist), json.dumps(document, indent=1).encode() + b"\n")
 
 
-def _version(distribution: str) -> str:
+def read_stamp(dist: Path) -> dict[str, str] | None:
     try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "absent"
+        raw = json.loads(stamp_path(dist).read_text(encoding="utf-8"))
+        if raw.get("schema") != STAMP_SCHEMA:
+            return None
+        return {str(k): str(v) for k, v in raw["inputs"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None

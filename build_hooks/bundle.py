@@ -1,12 +1,11 @@
-"""The build-side description of an artifact: what goes in, where it lands, and when to refuse.
+"""What is built and where it lands: the target of a build, the refusal checks, and what never ships.
 
 The runtime's constants say where a frozen app finds its data
-(``embedding_runtime.DATA_FOLDER`` and friends); :class:`BundlePlan` builds on
-them everything the build needs: each builder's dist folder and data root,
-every data file with the size and sha256 it must arrive with, and the
-packages to collect and leave out. The PyInstaller spec, the Nuitka build,
-verify-artifact, the nox sessions and the tests all read it; nothing else
-spells an artifact path. Importing it loads no download client.
+(``embedding_runtime.build_api.DATA_FOLDER`` and friends); :class:`Target` builds on them
+each builder's dist folder, data root and executable, and the build's working files;
+the constants below say which packages every artifact collects and leaves out. What one
+build puts in is the plan (:mod:`build_hooks.plan`), made from a target once. Nothing
+else spells an artifact path. Importing it loads no download client.
 """
 
 from __future__ import annotations
@@ -17,37 +16,27 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import Any, Literal
 
-from build_hooks import fsutil
 from build_hooks.config import Pin, PipelineConfig, resolve_pin
-from build_hooks.errors import PipelineError, UsageError
-from embedding_runtime import (
+from build_hooks.errors import UsageError
+from embedding_runtime import EmbeddingService, ModelRoot, ProfileContract, UnknownProfileError
+from embedding_runtime.build_api import (
     BUILD_INFO_FILE,
     BUILD_INFO_SCHEMA,
     HTTP_CLIENTS,
-    MANIFEST_NAME,
     MARKER_NAME,
-    MODELS_FOLDER,
     PROBE_RECORD_FILE,
     PROBE_TEXTS,
-    TIKTOKEN_FOLDER,
+    THREADS_ENV,
     VARIANT_ENV,
-    ModelRoot,
-    ProfileContract,
-    UnknownProfileError,
-    data_path,
+    ProbeRecord,
     encoding_problems,
     folder_problem,
     get_profile,
-    read_manifest,
     read_marker,
-    sha256_file,
 )
-
-if TYPE_CHECKING:
-    from embedding_runtime import ProbeRecord
 
 Builder = Literal["nuitka", "pyinstaller"]
 BUILDERS: tuple[Builder, ...] = ("nuitka", "pyinstaller")
@@ -56,9 +45,8 @@ WITHOUT_VECTORS_ENV = "EMBEDDING_PIPELINE_WITHOUT_VECTORS"
 MODEL_NOTICE_FILE = "MODEL-NOTICE.txt"
 # PyInstaller >= 6 puts a onedir app's modules and data under this folder (sys._MEIPASS).
 PYINSTALLER_CONTENTS = "_internal"
-# Packages the artifact needs whole. The runtime imports onnxruntime and tokenizers lazily
-# (to report them missing), so no freezer sees those imports by itself.
-COLLECTED_PACKAGES = ("embedding_runtime", "onnxruntime", "tokenizers", "tiktoken")
+# The runtime imports these lazily (to report them missing), so no freezer sees those imports itself.
+LAZY_IMPORTS = ("onnxruntime", "tokenizers")
 # Packages shipped whole, every module: the runtime imports its numpy half on first use, by name.
 WHOLE_PACKAGES = ("embedding_runtime",)
 # tiktoken finds its encodings by iterating this namespace package: nothing imports them by name,
@@ -101,39 +89,34 @@ EXCLUDED_MODULES = (
 )
 
 
-class PreflightError(PipelineError):
-    """The inputs of a build are not fit to ship; ``problems`` lists each with its fix."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(f"refusing to build: {len(problems)} problem(s): " + "; ".join(problems))
-
-
 @dataclass(frozen=True)
-class ExpectedFile:
-    """A data file of the artifact: where it comes from, and the bytes it must arrive with."""
+class Target:
+    """What is built: this app (its configuration), this pin, with or without the model.
 
-    source: Path
-    size: int
-    sha256: str
+    Where things are, computed from the configuration alone: the profile, each builder's dist
+    folder, data root and executable, and the build's working files. What goes *into* a build is
+    the :class:`build_hooks.plan.BuildPlan`, made from a target once per build.
+    """
 
-
-@dataclass(frozen=True)
-class BundlePlan:
     config: PipelineConfig
     pin: Pin
     with_vectors: bool
-
-    # -- where things are --------------------------------------------------------
 
     @property
     def profile_dir(self) -> Path:
         return self.config.output_root / self.pin.profile_id
 
     @property
-    def generated_dir(self) -> Path:
-        """Provenance and notice files written at build time (not in the source tree)."""
-        return self.config.project_root / "build" / "bundle-info"
+    def build_dir(self) -> Path:
+        """The project's working folder of builds (plans, generated data, freezer work)."""
+        return self.config.project_root / "build"
+
+    def generated_dir(self, builder: Builder) -> Path:
+        """Provenance, notice and probe record of ``builder``'s build (build-info.json names it)."""
+        return self.build_dir / "bundle-info" / builder
+
+    def plan_path(self, builder: Builder) -> Path:
+        return self.build_dir / f"{self.config.app_name}.{builder}.plan.json"
 
     @property
     def dist_root(self) -> Path:
@@ -159,43 +142,12 @@ class BundlePlan:
         """Every artifact the build steps have produced under ``dist_root``."""
         return [d for builder in BUILDERS if (d := self.dist_dir(builder, dist_root)).is_dir()]
 
-    # -- what goes in --------------------------------------------------------------
 
-    def data_files(self) -> list[tuple[Path, str]]:
-        """(source file, path inside the data root) for every data file, one by one.
-
-        One by one, never folders: Nuitka's --include-data-dir silently drops files
-        by suffix, and the prepare step's working folders must never ship.
-        """
-        return [(expected.source, dest) for dest, expected in self.expected_data().items()]
-
-    def expected_data(self) -> dict[str, ExpectedFile]:
-        """Every file the artifact's ``data/`` must hold, exactly, keyed by its path in the data root."""
-        expected: dict[str, ExpectedFile] = {}
-        if self.with_vectors and (marker := read_marker(self.profile_dir)):
-            base = data_path(MODELS_FOLDER, self.pin.profile_id)
-            for name, entry in marker.files.items():
-                expected[f"{base}/{name}"] = ExpectedFile(self.profile_dir / name, entry.size, entry.sha256)
-            expected[f"{base}/{MARKER_NAME}"] = _expected(self.profile_dir / MARKER_NAME)
-        cache = self.config.tiktoken_cache
-        for blob in read_manifest(cache) or []:
-            expected[data_path(TIKTOKEN_FOLDER, blob.file)] = ExpectedFile(cache / blob.file, blob.size, blob.sha256)
-        if (cache / MANIFEST_NAME).is_file():
-            expected[data_path(TIKTOKEN_FOLDER, MANIFEST_NAME)] = _expected(cache / MANIFEST_NAME)
-        for name in (BUILD_INFO_FILE, MODEL_NOTICE_FILE, PROBE_RECORD_FILE):
-            if (self.generated_dir / name).is_file():
-                expected[data_path(name)] = _expected(self.generated_dir / name)
-        return expected
-
-    def pyinstaller_datas(self) -> list[tuple[str, str]]:
-        """``Analysis(datas=...)``: (file, destination folder) pairs."""
-        return [(str(source), str(PurePosixPath(dest).parent)) for source, dest in self.data_files()]
-
-
-def plan_for(config: PipelineConfig, pin: Pin | None = None, env: Mapping[str, str] | None = None) -> BundlePlan:
-    """The plan of ``config``'s app for ``pin`` (default: the pin in effect, flags aside)."""
+def target_for(config: PipelineConfig, pin: Pin | None = None, env: Mapping[str, str] | None = None) -> Target:
+    """The target of ``config``'s app for ``pin`` (default: the pin in effect, flags aside: the
+    environment's ``EMBEDDING_MODEL_*``, then the table). The pin is resolved here, once."""
     env = os.environ if env is None else env
-    return BundlePlan(
+    return Target(
         config=config,
         pin=pin or resolve_pin(config, env=env),
         with_vectors=env.get(WITHOUT_VECTORS_ENV, "").strip() != "1",
@@ -222,28 +174,21 @@ def profile_contract(config: PipelineConfig, profile_id: str) -> ProfileContract
     return get_profile(profile_id)
 
 
-def prepare_build(plan: BundlePlan, builder: Builder) -> None:
-    """Refuse (:class:`PreflightError`) or write the build-time files; call before any analysis."""
-    if problems := preflight_problems(plan):
-        raise PreflightError(problems)
-    write_generated_files(plan, builder)
-
-
-def preflight_problems(plan: BundlePlan, *, importable: Callable[[str], str | None] | None = None) -> list[str]:
+def preflight_problems(target: Target, *, importable: Callable[[str], str | None] | None = None) -> list[str]:
     """Every reason not to build, each with the fix; empty when the build may start."""
     importable = importable or _import_problem
     problems: list[str] = []
     try:
-        profile_contract(plan.config, plan.pin.profile_id)
+        profile_contract(target.config, target.pin.profile_id)
     except UnknownProfileError:
         problems.append(
-            f"profile {plan.pin.profile_id} is not declared: set profiles-module in [tool.embedding-pipeline] "
+            f"profile {target.pin.profile_id} is not declared: set profiles-module in [tool.embedding-pipeline] "
             "to the app's module that calls register_profile"
         )
     except UsageError as err:
         problems.append(str(err))
-    models_root = plan.config.output_root
-    if plan.with_vectors:
+    models_root = target.config.output_root
+    if target.with_vectors:
         if models_root.is_dir():
             for package in ("onnxruntime", "tokenizers"):
                 if why := importable(package):
@@ -251,62 +196,58 @@ def preflight_problems(plan: BundlePlan, *, importable: Callable[[str], str | No
                         f"{models_root} is present but {package} cannot be collected ({why}): weights without "
                         f"the runtime that loads them would silently disable vectors; install the build group"
                     )
-        problems += _profile_problems(plan)
-    cache = plan.config.tiktoken_cache
-    for encoding, found in encoding_problems(cache, plan.config.tiktoken_encodings).items():
+        problems += _profile_problems(target)
+    cache = target.config.tiktoken_cache
+    for encoding, found in encoding_problems(cache, target.config.tiktoken_encodings).items():
         problems += [f"tiktoken cache: {encoding}: {p}; run `nox -s warm-tiktoken`" for p in found]
     return problems
 
 
-def build_info(plan: BundlePlan, builder: Builder) -> dict[str, Any]:
+def generated_files(target: Target, builder: Builder) -> dict[str, bytes]:
+    """The data files a build writes itself, by name in ``data/``: provenance (``build-info.json``),
+    the model's licence notice, and the probe record the runtime's canary checks (with vectors)."""
+    info = json.dumps(build_info(target, builder), indent=2).encode() + b"\n"
+    files = {BUILD_INFO_FILE: info, MODEL_NOTICE_FILE: model_notice(target).encode()}
+    if (record := probe_record(target)) is not None:
+        files[PROBE_RECORD_FILE] = json.dumps(record.to_json(), sort_keys=True).encode() + b"\n"
+    return files
+
+
+def build_info(target: Target, builder: Builder) -> dict[str, Any]:
     """The provenance record ``data/build-info.json``: what this artifact was built from."""
-    marker = read_marker(plan.profile_dir) if plan.with_vectors else None
+    marker = read_marker(target.profile_dir) if target.with_vectors else None
     return {
         "schema": BUILD_INFO_SCHEMA,
         "builder": builder,
-        "app_name": plan.config.app_name,
-        "profile_id": plan.pin.profile_id,
-        "with_vectors": plan.with_vectors,
+        "app_name": target.config.app_name,
+        "profile_id": target.pin.profile_id,
+        "with_vectors": target.with_vectors,
         "variants": list(marker.variants) if marker else [],
-        "tiktoken_encodings": list(plan.config.tiktoken_encodings),
+        "tiktoken_encodings": list(target.config.tiktoken_encodings),
         "model": (
-            {"repo": marker.repo, "revision": marker.revision, "license": plan.config.model_license} if marker else None
+            {"repo": marker.repo, "revision": marker.revision, "license": target.config.model_license}
+            if marker
+            else None
         ),
     }
 
 
-def write_generated_files(plan: BundlePlan, builder: Builder) -> None:
-    """Write build-info.json (provenance), the model licence notice and the probe record."""
-    info = json.dumps(build_info(plan, builder), indent=2).encode() + b"\n"
-    fsutil.atomic_write_bytes(plan.generated_dir / BUILD_INFO_FILE, info)
-    fsutil.atomic_write_bytes(plan.generated_dir / MODEL_NOTICE_FILE, model_notice(plan).encode())
-    record = probe_record(plan)
-    if record is None:
-        (plan.generated_dir / PROBE_RECORD_FILE).unlink(missing_ok=True)
-    else:
-        data = json.dumps(record.to_json(), sort_keys=True).encode() + b"\n"
-        fsutil.atomic_write_bytes(plan.generated_dir / PROBE_RECORD_FILE, data)
-
-
-def probe_record(plan: BundlePlan) -> ProbeRecord | None:
+def probe_record(target: Target) -> ProbeRecord | None:
     """The canary the artifact's runtime checks each folder against: fp32 vectors of the probe
     texts from the prepared profile, on one thread so that two builds write identical bytes."""
-    if not plan.with_vectors:
+    if not target.with_vectors:
         return None
-    # Imported here: the rest of the plan is read by tools (nox) that have no numpy.
-    from embedding_runtime import THREADS_ENV, EmbeddingService, ProbeRecord
-
     env = {VARIANT_ENV: "fp32", THREADS_ENV: "1"}
-    roots = [ModelRoot(plan.config.output_root, "source")]
-    service = EmbeddingService(profile_contract(plan.config, plan.pin.profile_id), roots=roots, env=env)
+    roots = [ModelRoot(target.config.output_root, "source")]
+    service = EmbeddingService(profile_contract(target.config, target.pin.profile_id), roots=roots, env=env)
     vectors = service.embed_documents(list(PROBE_TEXTS))
-    return ProbeRecord(plan.pin.profile_id, PROBE_TEXTS, vectors, plan.config.int8_min_cosine)
+    return ProbeRecord(target.pin.profile_id, PROBE_TEXTS, vectors, target.config.int8_min_cosine)
 
 
-def model_notice(plan: BundlePlan) -> str:
-    if not plan.with_vectors:
+def model_notice(target: Target) -> str:
+    if not target.with_vectors:
         return "This build carries no embedding model.\n"
-    pin, license_name = plan.pin, plan.config.model_license or "see the model card"
+    pin, license_name = target.pin, target.config.model_license or "see the model card"
     lines = [
         f"This application bundles the text-embedding model {pin.repo}",
         f"at revision {pin.revision}, as embedding profile {pin.profile_id}.",
@@ -318,8 +259,8 @@ def model_notice(plan: BundlePlan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _profile_problems(plan: BundlePlan) -> list[str]:
-    folder, pin = plan.profile_dir, plan.pin
+def _profile_problems(target: Target) -> list[str]:
+    folder, pin = target.profile_dir, target.pin
     fix = "run `nox -s prepare-model`"
     if not folder.is_dir():
         opt_out = f"(or set {WITHOUT_VECTORS_ENV}=1 to build without vectors)"
@@ -337,14 +278,10 @@ def _profile_problems(plan: BundlePlan) -> list[str]:
         if variant not in marker.variants:
             problems.append(f"the model profile {folder} lacks the {variant} variant: {fix} --variant {variant}")
         # Files as prepare left them are not hashed here: each build hashes every copy it ships and
-        # checks it against the marker (manifest.data_copy_problems), so the model is hashed once.
+        # checks it against the plan (build_hooks.manifest.data_problems), so the model is hashed once.
         elif problem := folder_problem(folder, variant, rehash_touched=True):
             problems.append(f"the model profile {folder} fails its check for {variant}: {problem}; {fix} --verify")
     return problems
-
-
-def _expected(path: Path) -> ExpectedFile:
-    return ExpectedFile(path, path.stat().st_size, sha256_file(path))
 
 
 def _import_problem(package: str) -> str | None:

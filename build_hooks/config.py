@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from build_hooks.errors import UsageError
-from embedding_runtime import MODELS_FOLDER, TIKTOKEN_FOLDER, VARIANTS, data_path
+from embedding_runtime.build_api import MODELS_FOLDER, TIKTOKEN_FOLDER, VARIANTS, data_path
 
 TABLE = "embedding-pipeline"
 # Environment variables the CI uses to override the pin, by pin field.

@@ -15,6 +15,10 @@ class PipelineError(Exception):
 
     exit_code = 1
 
+    def report(self) -> str:
+        """What a command line (or a spec file) prints before it exits with ``exit_code``."""
+        return f"ERROR: {self}"
+
 
 class UsageError(PipelineError, ValueError):
     """An argument or configuration value is malformed; nothing was touched."""
@@ -35,6 +39,23 @@ class InsufficientSpaceError(PipelineError, OSError):
             f"not enough disk space in {folder}: the download needs {_mib(needed)} "
             f"but only {_mib(free)} is free; free some space or pass another --output-root"
         )
+
+
+class PreflightError(PipelineError):
+    """The inputs of a build are not fit to ship; ``problems`` lists each with its fix."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"refusing to build: {len(self.problems)} problem(s): " + "; ".join(self.problems))
+
+    def report(self) -> str:
+        """One ``ERROR:`` line per problem, then the refusal: what a step or a spec file exits with."""
+        lines = [f"ERROR: {problem}" for problem in self.problems]
+        return "\n".join([*lines, f"ERROR: refusing to build: {len(self.problems)} problem(s) above"])
+
+
+class BuildFailedError(PipelineError):
+    """A freezer failed (its own output says why), or its dist does not hold what the plan lists."""
 
 
 class SourceError(PipelineError, ConnectionError):

@@ -107,3 +107,8 @@ def link_or_copy(src: Path, dst: Path) -> None:
 def _make_writable_and_retry(func: Callable[[str], object], path: str, _exc: object) -> None:
     Path(path).chmod(0o700)
     func(path)
+
+
+def folder_bytes(folder: Path) -> int:
+    """The bytes of every file under ``folder`` (an artifact's size)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

@@ -11,16 +11,18 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedding_runtime.build_api import FileDigest
+
 _CHUNK = 4 * 2**20
 
 
 @dataclass(frozen=True)
-class FileDigest:
-    size: int
-    sha256: str
+class DownloadDigest(FileDigest):
+    """A file's digest as checking a hub download needs it: with the git blob id, when asked for."""
+
     git_blob_id: str | None = None
 
-    def matches(self, *, sha256: str | None, git_blob_id: str | None) -> bool:
+    def agrees_with(self, *, sha256: str | None, git_blob_id: str | None) -> bool:
         """True when every hash the source published equals ours."""
         if sha256 is None and git_blob_id is None:
             return False
@@ -56,12 +58,12 @@ class Digester:
             self._sha1.update(data)
         self.size += len(data)
 
-    def result(self) -> FileDigest:
+    def result(self) -> DownloadDigest:
         blob_id = self._sha1.hexdigest() if self._sha1 is not None and self.size == self._git_blob_size else None
-        return FileDigest(size=self.size, sha256=self._sha256.hexdigest(), git_blob_id=blob_id)
+        return DownloadDigest(size=self.size, sha256=self._sha256.hexdigest(), git_blob_id=blob_id)
 
 
-def digest_file(path: Path, *, git_blob_id: bool = False) -> FileDigest:
+def digest_file(path: Path, *, git_blob_id: bool = False) -> DownloadDigest:
     """Hash ``path`` in one pass: always its sha256, and its git blob sha1 when asked.
 
     The git blob id is what the hub publishes for files kept in git (not LFS);

@@ -1,95 +1,96 @@
-"""The build-time manifest of an artifact: every file in its dist, with size and sha256.
+"""The build-time manifest of an artifact, and the one check of its ``data/`` against the plan.
 
 Each build writes ``<dist>.manifest.json`` beside the dist right after building,
 hashing every file once, and checks the data copies against the plan from the
-same hashes (:func:`data_copy_problems`): the model is hashed once per build.
-verify-artifact checks the dist against the manifest file by file (missing,
-extra, changed), so a change made after the build shows, and ``SHA256SUMS`` is
-written from the verified manifest rather than from whatever the dist holds
-when verify runs.
+same hashes (:func:`data_problems`): the model is hashed once per build.
+verify-artifact runs the same data check against a plan it makes anew, and
+holds the rest of the dist to the manifest file by file (missing, extra,
+changed); ``SHA256SUMS`` is written from the verified manifest rather than from
+whatever the dist holds when verify runs.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from build_hooks import fsutil
-from build_hooks.bundle import Builder, BundlePlan
-from embedding_runtime import sha256_file
+from build_hooks.plan import BuildPlan
+from embedding_runtime.build_api import DATA_FOLDER, FileDigest, sha256_file
 
-MANIFEST_SCHEMA = 1
-
-
-@dataclass(frozen=True)
-class ManifestEntry:
-    size: int
-    sha256: str
+BUILD_MANIFEST_SCHEMA = 1
 
 
 def manifest_path(dist: Path) -> Path:
     return dist.with_name(dist.name + ".manifest.json")
 
 
-def dist_entries(dist: Path) -> dict[str, ManifestEntry]:
+def dist_entries(dist: Path) -> dict[str, FileDigest]:
     """Every file of ``dist`` (by posix path inside it) with its size and sha256, each hashed once."""
     entries = {}
     for path in sorted(p for p in dist.rglob("*") if p.is_file() or p.is_symlink()):
-        entries[path.relative_to(dist).as_posix()] = ManifestEntry(path.lstat().st_size, sha256_file(path))
+        entries[path.relative_to(dist).as_posix()] = FileDigest(path.lstat().st_size, sha256_file(path))
     return entries
 
 
-def write_manifest(plan: BundlePlan, dist: Path, builder: Builder) -> dict[str, ManifestEntry]:
+def write_manifest(plan: BuildPlan, dist: Path) -> dict[str, FileDigest]:
     """Hash every file of ``dist`` once and record it, with where each data file came from; the entries."""
     entries = dist_entries(dist)
-    data_root = plan.data_root(dist).relative_to(dist)
-    sources = {(data_root / dest).as_posix(): str(e.source) for dest, e in plan.expected_data().items()}
+    data_root = plan.target.data_root(dist).relative_to(dist)
+    sources = {(data_root / f.dest).as_posix(): str(f.source) for f in plan.data}
     files: dict[str, dict[str, object]] = {}
     for relative, entry in entries.items():
         files[relative] = {"size": entry.size, "sha256": entry.sha256}
         if relative in sources:
             files[relative]["source"] = sources[relative]
-    document = {"schema": MANIFEST_SCHEMA, "builder": builder, "pin": str(plan.pin), "files": files}
+    document = {"schema": BUILD_MANIFEST_SCHEMA, "builder": plan.builder, "pin": str(plan.pin), "files": files}
     fsutil.atomic_write_bytes(manifest_path(dist), json.dumps(document, indent=1, sort_keys=True).encode() + b"\n")
     return entries
 
 
-def data_copy_problems(plan: BundlePlan, dist: Path, entries: Mapping[str, ManifestEntry]) -> list[str]:
-    """Data files of the plan missing from ``dist`` or not the bytes they must be, by the hashes in ``entries``.
-
-    Nuitka's ``--include-data-dir`` drops files by suffix and a spec can lose a
-    ``datas`` entry: a file that did not arrive, or arrived changed, fails the build by name.
-    """
-    data_root = plan.data_root(dist).relative_to(dist)
-    problems: list[str] = []
-    for relative, expected in sorted(plan.expected_data().items()):
-        entry = entries.get((data_root / relative).as_posix())
-        if entry is None:
-            problems.append(f"{relative} is missing from {dist}")
-        elif (entry.size, entry.sha256) != (expected.size, expected.sha256):
-            problems.append(f"{relative} in {dist} differs from its source (size or sha256)")
-    return problems
-
-
-def read_manifest(dist: Path) -> dict[str, ManifestEntry] | None:
+def read_build_manifest(dist: Path) -> dict[str, FileDigest] | None:
     """The files the build recorded for ``dist``; ``None`` when there is no valid manifest."""
     try:
         raw = json.loads(manifest_path(dist).read_text(encoding="utf-8"))
-        if raw.get("schema") != MANIFEST_SCHEMA:
+        if raw.get("schema") != BUILD_MANIFEST_SCHEMA:
             return None
-        return {str(k): ManifestEntry(int(v["size"]), str(v["sha256"])) for k, v in raw["files"].items()}
+        return {str(k): FileDigest(int(v["size"]), str(v["sha256"])) for k, v in raw["files"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
+def data_problems(plan: BuildPlan, dist: Path, entries: Mapping[str, FileDigest]) -> list[str]:
+    """The one data check: the dist's ``data/`` holds exactly the plan's files, each with the plan's
+    size and sha256. ``entries`` maps files by their path inside ``dist`` to their digests (the
+    manifest's, or verify's own); problems name each file by that path.
+
+    It catches what Nuitka's ``--include-data-dir`` drops by suffix, a spec that lost a ``datas``
+    entry, a file changed between the plan and the copy, and anything no plan lists.
+    """
+    root = plan.target.data_root(dist).relative_to(dist).as_posix()
+    root = "" if root == "." else root + "/"
+    expected = {root + f.dest: f for f in plan.data}
+    shipped = {rel: entry for rel, entry in entries.items() if rel.startswith(f"{root}{DATA_FOLDER}/")}
+    problems = [f"{rel} is missing from {root}{DATA_FOLDER}/" for rel in sorted(expected.keys() - shipped.keys())]
+    problems += [
+        f"{rel} is not the plan's (size or sha256 differs: {_which(plan, expected[rel].dest)})"
+        for rel in sorted(expected.keys() & shipped.keys())
+        if not expected[rel].matches(shipped[rel])
+    ]
+    problems += [f"{rel} is not part of the plan" for rel in sorted(shipped.keys() - expected.keys())]
+    return problems
+
+
 def dist_changes(
-    dist: Path, recorded: dict[str, ManifestEntry], hash_file: Callable[[Path], str] = sha256_file
+    dist: Path, recorded: Mapping[str, FileDigest], hash_file: Callable[[Path], str] = sha256_file, *, skip: str = ""
 ) -> list[str]:
-    """Every file missing, extra or changed against the manifest (``hash_file`` may share a cache)."""
+    """Every file missing, extra or changed against the manifest (``hash_file`` may share a cache);
+    files under ``skip`` (a path prefix inside ``dist``) are left to another check."""
     problems: list[str] = []
     present = {p.relative_to(dist).as_posix(): p for p in dist.rglob("*") if p.is_file() or p.is_symlink()}
+    present = {rel: path for rel, path in present.items() if not (skip and rel.startswith(skip))}
+    recorded = {rel: entry for rel, entry in recorded.items() if not (skip and rel.startswith(skip))}
     for relative in sorted(set(recorded) - set(present)):
         problems.append(f"{relative} is missing (the build recorded it)")
     for relative in sorted(set(present) - set(recorded)):
@@ -101,3 +102,11 @@ def dist_changes(
         elif hash_file(path) != entry.sha256:
             problems.append(f"{relative} changed after the build (sha256 differs)")
     return problems
+
+
+def _which(plan: BuildPlan, dest: str) -> str:
+    """What the plan's file is, for the message: a generated file, or the copy of a source file."""
+    if dest in plan.generated:
+        return "the build generates it from the pin and the configuration"
+    source = next(f.source for f in plan.data if f.dest == dest)
+    return f"its source is {source}"

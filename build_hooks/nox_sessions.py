@@ -1,4 +1,4 @@
-"""The pipeline's nox sessions, each declared by name; ``register(root)`` adds them to a noxfile.
+"""The pipeline's nox sessions, one per step of the step table; ``register(root)`` adds them to a noxfile.
 
     nox -s prepare-model      mirror + verify the pinned model profile
     nox -s warm-tiktoken      warm the tiktoken cache
@@ -11,29 +11,22 @@
 An app's noxfile calls ``register(Path(__file__).parent)`` once. Arguments after
 `--` go to the step (``embedding-pipeline <step> --help``); ``nightly`` takes only
 the pin (``-- --revision SHA``), which every step then checks the same way.
+
+Like the step table, this module is read by nox's own interpreter, which has
+neither numpy nor the runtime: every session does its work through the suite's
+console script, in the session's environment.
 """
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import nox
 
-from build_hooks.bundle import plan_for
-from build_hooks.config import load_config
 from build_hooks.errors import UsageError
-from build_hooks.pipeline_steps import (
-    STEPS,
-    Step,
-    StepOutcome,
-    artifact_sizes,
-    clean_targets,
-    pin_args,
-    result_table,
-    run_pipeline,
-)
+from build_hooks.pipeline_steps import CONSOLE_SCRIPT, STEPS, Command, StepOutcome, pin_args, result_table, run_pipeline
 
 PYTHON = "3.11"
 
@@ -62,9 +55,9 @@ def log_versions(session: nox.Session, *distributions: str) -> None:
     session.run("python", "-c", code, *distributions, silent=False)
 
 
-def run_step(session: nox.Session, step: Step, *args: str) -> None:
+def run_step(session: nox.Session, step: Command, *args: str) -> None:
     """One step through the suite's console script, in the session's environment."""
-    session.run("embedding-pipeline", step.name, *args)
+    session.run(CONSOLE_SCRIPT, step.name, *args)
 
 
 def register(root: Path, python: str = PYTHON) -> None:
@@ -73,37 +66,8 @@ def register(root: Path, python: str = PYTHON) -> None:
     Each session installs the project's ``build`` group (which holds this suite) as locked,
     and runs the step through the suite's console script, ``embedding-pipeline <step>``.
     """
-
-    def step_session(session: nox.Session, name: str, *tools: str) -> None:
-        install_groups(session, "build")
-        if tools:
-            log_versions(session, *tools, "onnxruntime")
-        run_step(session, _step(name), *session.posargs)
-
-    @nox.session(name="prepare-model", python=python, tags=["pipeline"])
-    def prepare_model(session: nox.Session) -> None:
-        """Mirror and verify the pinned model profile."""
-        step_session(session, "prepare-model")
-
-    @nox.session(name="warm-tiktoken", python=python, tags=["pipeline"])
-    def warm_tiktoken(session: nox.Session) -> None:
-        """Warm the verified, offline tiktoken cache."""
-        step_session(session, "warm-tiktoken")
-
-    @nox.session(name="build-nuitka", python=python, tags=["pipeline"])
-    def build_nuitka(session: nox.Session) -> None:
-        """The standalone Nuitka build (checks every data file arrived)."""
-        step_session(session, "build-nuitka", "nuitka")
-
-    @nox.session(name="build-pyinstaller", python=python, tags=["pipeline"])
-    def build_pyinstaller(session: nox.Session) -> None:
-        """The onedir PyInstaller build (skipped when no input changed; -- --force)."""
-        step_session(session, "build-pyinstaller", "pyinstaller")
-
-    @nox.session(name="verify-artifact", python=python, tags=["pipeline"])
-    def verify_artifact(session: nox.Session) -> None:
-        """Prove every built artifact: pinned bytes, provenance, offline self-check, golden vectors."""
-        step_session(session, "verify-artifact")
+    for step in STEPS:
+        nox.session(name=step.name, python=python, tags=["pipeline"])(_step_session(step))
 
     @nox.session(name="nightly", python=python)
     def nightly(session: nox.Session) -> None:
@@ -112,18 +76,24 @@ def register(root: Path, python: str = PYTHON) -> None:
         install_groups(session, "build")
         log_versions(session, "nuitka", "pyinstaller", "onnxruntime")
         outcomes = run_pipeline(STEPS, lambda step: run_step(session, step, *pin))
-        report_outcomes(session, "nightly", outcomes, root)
+        report_outcomes(session, "nightly", outcomes)
 
-    @nox.session(name="clean", python=False)
+    @nox.session(name="clean", python=python)
     def clean(session: nox.Session) -> None:
         """Remove build outputs, staging folders and temp files; `-- --profile` also the prepared profile."""
-        for target in clean_targets(root, with_profile="--profile" in session.posargs):
-            session.log(f"# remove {target.relative_to(root)}")
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        install_groups(session, "build")
+        session.run(CONSOLE_SCRIPT, "clean", *session.posargs)
 
 
-def _step(name: str) -> Step:
-    return next(step for step in STEPS if step.name == name)
+def _step_session(step: Command) -> Callable[[nox.Session], None]:
+    def session_for_step(session: nox.Session) -> None:
+        install_groups(session, "build")
+        if step.tools:
+            log_versions(session, *step.tools)
+        run_step(session, step, *session.posargs)
+
+    session_for_step.__doc__ = step.summary[0].upper() + step.summary[1:] + "."
+    return session_for_step
 
 
 def pin_arguments(session: nox.Session) -> list[str]:
@@ -133,9 +103,10 @@ def pin_arguments(session: nox.Session) -> list[str]:
         session.error(f"Usage: nox -s {session.name} [-- --revision SHA] ({err})")
 
 
-def report_outcomes(session: nox.Session, what: str, outcomes: Sequence[StepOutcome], project: Path) -> None:
-    """The result table of a pipeline run, and the session's failure when a step failed."""
-    plan = plan_for(load_config(project / "pyproject.toml"), env={})
-    session.log("\n" + result_table(outcomes, [s.name for s in STEPS], artifact_sizes(plan)))
+def report_outcomes(session: nox.Session, what: str, outcomes: Sequence[StepOutcome]) -> None:
+    """The result table of a pipeline run (run in the project's folder), and the session's failure
+    when a step failed. The artifacts' sizes come from the suite's ``sizes`` command."""
+    sizes = json.loads(str(session.run(CONSOLE_SCRIPT, "sizes", silent=True) or "{}"))
+    session.log("\n" + result_table(outcomes, [s.name for s in STEPS], sizes))
     if any(o.result != "ok" for o in outcomes):
         session.error(f"{what} failed at step {outcomes[-1].step}")

@@ -1,37 +1,90 @@
-"""The pipeline's step table, the pin override they share, and the reporting around them.
+"""The one table of the pipeline's steps and the suite's other commands, and the reporting around them.
 
-``nightly``, ``demo`` and the tests run the same table in the same order; each
-step is a script in ``scripts/`` over ``build_hooks.cli.<module>.main``.
+Every door reads it: the nox sessions (one per step, and ``nightly`` running
+them in order), the ``embedding-pipeline`` console script and
+``python -m build_hooks.cli`` (one sub-command per command), and the seed's
+``scripts/*.py``. A command ``name`` runs ``build_hooks.cli.<name, underscored>.main``.
+
+This module imports nothing but the standard library and the suite's errors:
+nox's own interpreter reads it, and has neither numpy nor the runtime.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from build_hooks.bundle import BUILDERS, BundlePlan
-from build_hooks.config import load_config
 from build_hooks.errors import UsageError
+
+CONSOLE_SCRIPT = "embedding-pipeline"
 
 
 @dataclass(frozen=True)
-class Step:
-    name: str  # the nox session
-    script: str  # scripts/<script>
-    module: str  # build_hooks.cli.<module>, whose main(argv) the script runs
+class Command:
+    """One command of the suite: a pipeline step, or a helper around the steps."""
+
+    name: str  # the sub-command, and for a step its nox session
+    summary: str  # one line for --help, `nox -l` and the console script's list
+    script: str | None = None  # scripts/<script> runs it too (the seed's command names)
+    tools: tuple[str, ...] = ()  # distributions whose versions a session logs before the step
+    runs: str | None = None  # run another command's module, with ``args`` added
+    args: tuple[str, ...] = ()
+
+    @property
+    def module(self) -> str:
+        return f"build_hooks.cli.{(self.runs or self.name).replace('-', '_')}"
 
 
-STEPS: tuple[Step, ...] = (
-    Step("prepare-model", "prepare_embedding_model.py", "build_hooks.cli.prepare_model"),
-    Step("warm-tiktoken", "warm_tiktoken.py", "build_hooks.cli.warm_tiktoken"),
-    Step("build-nuitka", "build_nuitka.py", "build_hooks.cli.build_nuitka"),
-    Step("build-pyinstaller", "build_pyinstaller.py", "build_hooks.cli.build_pyinstaller"),
-    Step("verify-artifact", "verify_artifact.py", "build_hooks.cli.verify_artifact"),
+STEPS: tuple[Command, ...] = (
+    Command("prepare-model", "mirror and verify the pinned model profile", "prepare_embedding_model.py"),
+    Command("warm-tiktoken", "warm the verified, offline tiktoken cache", "warm_tiktoken.py"),
+    Command("build-nuitka", "build the app with Nuitka (standalone)", "build_nuitka.py", ("nuitka", "onnxruntime")),
+    Command(
+        "build-pyinstaller",
+        "build the app with PyInstaller (onedir)",
+        "build_pyinstaller.py",
+        ("pyinstaller", "onnxruntime"),
+    ),
+    Command("verify-artifact", "prove each built artifact complete, intact and offline", "verify_artifact.py"),
+)
+COMMANDS: tuple[Command, ...] = (
+    *STEPS,
+    Command(
+        "nuitka-options",
+        "print the Nuitka options for the app, one per line",
+        runs="build-nuitka",
+        args=("--print-options",),
+    ),
+    Command("sizes", "print the size of every built artifact, as JSON"),
+    Command("clean", "remove builds and leftovers (--profile: the prepared profile too)"),
 )
 PIN_FLAGS = ("--repo", "--revision", "--profile-id")
+
+
+def command(name: str) -> Command:
+    """The command called ``name``; :class:`UsageError` naming the known ones otherwise."""
+    for known in COMMANDS:
+        if known.name == name:
+            return known
+    raise UsageError(f"unknown command {name!r}: pick one of {', '.join(c.name for c in COMMANDS)} (see --help)")
+
+
+def run_command(name: str, argv: Sequence[str], prog: str) -> int:
+    """Run command ``name`` with ``argv``; ``prog`` is how the user called it, for its --help."""
+    chosen = command(name)
+    module = importlib.import_module(chosen.module)
+    return int(module.main([*argv, *chosen.args], prog=prog))
+
+
+def run_script(path: str, argv: Sequence[str]) -> int:
+    """What ``scripts/<name>.py`` runs: the command whose script it is, under the script's name."""
+    name = Path(path).name
+    chosen = next(c for c in COMMANDS if c.script == name)
+    return run_command(chosen.name, argv, prog=name)
 
 
 @dataclass(frozen=True)
@@ -61,7 +114,7 @@ def pin_args(posargs: Sequence[str]) -> list[str]:
     return [arg for flag in PIN_FLAGS if (value := getattr(args, flag[2:].replace("-", "_"))) for arg in (flag, value)]
 
 
-def run_pipeline(steps: Sequence[Step], run: Callable[[Step], object]) -> list[StepOutcome]:
+def run_pipeline(steps: Sequence[Command], run: Callable[[Command], object]) -> list[StepOutcome]:
     """Run ``steps`` in order with ``run``, stop at the first failure; what happened to each."""
     outcomes: list[StepOutcome] = []
     for step in steps:
@@ -75,41 +128,16 @@ def run_pipeline(steps: Sequence[Step], run: Callable[[Step], object]) -> list[S
     return outcomes
 
 
-def artifact_sizes(plan: BundlePlan, dist_root: Path | None = None) -> dict[str, int]:
-    """Bytes of every artifact the builds produced, by ``<builder>/<folder>``."""
-    sizes = {}
-    for builder in BUILDERS:
-        folder = plan.dist_dir(builder, dist_root)
-        if folder.is_dir():
-            sizes[f"{builder}/{folder.name}"] = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-    return sizes
-
-
-def clean_targets(project_root: Path, *, with_profile: bool = False) -> list[Path]:
-    """What `nox -s clean` removes: builds, the prepare step's working folders, temp files.
-
-    The prepared profile and the tiktoken cache stay unless ``with_profile``: they
-    cost a download to recreate.
-    """
-    config = load_config(project_root / "pyproject.toml")
-    targets = [project_root / "dist", project_root / "build"]
-    root = config.output_root
-    if root.is_dir():
-        targets += [
-            p
-            for p in root.iterdir()
-            if p.name.startswith(".") and p.name.endswith((".staging", ".download", ".previous"))
-        ]
-        targets += [p for p in root.rglob("*.tmp")] + [p for p in root.rglob("*.incomplete")]
-        if with_profile:
-            targets += [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    if config.tiktoken_cache.is_dir():
-        targets += list(config.tiktoken_cache.glob(".*.tmp"))
-    return [t for t in targets if t.exists()]
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    """Fixed-width columns, the first row a header underlined with dashes."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def result_table(outcomes: Sequence[StepOutcome], steps: Sequence[str], sizes: Mapping[str, int] | None = None) -> str:
-    """A fixed-width table of every step: ran ones with time and result, the rest as not run."""
+    """Every step: ran ones with time and result, the rest as not run; then the artifacts' sizes."""
     by_step = {o.step: o for o in outcomes}
     rows = [("step", "time", "result")]
     for step in steps:
@@ -118,8 +146,5 @@ def result_table(outcomes: Sequence[StepOutcome], steps: Sequence[str], sizes: M
             rows.append((step, "-", "not run"))
         else:
             rows.append((step, f"{outcome.seconds:.1f} s", outcome.result.splitlines()[0][:100]))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    lines += [f"artifact {name}: {size / 2**20:.0f} MiB" for name, size in (sizes or {}).items()]
-    return "\n".join(lines)
+    sizes_lines = [f"artifact {name}: {size / 2**20:.0f} MiB" for name, size in (sizes or {}).items()]
+    return "\n".join([format_table(rows), *sizes_lines])

@@ -1,87 +1,85 @@
 """What any app's PyInstaller spec needs from the suite, in a few lines.
 
+    from build_hooks.errors import PipelineError
     from build_hooks.pyinstaller_spec import SpecInputs
 
-    spec = SpecInputs.for_spec(SPECPATH)  # refuses before analysis: profile, cache, pin
-    a = Analysis([spec.entry], pathex=spec.pathex, datas=spec.datas,
-                 hiddenimports=spec.hiddenimports, excludes=spec.excludes, noarchive=True)
+    try:
+        spec = SpecInputs.for_spec(SPECPATH)  # the plan: refuses before analysis (profile, cache, pin)
+    except PipelineError as refusal:
+        raise SystemExit(refusal.report()) from None  # one ERROR line per problem
+    a = Analysis([spec.entry], pathex=spec.pathex, datas=spec.datas, excludes=spec.excludes, noarchive=True)
     ...  # PYZ, EXE(name=spec.name, exclude_binaries=True), COLLECT(name=spec.name) as usual
-    spec.finish(a)  # the manifest and SBOM beside the dist, which verify-artifact checks
+    spec.finish(a)  # checks the copies; the manifest, SBOM and stamp beside the dist
 
-The hooks (runtime, tiktoken's plugins and their data) come through the
-``pyinstaller40`` entry point of this distribution: no ``hookspath`` needed.
+The hooks (the runtime's lazy imports, tiktoken's plugins, the standard
+library's accelerators) come through the ``pyinstaller40`` entry point of this
+distribution: no ``hookspath`` and no ``hiddenimports`` needed.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from build_hooks.bundle import (
-    COLLECTED_PACKAGES,
-    EXCLUDED_MODULES,
-    PLUGIN_MODULES,
-    BundlePlan,
-    PreflightError,
-    plan_for,
-    prepare_build,
-)
+from build_hooks.build_pyinstaller import PLAN_FLAG
+from build_hooks.build_stamp import write_stamp
+from build_hooks.bundle import EXCLUDED_MODULES, target_for
 from build_hooks.config import find_pyproject, load_config, project_holding
-from build_hooks.manifest import data_copy_problems, write_manifest
+from build_hooks.errors import BuildFailedError
+from build_hooks.manifest import data_problems, write_manifest
+from build_hooks.plan import BuildPlan, make_plan, read_plan, write_plan
 from build_hooks.sbom import Analysis, pyinstaller_collection, write_sbom
-from embedding_runtime import STDLIB_ACCELERATORS
 
 
 @dataclass(frozen=True)
 class SpecInputs:
-    """The analysis inputs of the app configured in the spec's project, after the refusal checks."""
+    """The analysis inputs of one build, from its plan."""
 
-    plan: BundlePlan
+    plan: BuildPlan
 
     @classmethod
-    def for_spec(cls, spec_path: str | os.PathLike[str]) -> SpecInputs:
-        """Read the table of the project being built (the working directory's, as for every step;
-        else the one holding the spec); refuse (SystemExit, one line per problem) when the build
-        must not start. Without ``--distpath``, build where the build step does."""
-        spec_folder = Path(spec_path).resolve()
-        config = load_config(project_holding(Path.cwd().resolve()) or find_pyproject(spec_folder))
-        plan = plan_for(config)
-        try:
-            prepare_build(plan, "pyinstaller")
-        except PreflightError as refusal:
-            for problem in refusal.problems:
-                print(f"ERROR: {problem}", file=sys.stderr)
-            raise SystemExit(
-                f"ERROR: refusing to build {config.app_name}: {len(refusal.problems)} problem(s) above"
-            ) from None
+    def for_spec(cls, spec_path: str | os.PathLike[str], argv: Sequence[str] | None = None) -> SpecInputs:
+        """The plan the build step handed over (``pyinstaller <spec> -- --plan FILE``); on a hand run,
+        a plan made now for the project being built (the working directory's, else the one holding
+        the spec), with the pin in effect. :class:`PreflightError` when it must not be built."""
         from PyInstaller.config import CONF
 
-        if Path(CONF["distpath"]).absolute() == Path("dist").absolute():
-            CONF["distpath"] = str(plan.dist_dir("pyinstaller").parent)
+        parser = argparse.ArgumentParser(prog=f"pyinstaller {Path(spec_path).name} --")
+        parser.add_argument(PLAN_FLAG, type=Path, help="the build step's plan file")
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        if args.plan is not None:
+            plan = read_plan(args.plan)
+        else:
+            config = load_config(project_holding(Path.cwd().resolve()) or find_pyproject(Path(spec_path).resolve()))
+            target = target_for(config)
+            # Without --distpath, build where the build step does (dist/pyinstaller/<app>).
+            chosen = Path(CONF["distpath"]).absolute()
+            dist = None if chosen == Path("dist").absolute() else chosen / config.app_name
+            plan = make_plan(target, "pyinstaller", dist=dist)
+            write_plan(plan)
+        CONF["distpath"] = str(plan.dist.parent)
         return cls(plan)
 
     @property
     def name(self) -> str:
-        return self.plan.config.app_name
+        return self.plan.target.config.app_name
 
     @property
     def entry(self) -> str:
-        return str(self.plan.config.app_entry)
+        return str(self.plan.target.config.app_entry)
 
     @property
     def pathex(self) -> list[str]:
-        return [str(self.plan.config.source_root)]
+        return [str(self.plan.target.config.source_root)]
 
     @property
     def datas(self) -> list[tuple[str, str]]:
-        """The model profile, the tiktoken cache and the provenance files, file by file."""
+        """The plan's data files (model profile, tiktoken cache, provenance), file by file."""
         return self.plan.pyinstaller_datas()
-
-    @property
-    def hiddenimports(self) -> list[str]:
-        return [*COLLECTED_PACKAGES, *PLUGIN_MODULES, *STDLIB_ACCELERATORS]
 
     @property
     def excludes(self) -> list[str]:
@@ -89,12 +87,12 @@ class SpecInputs:
         return list(EXCLUDED_MODULES)
 
     def finish(self, analysis: Analysis) -> Path:
-        """After COLLECT: write the manifest of every file, check the data copies by its hashes (one
-        hash of the model per build), and write the SBOM of what ``analysis`` collected."""
-        from PyInstaller.config import CONF
-
-        dist = Path(CONF["distpath"]) / self.name
-        if problems := data_copy_problems(self.plan, dist, write_manifest(self.plan, dist, "pyinstaller")):
-            raise SystemExit(f"ERROR: the dist is incomplete: {'; '.join(problems)}")
+        """After COLLECT: write the manifest of every file, check the data copies against the plan
+        by its hashes (one hash of the model per build), write the SBOM of what ``analysis``
+        collected and the stamp of the plan's inputs. :class:`BuildFailedError` on a bad copy."""
+        dist = self.plan.dist
+        if problems := data_problems(self.plan, dist, write_manifest(self.plan, dist)):
+            raise BuildFailedError(f"the dist is not what the plan lists: {'; '.join(problems)}")
         write_sbom(self.plan, dist, pyinstaller_collection(analysis))
+        write_stamp(dist, self.plan.inputs)
         return dist

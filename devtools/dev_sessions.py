@@ -35,7 +35,7 @@ def register_dev(root: Path, python: str) -> None:
         pin = pin_arguments(session)
         with session.chdir(project):
             outcomes = run_pipeline(STEPS, lambda step: run_step(session, step, *pin, *extra.get(step.name, [])))
-        report_outcomes(session, session.name, outcomes, project)
+            report_outcomes(session, session.name, outcomes)
 
     @nox.session(name="demo", python=python)
     def demo(session: nox.Session) -> None:

@@ -42,7 +42,7 @@ from pathlib import Path, PureWindowsPath
 from build_hooks.pipeline_steps import STEPS
 from devtools.demo_project import APP_NAME
 from devtools.dev_sessions import demo_step_arguments
-from embedding_runtime import CpuFacts, decide_variant
+from embedding_runtime.build_api import CpuFacts, decide_variant
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORK = REPO_ROOT / "build" / "windows-smoke"
@@ -408,8 +408,12 @@ import json, sys
 sys.modules["_wmi"] = None
 started = []
 sys.addaudithook(lambda event, args: started.append(str(args[0])) if event == "subprocess.Popen" else None)
-if sys.argv[1] == "runtime":
-    import embedding_runtime
+if sys.argv[1] == "runtime":  # what importing the runtime does first, without its numpy half
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("windows_version", sys.argv[2])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.ver_without_a_process()
 import platform
 facts = [platform.system(), platform.release(), platform.machine(), platform.platform(), list(platform.win32_ver())]
 print("PROBE", json.dumps({"facts": facts, "started": started}))
@@ -420,10 +424,10 @@ def newer_platform(wine: Wine, python: PureWindowsPath, smoke: Path) -> str:
     """CPython 3.13's own platform.py on (Wine's) Windows: what it starts, with and without the runtime."""
     probe = smoke / "platform_probe.py"
     probe.write_text(PLATFORM_PROBE, encoding="utf-8")
-    env = {"PYTHONPATH": str(wine.windows_path(REPO_ROOT))}  # the runtime's package imports without numpy
+    module = str(wine.windows_path(REPO_ROOT / "embedding_runtime" / "_windows_version.py"))
     results = {}
     for mode in ("bare", "runtime"):
-        code, output = wine.run(python, str(wine.windows_path(probe)), mode, env=env)
+        code, output = wine.run(python, str(wine.windows_path(probe)), mode, module)
         line = next((line for line in output.splitlines() if line.startswith("PROBE ")), None)
         if code != 0 or line is None:
             raise SmokeError(f"the platform probe ({mode}) failed with exit {code}")

@@ -17,14 +17,16 @@ from embedding_runtime._service import DEFAULT_APP_NAME, EmbeddingService
 from embedding_runtime._tiktoken_cache import cache_report, use_bundled_tiktoken_cache
 
 
-class _Parser(argparse.ArgumentParser):
+class UsageParser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one ``ERROR:`` line and exit 2 (the build suite's too)."""
+
     def error(self, message: str) -> NoReturn:
         print(f"ERROR: {message} (see --help)", file=sys.stderr)
         raise SystemExit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m embedding_runtime", description="Offline text embeddings.")
+    parser = UsageParser(prog="python -m embedding_runtime", description="Offline text embeddings.")
     parser.add_argument("--profile", default=DEFAULT_PROFILE_ID, help="profile id (default: %(default)s)")
     parser.add_argument("--app-name", default=DEFAULT_APP_NAME, help="names the app-data folder of the override")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the runtime does to stderr")

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedding_runtime._hashing import FileDigest
+
 DEFAULT_PROFILE_ID = "local-text-retrieval-v1"
 MARKER_NAME = ".prepared.json"
 MARKER_SCHEMA = 1
@@ -40,9 +42,9 @@ def files_for_variants(variants: Iterable[str]) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class MarkerFile:
-    size: int
-    sha256: str
+class MarkerFile(FileDigest):
+    """A profile file as prepare installed it: its bytes, and its mtime then (a later change shows)."""
+
     mtime_ns: int
 
 

@@ -61,8 +61,14 @@ def _home() -> Path:
         return Path(os.sep) / "nonexistent"
 
 
-def app_data_dir(app_name: str, facts: ProcessFacts) -> Path:
-    """The per-user data folder of ``app_name`` on this OS."""
+def app_data_dir(app_name: str, facts: ProcessFacts | None = None) -> Path:
+    """The per-user data folder of ``app_name``: where the app keeps what it writes (and where a
+    user's model override lives, under ``embedding_models/``).
+
+    ``%LOCALAPPDATA%\\<app>`` on Windows, ``~/Library/Application Support/<app>`` on macOS,
+    ``$XDG_DATA_HOME/<app>`` (else ``~/.local/share/<app>``) elsewhere. Not created here.
+    """
+    facts = facts or ProcessFacts.current()
     env = facts.env
     if facts.platform == "win32":
         base = env.get("LOCALAPPDATA") or str(facts.home / "AppData" / "Local")

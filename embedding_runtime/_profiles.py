@@ -20,7 +20,16 @@ PaddingSide = Literal["right", "left"]
 
 @dataclass(frozen=True)
 class ProfileContract:
-    """The compatibility contract of one profile id."""
+    """The compatibility contract of one profile id: what its vectors mean. Declare an app's own
+    with :func:`register_profile`; a model folder cannot change it.
+
+    Vectors with the same id are comparable, so any change to these fields needs a new id.
+    ``pooling`` is ``"last_token"``, ``"mean"`` or ``"cls"``; ``matryoshka_dims`` lists the
+    dimensions a caller may ask for (the full ``dimension`` among them: ``(384,)`` for a model
+    without Matryoshka training); ``max_tokens`` truncates every text; the prompts are prepended
+    to queries and documents; ``pad_token_id`` and ``padding_side`` shape a batch. The model is
+    fed ``input_ids`` and ``attention_mask`` (and ``token_type_ids`` when it declares that input).
+    """
 
     profile_id: str
     dimension: int

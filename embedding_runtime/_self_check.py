@@ -59,7 +59,8 @@ _WATCH: ProcessWatch | None = None
 
 
 def watch_process() -> ProcessWatch:
-    """Install the audit hook once per process (hooks cannot be removed) and return its record."""
+    """Start recording what an offline app never does (connections, child processes): call it first
+    thing in ``main`` so the self-check sees the whole process. Once per process (an audit hook)."""
     global _WATCH
     if _WATCH is None:
         _WATCH = ProcessWatch()

@@ -63,6 +63,10 @@ class EngineSettings:
 
 
 class State(enum.Enum):
+    """Where a service is in its life (``service.state``): INIT until the first call loads the model,
+    then READY, or DISABLED for the rest of the process (``disabled_reason`` says why); CLOSED after
+    ``close()``."""
+
     INIT = "init"
     LOADING = "loading"
     READY = "ready"

@@ -17,21 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from embedding_runtime._artifact import DATA_FOLDER, TIKTOKEN_FOLDER
-from embedding_runtime._hashing import sha256_file
+from embedding_runtime._hashing import FileDigest, sha256_file
 from embedding_runtime._locations import ProcessFacts, bundled_data_roots
 
 CACHE_ENV = "TIKTOKEN_CACHE_DIR"
-MANIFEST_NAME = "tiktoken-cache-manifest.json"
-MANIFEST_SCHEMA = 1
+TIKTOKEN_MANIFEST_NAME = "tiktoken-cache-manifest.json"
+TIKTOKEN_MANIFEST_SCHEMA = 1
 
 
 @dataclass(frozen=True)
-class CachedBlob:
+class CachedBlob(FileDigest):
+    """One encoding's file in the cache: its bytes, its encoding, and the URL tiktoken names it after."""
+
     encoding: str
     url: str
     file: str  # sha1 of the URL, as tiktoken names it
-    size: int
-    sha256: str
 
 
 def bundled_cache_dir(facts: ProcessFacts | None = None, source_root: Path | None = None) -> Path | None:
@@ -42,7 +42,7 @@ def bundled_cache_dir(facts: ProcessFacts | None = None, source_root: Path | Non
     if source_root is None:
         return None
     source_cache = source_root / DATA_FOLDER / TIKTOKEN_FOLDER
-    return source_cache if (source_cache / MANIFEST_NAME).is_file() else None
+    return source_cache if (source_cache / TIKTOKEN_MANIFEST_NAME).is_file() else None
 
 
 def use_bundled_tiktoken_cache(
@@ -65,14 +65,20 @@ def use_bundled_tiktoken_cache(
     return folder
 
 
-def read_manifest(folder: Path) -> list[CachedBlob] | None:
+def read_tiktoken_manifest(folder: Path) -> list[CachedBlob] | None:
     """The blobs the manifest in ``folder`` lists, or ``None`` when it is absent or invalid."""
     try:
-        raw = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
-        if raw.get("schema") != MANIFEST_SCHEMA:
+        raw = json.loads((folder / TIKTOKEN_MANIFEST_NAME).read_text(encoding="utf-8"))
+        if raw.get("schema") != TIKTOKEN_MANIFEST_SCHEMA:
             return None
         return [
-            CachedBlob(str(b["encoding"]), str(b["url"]), str(b["file"]), int(b["size"]), str(b["sha256"]))
+            CachedBlob(
+                size=int(b["size"]),
+                sha256=str(b["sha256"]),
+                encoding=str(b["encoding"]),
+                url=str(b["url"]),
+                file=str(b["file"]),
+            )
             for b in raw["blobs"]
         ]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -85,9 +91,9 @@ def encoding_problems(folder: Path, encodings: Iterable[str]) -> dict[str, list[
     The one check of a tiktoken cache: the warm step, the builds' preflight,
     verify-artifact and the app's doctor report all use it.
     """
-    blobs = read_manifest(folder)
+    blobs = read_tiktoken_manifest(folder)
     if blobs is None:
-        return {name: [f"{folder} has no valid {MANIFEST_NAME}"] for name in encodings}
+        return {name: [f"{folder} has no valid {TIKTOKEN_MANIFEST_NAME}"] for name in encodings}
     return _blob_problems(folder, encodings, blobs)
 
 
@@ -101,9 +107,9 @@ def _blob_problems(folder: Path, encodings: Iterable[str], blobs: list[CachedBlo
 
 def cache_report(folder: Path, encodings: list[str] | None = None) -> dict[str, Any]:
     """Whether every encoding (default: every one in the manifest) is present and intact."""
-    blobs = read_manifest(folder)
+    blobs = read_tiktoken_manifest(folder)
     if blobs is None:
-        return {"folder": str(folder), "ok": False, "problem": f"no valid {MANIFEST_NAME}", "encodings": {}}
+        return {"folder": str(folder), "ok": False, "problem": f"no valid {TIKTOKEN_MANIFEST_NAME}", "encodings": {}}
     wanted = encodings or sorted({b.encoding for b in blobs})
     status = {name: "; ".join(p) or "ok" for name, p in _blob_problems(folder, wanted, blobs).items()}
     return {"folder": str(folder), "ok": all(v == "ok" for v in status.values()), "problem": None, "encodings": status}

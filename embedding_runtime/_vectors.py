@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 
 import numpy as np
@@ -32,11 +31,6 @@ def stamp_dimension(stamp: str) -> int:
     if match is None:
         raise VectorFormatError(f"{stamp!r} is not a vector stamp like local-text-retrieval-v1-768d-int8-mlen1024-in1")
     return int(match["dim"])
-
-
-def text_key(text: str) -> str:
-    """The cache key of a text: its sha256 (the text itself is not stored)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def pack_vector(vector: npt.ArrayLike) -> str:

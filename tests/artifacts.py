@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from build_hooks.manifest import manifest_path
-from build_hooks.model_profile import HubSource, PrepareRequest, prepare_profile
+from build_hooks.prepare_model import HubSource, PrepareRequest, prepare_profile
 from build_hooks.sbom import sbom_path
-from build_hooks.tiktoken_warm import WarmRequest, warm_cache
 from build_hooks.verify import run_offline
+from build_hooks.warm_tiktoken import WarmRequest, warm_cache
 from devtools.demo_project import (
     APP_NAME,
     ARTIFACT_REPO,
@@ -36,7 +36,8 @@ from devtools.demo_project import (
 )
 from devtools.fixture_model import fixture_files
 from devtools.loopback_hub import serve_hub
-from embedding_runtime import SELF_CHECK_TEXTS, EmbeddingService, ModelRoot
+from embedding_runtime import EmbeddingService, ModelRoot
+from embedding_runtime.build_api import SELF_CHECK_TEXTS
 from tests.support import REPO_ROOT, child_env
 
 

@@ -62,6 +62,21 @@ def artifact_project(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 
 @pytest.fixture(scope="session")
+def foreign_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The foreign app, prepared, warmed and built with PyInstaller from its own folder (shared)."""
+    from devtools.foreign_project import make_foreign_project, step_arguments
+    from tests.support import pipeline
+
+    root = make_foreign_project(tmp_path_factory.mktemp("foreign") / "pocket-search")
+    for step, extra in step_arguments(root).items():
+        result = pipeline(root, step, *extra)
+        assert result.returncode == 0, result.stderr[-2000:]
+    built = pipeline(root, "build-pyinstaller")
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
+    return root
+
+
+@pytest.fixture(scope="session")
 def pyinstaller_artifact(artifact_project: Project) -> Path:
     """The PyInstaller onedir artifact, built once per test run by the build-pyinstaller step."""
     from tests.artifacts import run_step

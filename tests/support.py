@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from build_hooks.config import parse_variants
-from embedding_runtime import MARKER_NAME, files_for_variants, read_marker
+from embedding_runtime.build_api import MARKER_NAME, files_for_variants, read_marker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NETGUARD = Path(__file__).resolve().parent / "netguard"
@@ -38,6 +38,16 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(NETGUARD), str(REPO_ROOT)])
     env.update(extra or {})
     return env
+
+
+CONSOLE_SCRIPT = Path(sys.executable).parent / "embedding-pipeline"
+
+
+def pipeline(root: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    """``embedding-pipeline ARGS`` from an app's project root, as its noxfile's sessions run it."""
+    return subprocess.run(
+        [str(CONSOLE_SCRIPT), *args], cwd=root, env=child_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def run_prepare_cli(args: list[str], env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:

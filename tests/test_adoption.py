@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from build_hooks.bundle import plan_for
+from build_hooks.build_nuitka import options_for_project
+from build_hooks.bundle import target_for
 from build_hooks.config import load_config
-from build_hooks.nuitka_build import options_for_project
-from devtools.foreign_project import TEMPLATE, make_foreign_project, step_arguments
+from build_hooks.plan import make_plan
+from devtools.foreign_project import TEMPLATE
 from embedding_runtime import __version__ as runtime_version
-from tests.support import REPO_ROOT, child_env
+from tests.support import REPO_ROOT, child_env, pipeline
 
-CONSOLE_SCRIPT = Path(sys.executable).parent / "embedding-pipeline"
 RUNTIME_IMPORTS = {"numpy", "onnxruntime", "tokenizers", "embedding_runtime"}
 
 
@@ -33,13 +33,6 @@ def names(requirements: list[str]) -> set[str]:
     return {re.split(r"[=<>~!;\[ ]", r, maxsplit=1)[0].lower() for r in requirements}
 
 
-def pipeline(root: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    """``embedding-pipeline ARGS`` from the app's project root, as its noxfile's sessions run it."""
-    return subprocess.run(
-        [str(CONSOLE_SCRIPT), *args], cwd=root, env=child_env(), capture_output=True, text=True, timeout=timeout
-    )
-
-
 # -- two distributions ------------------------------------------------------------
 
 
@@ -48,7 +41,13 @@ def test_the_runtime_distribution_declares_only_what_the_runtime_imports() -> No
     assert names(runtime["dependencies"]) == {"numpy", "onnxruntime", "tokenizers"}
     assert runtime["version"] == runtime_version
     wheel = project_table(REPO_ROOT / "runtime" / "pyproject.toml")["tool"]["hatch"]["build"]["targets"]["wheel"]
-    assert wheel["force-include"] == {"../embedding_runtime": "embedding_runtime"}
+    # The package is copied into standard wheels by the build hook; an editable install points at the source.
+    assert "force-include" not in wheel and wheel["dev-mode-dirs"] == [".."] and "custom" in wheel["hooks"]
+    hook = ast.parse((REPO_ROOT / "runtime" / "hatch_build.py").read_text())
+    copies = [
+        node for node in ast.walk(hook) if isinstance(node, ast.Constant) and node.value == "../embedding_runtime"
+    ]
+    assert copies and "version == 'standard'" in ast.unparse(hook)
 
 
 def test_no_runtime_module_imports_outside_stdlib_numpy_onnxruntime_tokenizers() -> None:
@@ -135,18 +134,6 @@ def test_the_adoption_is_under_40_lines_and_is_what_the_readme_shows() -> None:
     assert len(lines) < 40, len(lines)
 
 
-@pytest.fixture(scope="session")
-def foreign_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The foreign app, prepared, warmed and built with PyInstaller from its own folder (shared)."""
-    root = make_foreign_project(tmp_path_factory.mktemp("foreign") / "pocket-search")
-    for step, extra in step_arguments(root).items():
-        result = pipeline(root, step, *extra)
-        assert result.returncode == 0, result.stderr[-2000:]
-    built = pipeline(root, "build-pyinstaller")
-    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
-    return root
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_the_foreign_app_builds_with_pyinstaller_and_verifies(foreign_project: Path) -> None:
@@ -166,9 +153,9 @@ def test_the_foreign_app_builds_with_pyinstaller_and_verifies(foreign_project: P
 @pytest.mark.slow
 def test_the_foreign_apps_nuitka_options_come_from_the_public_function(foreign_project: Path) -> None:
     options = options_for_project(foreign_project)
-    plan = plan_for(load_config(foreign_project / "pyproject.toml"), env={})
+    plan = make_plan(target_for(load_config(foreign_project / "pyproject.toml"), env={}), "nuitka")
     assert "--output-filename=pocket-search" in options
     data = {o.removeprefix("--include-data-files=").split("=", 1)[1] for o in options if "data-files" in o}
-    assert data == set(plan.expected_data()) and any("pocket-mini-v1" in d for d in data)
+    assert data == {f.dest for f in plan.data} and any("pocket-mini-v1" in d for d in data)
     printed = pipeline(foreign_project, "nuitka-options")
     assert printed.returncode == 0 and printed.stdout.split("\n")[:-1] == options

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from build_hooks.bundle import plan_for
-from build_hooks.config import load_config
 from devtools.demo_project import APP_NAME, PROFILE_ID, Project
 from devtools.fixture_model import FixtureSpec, fixture_files
-from embedding_runtime import HTTP_CLIENTS, MARKER_NAME, STDLIB_ACCELERATORS
+from embedding_runtime.build_api import HTTP_CLIENTS, MARKER_NAME, STDLIB_ACCELERATORS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 NOBODY = 65534
@@ -130,7 +128,7 @@ def test_a_run_writes_nothing_under_home_and_ships_no_http_client(world: Path) -
 def test_the_artifact_serves_the_revision_it_was_built_from(world: Path, artifact_project: Project) -> None:
     result = run_as_nobody(world, "--self-check")
     report = json.loads(result.stdout)
-    pin = plan_for(load_config(artifact_project.root / "pyproject.toml"), env={}).pin
+    pin = artifact_project.target.pin
     assert report["folder"]["revision"] == pin.revision and report["folder"]["profile_id"] == pin.profile_id
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from build_hooks.bundle import BYTECODE_PACKAGES, plan_for
-from build_hooks.config import load_config
-from build_hooks.manifest import data_copy_problems, dist_entries
-from build_hooks.nuitka_build import make_data_readable, nuitka_command
+from build_hooks.build_nuitka import make_data_readable, nuitka_options
+from build_hooks.bundle import BYTECODE_PACKAGES
+from build_hooks.manifest import data_problems, dist_entries
+from build_hooks.plan import make_plan
 from build_hooks.sbom import nuitka_report_path
 from devtools.demo_project import PROFILE_ID, Project
 from tests.artifacts import damaged, run_nuitka, self_check_elsewhere, source_vectors
@@ -51,8 +51,8 @@ def test_nuitka_vectors_match_the_source_runtime(
 
 
 def test_every_data_file_arrived_and_is_readable(nuitka_artifact: Path, artifact_project: Project) -> None:
-    plan = plan_for(load_config(artifact_project.root / "pyproject.toml"), env={})
-    assert data_copy_problems(plan, nuitka_artifact, dist_entries(nuitka_artifact)) == []
+    plan = make_plan(artifact_project.target, "nuitka")
+    assert data_problems(plan, nuitka_artifact, dist_entries(nuitka_artifact)) == []
     for path in (nuitka_artifact / "data").rglob("*"):
         if path.is_file():
             assert path.stat().st_mode & 0o444 == 0o444, path
@@ -82,11 +82,12 @@ def test_dropped_file_check_names_the_missing_file(
     shutil.copytree(nuitka_artifact, dist, copy_function=os.link)  # hard links: fast, and no 200 MB copy
     (dist / "data" / "embedding_models" / PROFILE_ID / "onnx" / "model.onnx_data").unlink()
     (dist / "data" / "tiktoken_cache" / "fb374d419588a4632f3f557e76b4b70aebbca790").unlink()
-    plan = plan_for(load_config(artifact_project.root / "pyproject.toml"), env={})
-    problems = data_copy_problems(plan, dist, dist_entries(dist))
-    assert len(problems) == 2
-    assert f"data/embedding_models/{PROFILE_ID}/onnx/model.onnx_data is missing" in problems[0]
-    assert "data/tiktoken_cache/fb374d419588a4632f3f557e76b4b70aebbca790 is missing" in problems[1]
+    plan = make_plan(artifact_project.target, "nuitka", dist=dist)
+    problems = data_problems(plan, dist, dist_entries(dist))
+    assert problems == [
+        f"data/embedding_models/{PROFILE_ID}/onnx/model.onnx_data is missing from data/",
+        "data/tiktoken_cache/fb374d419588a4632f3f557e76b4b70aebbca790 is missing from data/",
+    ]
 
 
 @pytest.mark.parametrize(("damage", "message"), [("missing sidecar", "is missing"), ("tiktoken missing", "tiktoken")])
@@ -111,8 +112,8 @@ def test_mode_0600_files_become_readable(tmp_path: Path) -> None:
 
 
 def test_data_goes_file_by_file_and_platform_specific_libraries(artifact_project: Project) -> None:
-    plan = plan_for(load_config(artifact_project.root / "pyproject.toml"), env={})
-    linux = nuitka_command(plan, Path("out"), platform="linux")
+    plan = make_plan(artifact_project.target, "nuitka")
+    linux = nuitka_options(plan, platform="linux")
     assert not any(arg.startswith("--include-data-dir") for arg in linux), "data dirs drop files by suffix"
     assert (
         f"--include-data-files={artifact_project.profile}/onnx/model.onnx_data=data/embedding_models/{PROFILE_ID}/onnx/model.onnx_data"
@@ -120,7 +121,5 @@ def test_data_goes_file_by_file_and_platform_specific_libraries(artifact_project
     )
     assert "--nofollow-import-to=onnxruntime.transformers" in linux
     assert "--noinclude-dlls=onnxruntime/capi/libonnxruntime.so*" in linux
-    assert "--noinclude-dlls=onnxruntime/capi/libonnxruntime*.dylib" in nuitka_command(
-        plan, Path("o"), platform="darwin"
-    )
-    assert not any("noinclude-dlls" in arg for arg in nuitka_command(plan, Path("o"), platform="win32"))
+    assert "--noinclude-dlls=onnxruntime/capi/libonnxruntime*.dylib" in nuitka_options(plan, platform="darwin")
+    assert not any("noinclude-dlls" in arg for arg in nuitka_options(plan, platform="win32"))

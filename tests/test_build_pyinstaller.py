@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from build_hooks import bundle
-from build_hooks.bundle import plan_for, preflight_problems
-from build_hooks.config import load_config
+from build_hooks.bundle import preflight_problems
 from build_hooks.manifest import manifest_path
 from build_hooks.verify import run_offline
 from devtools.demo_project import ARTIFACT_REPO, ARTIFACT_REVISION, PROFILE_ID, Project
-from embedding_runtime import BUILD_INFO_FILE, PROBE_RECORD_FILE, data_path, sha256_file
+from embedding_runtime import _completeness
+from embedding_runtime.build_api import BUILD_INFO_FILE, PROBE_RECORD_FILE, data_path, sha256_file
 from tests.artifacts import copy_project, damaged, run_pyinstaller, run_step, self_check_elsewhere, source_vectors
 from tests.support import REPO_ROOT, child_env
 
@@ -143,8 +142,8 @@ def test_preflight_accepts_the_prepared_project_without_hashing_it(
         hashed.append(path.name)
         return sha256_file(path)
 
-    monkeypatch.setattr(bundle, "sha256_file", counted)
-    assert preflight_problems(plan_for(load_config(artifact_project.root / "pyproject.toml"), env={})) == []
+    monkeypatch.setattr(_completeness, "sha256_file", counted)
+    assert preflight_problems(artifact_project.target) == []
     assert not {"model.onnx_data", "model_quantized.onnx_data"} & set(hashed), "files as prepared are not re-read"
 
 
@@ -161,8 +160,8 @@ def test_a_change_preflight_cannot_see_fails_the_build_by_the_copy_check(
     os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
     result = run_pyinstaller(project)
     assert result.returncode != 0
-    assert f"data/embedding_models/{PROFILE_ID}/onnx/model.onnx_data in " in result.stderr
-    assert "differs from its source (size or sha256)" in result.stderr
+    assert f"data/embedding_models/{PROFILE_ID}/onnx/model.onnx_data is not the plan's" in result.stderr
+    assert "size or sha256 differs" in result.stderr
 
 
 def test_build_without_vectors_is_an_explicit_choice_the_artifact_reports(

@@ -1,51 +1,194 @@
-"""Rebuilds are skipped only when nothing that goes into the artifact changed."""
+"""One plan per build: the up-to-date decision follows every input (and nothing else), and the pin
+is resolved once, when the plan is made."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from build_hooks.build_stamp import inputs_digest, is_up_to_date, write_stamp
-from build_hooks.bundle import plan_for
+import pytest
+
+from build_hooks.build_pyinstaller import PLAN_FLAG
+from build_hooks.build_stamp import changed_inputs, read_stamp, rebuild_reason, write_stamp
+from build_hooks.bundle import Builder, target_for
 from build_hooks.config import load_config
-from build_hooks.model_profile import LocalFolderSource, PrepareRequest, prepare_profile
-from devtools.demo_project import ARTIFACT_REPO, ARTIFACT_REVISION, PROFILE_ID, Project, write_local_dir_metadata
-from embedding_runtime._layout import MARKER_NAME
-from tests.artifacts import copy_project
+from build_hooks.plan import make_plan, read_plan, write_plan
+from devtools.demo_project import ARTIFACT_REPO, ARTIFACT_REVISION, PROFILE_ID, Project
+from embedding_runtime.build_api import BUILD_INFO_FILE, MARKER_NAME, data_path
+from tests.artifacts import copy_project, run_nuitka, run_step
+from tests.support import REPO_ROOT, child_env, pipeline
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+OTHER_REVISION = "e" * 8 + "0123456789abcdef0123456789abcdef"
 
 
-def test_digest_follows_every_input(artifact_project: Project, tmp_path: Path) -> None:
+def inputs_of(root: Path, builder: Builder = "pyinstaller") -> dict[str, str]:
+    return dict(make_plan(target_for(load_config(root / "pyproject.toml"), env={}), builder).inputs)
+
+
+def edit(path: Path, line: str = "# edited\n") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(line)
+
+
+def decisions(root: Path, edits: dict[str, Callable[[], object]], builder: Builder) -> dict[str, list[str]]:
+    """The inputs each edit changes, one edit at a time on top of the ones before."""
+    changed = {}
+    for name, make_edit in edits.items():
+        before = inputs_of(root, builder)
+        make_edit()
+        changed[name] = changed_inputs(before, inputs_of(root, builder))
+    return changed
+
+
+def outputs_and_caches(root: Path) -> dict[str, Callable[[], object]]:
+    """Edits under the folders a build ignores: outputs, data, caches, environments."""
+    return {
+        "data/": lambda: edit(root / "data" / "notes.py"),
+        "dist/": lambda: edit(root / "dist" / "stray.py"),
+        "build/": lambda: edit(root / "build" / "stray.py"),
+        ".nox/": lambda: edit(root / ".nox" / "tests" / "lib" / "site.py"),
+        ".venv/": lambda: edit(root / ".venv" / "lib" / "site.py"),
+    }
+
+
+def test_the_foreign_apps_up_to_date_decision_follows_its_inputs(foreign_project: Path, tmp_path: Path) -> None:
+    root = tmp_path / "pocket-search"
+    shutil.copytree(foreign_project, root, ignore=shutil.ignore_patterns("dist", "build"))
+    package = root / "src" / "pocket_search"
+    changed = decisions(
+        root,
+        {
+            "spec": lambda: edit(root / "pocket-search.spec"),
+            "profiles module": lambda: edit(package / "profiles.py"),
+            "module under source-root": lambda: edit(package / "__init__.py"),
+            "new module under source-root": lambda: edit(package / "ranking.py", "WEIGHT = 1\n"),
+            **outputs_and_caches(root),
+        },
+        "pyinstaller",
+    )
+    assert changed["spec"] == ["spec"]
+    assert set(changed["profiles module"]) == {"profiles-module", "source pocket_search/profiles.py"}
+    assert changed["module under source-root"] == ["source pocket_search/__init__.py"]
+    assert changed["new module under source-root"] == ["source pocket_search/ranking.py"]
+    assert all(changed[name] == [] for name in outputs_and_caches(root)), changed
+
+
+def test_this_repositorys_launcher_decision_follows_its_inputs(artifact_project: Project, tmp_path: Path) -> None:
+    """The repository's own table (app/ as source-root, specs/launcher.spec), with the demo's data."""
+    root = tmp_path / "launcher"
+    for folder in ("app", "specs"):
+        shutil.copytree(REPO_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    text = (REPO_ROOT / "pyproject.toml").read_text()
+    for key in ("repo", "revision"):
+        value = {"repo": ARTIFACT_REPO, "revision": ARTIFACT_REVISION}[key]
+        text = "\n".join(f'{key} = "{value}"' if line.startswith(f"{key} = ") else line for line in text.splitlines())
+    (root / "pyproject.toml").write_text(text + "\n")
+    shutil.copytree(artifact_project.root / "data", root / "data")
+    changed = decisions(
+        root,
+        {
+            "spec": lambda: edit(root / "specs" / "launcher.spec"),
+            "entry": lambda: edit(root / "app" / "launcher.py"),
+            "new module under source-root": lambda: edit(root / "app" / "notes_store.py", "NOTES = []\n"),
+            "a test": lambda: edit(root / "tests" / "test_x.py"),
+            **outputs_and_caches(root),
+        },
+        "nuitka",
+    )
+    assert changed["spec"] == [], "Nuitka does not read the PyInstaller spec"
+    assert changed["entry"] == ["entry", "source launcher.py"]
+    assert changed["new module under source-root"] == ["source notes_store.py"]
+    assert changed["a test"] == [], "tests/ is not under the launcher's source-root"
+    assert all(changed[name] == [] for name in outputs_and_caches(root)), changed
+    assert "spec" in changed_inputs(inputs_of(root, "nuitka"), inputs_of(root, "pyinstaller"))
+
+
+def test_a_changed_profile_or_tool_names_the_input(artifact_project: Project, tmp_path: Path) -> None:
     project = copy_project(artifact_project, tmp_path / "p")
-    plan = plan_for(load_config(project.root / "pyproject.toml"), env={})
-    first = inputs_digest(plan, "nuitka", ["--standalone"])
-    assert inputs_digest(plan, "nuitka", ["--standalone"]) == first
-    assert inputs_digest(plan, "pyinstaller", ["--standalone"]) != first
-    assert inputs_digest(plan, "nuitka", ["--standalone", "--lto=yes"]) != first
+    before = inputs_of(project.root)
     marker = json.loads((project.profile / MARKER_NAME).read_text())
     marker["source"] = "elsewhere"
     (project.profile / MARKER_NAME).write_text(json.dumps(marker))
-    assert inputs_digest(plan, "nuitka", ["--standalone"]) != first
-
-
-def test_stamp_needs_the_artifact_and_the_same_digest(tmp_path: Path) -> None:
+    after = inputs_of(project.root)
+    assert changed_inputs(before, after) == [f"data data/embedding_models/{PROFILE_ID}/{MARKER_NAME}"]
     dist = tmp_path / "app.dist"
-    assert not is_up_to_date(dist, "abc")
+    for record in (".manifest.json", ".cdx.json"):
+        (tmp_path / f"app.dist{record}").write_text("{}")
+    assert rebuild_reason(dist, after) == "there is no artifact yet"
     dist.mkdir()
-    write_stamp(dist, "abc")
-    assert is_up_to_date(dist, "abc") and not is_up_to_date(dist, "abd")
-    shutil.rmtree(dist)
-    assert not is_up_to_date(dist, "abc"), "a deleted artifact is rebuilt even with its stamp left"
+    assert rebuild_reason(dist, after) == "no record of the inputs it was built from"
+    write_stamp(dist, {**after, "version numpy": "1.0"})
+    assert read_stamp(dist) is not None
+    assert rebuild_reason(dist, after) == "1 input(s) changed: version numpy"
+    write_stamp(dist, after)
+    assert rebuild_reason(dist, after) is None
 
 
-def test_demo_model_source_passes_the_air_gapped_checks(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
-    source = tmp_path / "source"
-    for name, data in repo_files_a.items():
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        (source / name).write_bytes(data)
-    write_local_dir_metadata(source, ARTIFACT_REVISION)
-    request = PrepareRequest(
-        ARTIFACT_REPO, ARTIFACT_REVISION, PROFILE_ID, tmp_path / "out", ("fp32", "int8"),
-        (LocalFolderSource(source, ARTIFACT_REPO, ARTIFACT_REVISION),),
+def built_or_up_to_date(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return "up to date" if "is up to date" in result.stderr else "built"
+
+
+def test_a_build_right_after_a_build_is_up_to_date_and_an_edit_rebuilds_once(
+    artifact_project: Project, nuitka_artifact: Path, pyinstaller_artifact: Path
+) -> None:
+    """Both freezers on the shared project: up to date, then one real rebuild each after an edit
+    under the source root (a module the app does not import: the artifact stays equivalent)."""
+    builds: dict[str, Callable[[], subprocess.CompletedProcess[str]]] = {
+        "nuitka": lambda: run_nuitka(artifact_project),
+        "pyinstaller": lambda: run_step(artifact_project, "build_pyinstaller.py"),
+    }
+    assert {name: built_or_up_to_date(build()) for name, build in builds.items()} == dict.fromkeys(builds, "up to date")
+    edit(artifact_project.root / "notes_helper.py", "HELPER = True\n")
+    rebuilt = {name: build() for name, build in builds.items()}
+    for result in rebuilt.values():
+        assert built_or_up_to_date(result) == "built" and "1 input(s) changed: source notes_helper.py" in result.stderr
+    assert {name: built_or_up_to_date(build()) for name, build in builds.items()} == dict.fromkeys(builds, "up to date")
+
+
+def test_the_freezer_reads_only_the_plan_whatever_the_environment_says(
+    artifact_project: Project, tmp_path: Path
+) -> None:
+    """A plan made for pin A, the spec run on it with EMBEDDING_MODEL_* naming pin B: the artifact is A's.
+    (Without the plan, the spec would resolve pin B and refuse: the profile holds A.)"""
+    project = copy_project(artifact_project, tmp_path / "project")
+    plan = make_plan(project.target, "pyinstaller")
+    plan_file = write_plan(plan)
+    pin_b = {"EMBEDDING_MODEL_REVISION": OTHER_REVISION}
+    assert read_plan(plan_file).pin.revision == ARTIFACT_REVISION
+    command = [
+        sys.executable, "-m", "PyInstaller", str(REPO_ROOT / "specs" / "launcher.spec"), "--noconfirm",
+        f"--distpath={plan.dist.parent}", f"--workpath={project.root / 'build' / 'pyinstaller'}",
+        "--", PLAN_FLAG, str(plan_file),
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, cwd=project.root, env=child_env(pin_b), capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads((plan.dist / "_internal" / data_path(BUILD_INFO_FILE)).read_text())
+    assert info["model"]["revision"] == ARTIFACT_REVISION, "the artifact carries the plan's pin, not the environment's"
+    assert rebuild_reason(plan.dist, plan.inputs) is None, "the spec stamped the plan's inputs"
+
+
+def test_a_plan_older_than_its_configuration_is_refused(artifact_project: Project, tmp_path: Path) -> None:
+    project = copy_project(artifact_project, tmp_path / "project")
+    plan_file = write_plan(make_plan(project.target, "pyinstaller"))
+    edit(project.root / "pyproject.toml")
+    result = subprocess.run(
+        [sys.executable, "-m", "PyInstaller", str(REPO_ROOT / "specs" / "launcher.spec"), "--noconfirm",
+         "--", PLAN_FLAG, str(plan_file)],
+        cwd=project.root, env=child_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert prepare_profile(request).changed
+    assert result.returncode != 0
+    assert "was made before pyproject.toml changed: run the build step again" in result.stderr
+
+
+def test_the_foreign_apps_second_build_is_up_to_date(foreign_project: Path) -> None:
+    second = pipeline(foreign_project, "build-pyinstaller")
+    assert built_or_up_to_date(second) == "up to date"

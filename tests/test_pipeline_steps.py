@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
-from build_hooks.bundle import plan_for
+import pytest
+
+from build_hooks.bundle import target_for
+from build_hooks.cli import sizes
+from build_hooks.cli.clean import clean_targets
 from build_hooks.config import load_config
-from build_hooks.pipeline_steps import StepOutcome, artifact_sizes, clean_targets, result_table
+from build_hooks.pipeline_steps import StepOutcome, result_table
 from tests.support import REPO_ROOT
 
 STEPS = ["prepare-model", "warm-tiktoken", "build-nuitka"]
@@ -52,11 +57,15 @@ def test_clean_removes_builds_and_leftovers_but_keeps_the_profile(tmp_path: Path
     assert models / "local-text-retrieval-v1" in clean_targets(root, with_profile=True)
 
 
-def test_artifact_sizes_per_builder(tmp_path: Path) -> None:
-    plan = plan_for(load_config(_project(tmp_path) / "pyproject.toml"), env={})
-    nuitka, pyinstaller = plan.dist_dir("nuitka"), plan.dist_dir("pyinstaller")
+def test_the_sizes_command_reports_each_builders_artifact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = target_for(load_config(_project(tmp_path) / "pyproject.toml"), env={})
+    nuitka, pyinstaller = target.dist_dir("nuitka"), target.dist_dir("pyinstaller")
     nuitka.mkdir(parents=True)
     (nuitka / "bin").write_bytes(b"x" * 10)
     pyinstaller.mkdir(parents=True)
     pyinstaller.with_name(pyinstaller.name + ".SHA256SUMS").write_text("not an artifact")
-    assert artifact_sizes(plan) == {f"nuitka/{nuitka.name}": 10, f"pyinstaller/{pyinstaller.name}": 0}
+    monkeypatch.chdir(tmp_path)
+    assert sizes.main([]) == 0
+    assert json.loads(capsys.readouterr().out) == {f"nuitka/{nuitka.name}": 10, f"pyinstaller/{pyinstaller.name}": 0}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from build_hooks.errors import InsufficientSpaceError, SourceError, UsageError
-from build_hooks.model_profile import (
+from build_hooks.prepare_model import (
     HubSource,
     PrepareRequest,
     PrepareResult,
@@ -18,9 +18,9 @@ from build_hooks.model_profile import (
     parse_variants,
     prepare_profile,
 )
-from build_hooks.model_profile.partial import PartialFile
-from build_hooks.model_profile.prepare import ProfilePaths, _check_free_space
-from build_hooks.model_profile.sources import RemoteFile
+from build_hooks.prepare_model.partial import PartialFile
+from build_hooks.prepare_model.prepare import ProfilePaths, _check_free_space
+from build_hooks.prepare_model.sources import RemoteFile
 from devtools.loopback_hub import LoopbackHub
 from embedding_runtime._layout import MARKER_NAME, files_for_variants, read_marker
 from tests.support import (

@@ -14,9 +14,9 @@ from build_hooks.cli.prepare_model import endpoints_from
 from build_hooks.config import load_config, resolve_pin, revision_problem
 from build_hooks.errors import SourceError, UsageError
 from build_hooks.hashing import digest_file
-from build_hooks.model_profile.prepare import safe_relative_path
-from build_hooks.model_profile.retry import RetryPolicy, SourceGaveUpError, call_with_retry, describe_failure
-from build_hooks.model_profile.sources import HubCacheSource, MissingFilesError, redact_url
+from build_hooks.prepare_model.prepare import safe_relative_path
+from build_hooks.prepare_model.retry import RetryPolicy, SourceGaveUpError, call_with_retry, describe_failure
+from build_hooks.prepare_model.sources import HubCacheSource, MissingFilesError, redact_url
 from devtools.loopback_hub import LoopbackHub
 from embedding_runtime._layout import MARKER_NAME, read_marker
 from tests.support import REPO_ID, REPO_ROOT, REVISION_A
@@ -201,7 +201,7 @@ def test_digest_matches_git_and_sha256(tmp_path: Path) -> None:
     digest = digest_file(sample, git_blob_id=True)
     assert digest.git_blob_id == "ce013625030ba8dba906f756967f9e9ca394464a"  # `git hash-object`
     assert digest.sha256 == "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
-    assert not digest.matches(sha256=None, git_blob_id=None), "no published hash never counts as a match"
+    assert not digest.agrees_with(sha256=None, git_blob_id=None), "no published hash never counts as a match"
 
 
 @pytest.mark.parametrize(

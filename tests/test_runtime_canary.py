@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from devtools.fixture_model import FixtureSpec, fixture_files
-from embedding_runtime import PROBE_TEXTS, EmbeddingService, ModelRoot, ProbeRecord
+from embedding_runtime import EmbeddingService, ModelRoot
 from embedding_runtime._cpu import CpuFacts
+from embedding_runtime.build_api import PROBE_TEXTS, ProbeRecord
 from tests.runtime_fixtures import FIXTURE_PROFILE, write_profile
 
 VNNI = CpuFacts("x86_64", frozenset({"AVX2", "AVX512VNNI"}), "GenuineIntel", 6, 106, "Xeon")

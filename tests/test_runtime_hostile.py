@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedding_runtime import EmbeddingService, InvalidTextError, ModelRoot, State, folder_problem
+from embedding_runtime import EmbeddingService, InvalidTextError, ModelRoot, State
 from embedding_runtime._cpu import CpuFacts
 from embedding_runtime._layout import MARKER_MAX_BYTES, MARKER_NAME
 from embedding_runtime._resolve import resolve
 from embedding_runtime._variant import decide_variant
+from embedding_runtime.build_api import folder_problem
 from tests.runtime_fixtures import FIXTURE_PROFILE, write_profile
 from tests.support import REPO_ROOT, child_env
 

@@ -22,7 +22,6 @@ import pytest
 
 from build_hooks.verify import _why, offline_env
 from devtools.demo_project import Project
-from embedding_runtime import SELF_CHECK_TEXTS, folder_problem
 from embedding_runtime._completeness import leads_elsewhere
 from embedding_runtime._cpu import (
     PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE,
@@ -39,6 +38,7 @@ from embedding_runtime._cpu import (
 from embedding_runtime._locations import OVERRIDE_ENV, ProcessFacts, override_root
 from embedding_runtime._variant import decide_variant
 from embedding_runtime._windows_version import ver_without_a_process
+from embedding_runtime.build_api import SELF_CHECK_TEXTS, folder_problem
 from tests.runtime_fixtures import write_profile
 from tests.simulated_windows import (
     CONSOLE_ENV,

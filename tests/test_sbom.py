@@ -13,21 +13,16 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from build_hooks.bundle import PYINSTALLER_CONTENTS, BundlePlan, plan_for
-from build_hooks.config import load_config
+from build_hooks.bundle import PYINSTALLER_CONTENTS
 from build_hooks.sbom import is_native, sbom_components, sbom_files, sbom_path
 from build_hooks.verify import verify
 from devtools.demo_project import ARTIFACT_REPO, ARTIFACT_REVISION, Project
-from embedding_runtime import DATA_FOLDER, HTTP_CLIENTS
+from embedding_runtime.build_api import DATA_FOLDER, HTTP_CLIENTS
 from tests.artifacts import linked_copy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a cold Nuitka build alone takes ~5 min
 # What every artifact runs on; each must be listed with the version the build environment has.
 RUNTIME_DISTRIBUTIONS = {"numpy", "onnxruntime", "tokenizers", "tiktoken", "regex"}
-
-
-def plan(project: Project) -> BundlePlan:
-    return plan_for(load_config(project.root / "pyproject.toml"), env={})
 
 
 def document(dist: Path) -> dict[str, Any]:
@@ -66,7 +61,7 @@ def test_the_sbom_names_every_native_and_data_file_by_real_sha256(artifact: Path
         if p.is_file() and (is_native(p.name) or DATA_FOLDER in p.relative_to(artifact).parts[:2])
     }
     assert {rel: sha256(p) for rel, p in inside.items()} == sbom_files(doc)
-    executable = plan(artifact_project).executable(artifact)
+    executable = artifact_project.target.executable(artifact)
     assert doc["metadata"]["component"]["hashes"] == [{"alg": "SHA-256", "content": sha256(executable)}]
     assert doc["metadata"]["component"]["name"] == executable.name
 
@@ -78,7 +73,7 @@ def test_the_model_and_the_encodings_are_components_with_pin_and_licence(
     (model,) = [c for c in components if c["type"] == "machine-learning-model"]
     assert (model["name"], model["version"]) == (ARTIFACT_REPO, ARTIFACT_REVISION)
     assert model["purl"] == f"pkg:huggingface/{ARTIFACT_REPO}@{ARTIFACT_REVISION}"
-    assert model["licenses"] == [{"license": {"id": plan(artifact_project).config.model_license}}]
+    assert model["licenses"] == [{"license": {"id": artifact_project.target.config.model_license}}]
     profile = sorted(
         p.relative_to(artifact_project.profile).as_posix() for p in artifact_project.profile.rglob("*") if p.is_file()
     )
@@ -127,10 +122,10 @@ def test_a_stale_or_missing_sbom_fails_verify(
     )
     library["hashes"][0]["content"] = "0" * 64
     sbom_path(dist).write_text(json.dumps(doc))
-    verdict = verify(dist, plan(artifact_project), run_self_check=False)
+    verdict = verify(dist, artifact_project.target, run_self_check=False)
     changed = library["evidence"]["occurrences"][0]["location"]
     assert not verdict.ok and any(changed in f and "SBOM" in f for f in verdict.failures), verdict.failures
 
     sbom_path(dist).unlink()
-    verdict = verify(dist, plan(artifact_project), run_self_check=False)
+    verdict = verify(dist, artifact_project.target, run_self_check=False)
     assert any("cdx.json is missing" in f for f in verdict.failures), verdict.failures

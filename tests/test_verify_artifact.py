@@ -11,22 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from build_hooks.bundle import MODEL_NOTICE_FILE, BundlePlan, plan_for
-from build_hooks.config import load_config
+from build_hooks.bundle import MODEL_NOTICE_FILE, Target
 from build_hooks.manifest import manifest_path
 from build_hooks.verify import locate, run_offline, verify, write_outputs
 from devtools.demo_project import ARTIFACT_SPEC, PROFILE_ID, Project
 from devtools.fixture_model import fixture_files
-from embedding_runtime import MARKER_NAME, MODELS_FOLDER, TIKTOKEN_FOLDER, data_path
+from embedding_runtime.build_api import MARKER_NAME, MODELS_FOLDER, TIKTOKEN_FOLDER, data_path
 from tests.artifacts import linked_copy
 from tests.support import REPO_ROOT, child_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a cold Nuitka build alone takes ~5 min
 O200K_FILE = "fb374d419588a4632f3f557e76b4b70aebbca790"
-
-
-def plan(project: Project) -> BundlePlan:
-    return plan_for(load_config(project.root / "pyproject.toml"), env={})
+PROFILE_DATA = "_internal/" + data_path(MODELS_FOLDER, PROFILE_ID)
 
 
 def replace_file(path: Path, data: bytes) -> None:
@@ -58,7 +54,7 @@ def test_nightly_artifacts_pass_with_reports_and_checksums(
     """The last step of the nightly, over both artifacts the earlier steps built."""
     result = run_verify(artifact_project, pyinstaller_artifact, nuitka_artifact, reports=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    floor = load_config(artifact_project.root / "pyproject.toml").int8_min_cosine
+    floor = artifact_project.target.config.int8_min_cosine
     assert "PASS" in result.stdout and "FAIL" not in result.stdout
     for name in ("local-notes", "local-notes.dist"):
         report = json.loads((tmp_path / f"{name}.verify.json").read_text())
@@ -79,22 +75,22 @@ def test_github_job_summary_is_written(artifact_project: Project, pyinstaller_ar
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "| pyinstaller:local-notes | model files | ok (fp32+int8) |" in summary.read_text()
+    assert "| pyinstaller:local-notes | data | ok (" in summary.read_text()
 
 
-def break_artifact(dist: Path, how: str, plan: BundlePlan) -> None:
-    artifact = locate(dist, plan)
+def break_artifact(dist: Path, how: str, target: Target) -> None:
+    artifact = locate(dist, target)
     profile = artifact.data_root / data_path(MODELS_FOLDER, PROFILE_ID)
     if how == "delete a sidecar":
         (profile / "onnx" / "model_quantized.onnx_data").unlink()
     elif how == "truncate a file":
-        target = profile / "onnx" / "model.onnx_data"
-        replace_file(target, target.read_bytes()[:-4096])
+        victim = profile / "onnx" / "model.onnx_data"
+        replace_file(victim, victim.read_bytes()[:-4096])
     elif how == "flip one byte":
-        target = profile / "tokenizer.json"
-        data = bytearray(target.read_bytes())
+        victim = profile / "tokenizer.json"
+        data = bytearray(victim.read_bytes())
         data[100] ^= 0x01
-        replace_file(target, bytes(data))
+        replace_file(victim, bytes(data))
     elif how == "drop the tiktoken blob":
         (artifact.data_root / data_path(TIKTOKEN_FOLDER, O200K_FILE)).unlink()
     elif how == "remove the runtime package":
@@ -104,10 +100,16 @@ def break_artifact(dist: Path, how: str, plan: BundlePlan) -> None:
 @pytest.mark.parametrize(
     ("how", "messages"),
     [
-        ("delete a sidecar", ["model files: onnx/model_quantized.onnx_data is missing", "self-check"]),
-        ("truncate a file", ["model files: onnx/model.onnx_data has", "bytes, the prepared profile has"]),
-        ("flip one byte", ["model files: tokenizer.json sha256"]),
-        ("drop the tiktoken blob", [f"tiktoken cache: o200k_base: {O200K_FILE} is missing", "token counts"]),
+        (
+            "delete a sidecar",
+            [f"data: {PROFILE_DATA}/onnx/model_quantized.onnx_data is missing from _internal/data/", "self-check"],
+        ),
+        ("truncate a file", [f"data: {PROFILE_DATA}/onnx/model.onnx_data is not the plan's (size or sha256 differs"]),
+        ("flip one byte", [f"data: {PROFILE_DATA}/tokenizer.json is not the plan's"]),
+        (
+            "drop the tiktoken blob",
+            [f"data: _internal/data/tiktoken_cache/{O200K_FILE} is missing from _internal/data/", "token counts"],
+        ),
         ("remove the runtime package", ["runtime package: vendored runtime module embedding_runtime/__init__.pyc"]),
     ],
 )
@@ -115,8 +117,8 @@ def test_broken_artifacts_are_caught_by_name(
     artifact_project: Project, pyinstaller_artifact: Path, tmp_path: Path, how: str, messages: list[str]
 ) -> None:
     dist = linked_copy(pyinstaller_artifact, tmp_path / "local-notes")
-    break_artifact(dist, how, plan(artifact_project))
-    verdict = verify(dist, plan(artifact_project))
+    break_artifact(dist, how, artifact_project.target)
+    verdict = verify(dist, artifact_project.target)
     assert not verdict.ok
     text = "\n".join(verdict.failures)
     for message in messages:
@@ -130,7 +132,7 @@ def test_scrambled_quantized_model_is_caught(
     """A quantized file that loads and returns unit vectors, but from the wrong weights, and whose
     bundled .prepared.json was made to agree: only comparing vectors can tell."""
     dist = linked_copy(pyinstaller_artifact, tmp_path / "local-notes")
-    profile = locate(dist, plan(artifact_project)).data_root / data_path(MODELS_FOLDER, PROFILE_ID)
+    profile = locate(dist, artifact_project.target).data_root / data_path(MODELS_FOLDER, PROFILE_ID)
     other = fixture_files(type(ARTIFACT_SPEC)(seed=99, hidden=768, heads=12, ffn=768))
     for name in ("onnx/model_quantized.onnx", "onnx/model_quantized.onnx_data"):
         replace_file(profile / name, other[name])
@@ -143,7 +145,7 @@ def test_scrambled_quantized_model_is_caught(
             "mtime_ns": 0,
         }
     replace_file(profile / MARKER_NAME, json.dumps(marker).encode())
-    verdict = verify(dist, plan(artifact_project))
+    verdict = verify(dist, artifact_project.target)
     text = "\n".join(verdict.failures)
     assert "int8 vs fp32: int8 agrees with fp32 at min cosine" in text and "computes garbage" in text
     assert "golden vectors: int8 vectors differ from the source runtime's" in text
@@ -160,14 +162,16 @@ def test_an_app_data_override_cannot_shadow_the_bundle(
     shadowed = run_offline(pyinstaller_artifact / "local-notes", ["--self-check"], home)
     assert json.loads(shadowed.stdout)["folder"]["kind"] == "override", "the plant shadows the bundle at run time"
 
-    verdict = verify(pyinstaller_artifact, plan(artifact_project))
+    verdict = verify(pyinstaller_artifact, artifact_project.target)
     assert verdict.ok, verdict.failures
     assert verdict.report["self_check"]["folder"]["kind"] == "bundled"
 
     from build_hooks.verify import _placement_problems
 
     report = json.loads(shadowed.stdout)
-    problems = _placement_problems(report, locate(pyinstaller_artifact, plan(artifact_project)), plan(artifact_project))
+    problems = _placement_problems(
+        report, locate(pyinstaller_artifact, artifact_project.target), artifact_project.target
+    )
     assert any("used override folder" in p and "not the artifact's bundled profile" in p for p in problems)
 
 
@@ -188,27 +192,27 @@ def flip_middle_byte(target: Path) -> None:
     replace_file(target, bytes(content))
 
 
-def tamper(dist: Path, how: str, plan: BundlePlan) -> str:
+def tamper(dist: Path, how: str, target: Target) -> str:
     """Change the artifact after its build in one of the ways verify once let pass; the file it names."""
-    data = locate(dist, plan).data_root
+    data = locate(dist, target).data_root
     flips = {
         "flip a byte in onnxruntime's library": lambda: next(dist.rglob("onnxruntime_pybind11_state*.so")),
         "change a vendored runtime .pyc": lambda: data / "embedding_runtime" / "_vectors.pyc",
-        "flip a byte in the executable": lambda: locate(dist, plan).executable,
+        "flip a byte in the executable": lambda: locate(dist, target).executable,
     }
     if how in flips:
-        target = flips[how]()
-        flip_middle_byte(target)
+        victim = flips[how]()
+        flip_middle_byte(victim)
     elif how == "drop a .py into data/":
-        target = data / data_path("sitecustomize.py")
-        target.write_text("print('hello')\n")
+        victim = data / data_path("sitecustomize.py")
+        victim.write_text("print('hello')\n")
     elif how == "relicense the model notice":
-        target = data / data_path(MODEL_NOTICE_FILE)
-        replace_file(target, target.read_text().replace("CC-BY-NC-4.0", "MIT").encode())
+        victim = data / data_path(MODEL_NOTICE_FILE)
+        replace_file(victim, victim.read_text().replace("CC-BY-NC-4.0", "MIT").encode())
     else:  # remove a native library
-        target = next(p for p in sorted(dist.rglob("*.so*")) if p.is_file() and "onnxruntime" not in p.name)
-        target.unlink()
-    return target.relative_to(dist).as_posix()
+        victim = next(p for p in sorted(dist.rglob("*.so*")) if p.is_file() and "onnxruntime" not in p.name)
+        victim.unlink()
+    return victim.relative_to(dist).as_posix()
 
 
 @pytest.mark.parametrize(
@@ -226,8 +230,8 @@ def test_any_change_after_the_build_fails_verify_naming_the_file(
     artifact_project: Project, pyinstaller_artifact: Path, tmp_path: Path, how: str
 ) -> None:
     dist = linked_copy(pyinstaller_artifact, tmp_path / "local-notes")
-    changed = tamper(dist, how, plan(artifact_project))
-    verdict = verify(dist, plan(artifact_project), run_self_check=False)
+    changed = tamper(dist, how, artifact_project.target)
+    verdict = verify(dist, artifact_project.target, run_self_check=False)
     assert not verdict.ok
     assert any(changed in failure for failure in verdict.failures), verdict.failures
 
@@ -235,7 +239,7 @@ def test_any_change_after_the_build_fails_verify_naming_the_file(
 def test_sha256sums_come_from_the_build_manifest_in_sha256sum_format(
     artifact_project: Project, pyinstaller_artifact: Path, tmp_path: Path
 ) -> None:
-    verdict = verify(pyinstaller_artifact, plan(artifact_project), run_self_check=False)
+    verdict = verify(pyinstaller_artifact, artifact_project.target, run_self_check=False)
     assert verdict.ok, verdict.failures
     _, sums = write_outputs(verdict, tmp_path)
     result = subprocess.run(

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from build_hooks.bundle import plan_for
+from build_hooks.bundle import target_for
 from build_hooks.config import load_config
 from build_hooks.sbom import sbom_path
 from build_hooks.verify import locate
@@ -132,17 +132,17 @@ def test_attestations_cover_every_artifact_file_and_sbom_the_pipeline_writes(
 ) -> None:
     """verify-artifact as the workflow runs it (reports beside each artifact), on copies of both
     artifacts laid out as in the workflow's checkout; then each attest step's inputs, resolved."""
-    plan = plan_for(load_config(artifact_project.root / "pyproject.toml"), env={})
+    target = artifact_project.target
     copies = [
-        linked_copy(nuitka_artifact, plan.dist_dir("nuitka", tmp_path / "dist")),
-        linked_copy(pyinstaller_artifact, plan.dist_dir("pyinstaller", tmp_path / "dist")),
+        linked_copy(nuitka_artifact, target.dist_dir("nuitka", tmp_path / "dist")),
+        linked_copy(pyinstaller_artifact, target.dist_dir("pyinstaller", tmp_path / "dist")),
     ]
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "verify_artifact.py"), *map(str, copies), "--static-only"],
         cwd=artifact_project.root, env=child_env(), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    outputs = {"app-name": plan.config.app_name}
+    outputs = {"app-name": target.config.app_name}
     steps = attest_steps(workflow)
     checksums = [tmp_path / render(s["with"]["subject-checksums"], outputs, tmp_path) for s in steps[:2]]
     for sums, dist in zip(checksums, copies, strict=True):
@@ -201,7 +201,7 @@ def test_model_cache_key_changes_with_the_pin_and_the_prepare_code(workflow: Map
     for folder in ("build_hooks", "embedding_runtime"):
         shutil.copytree(REPO_ROOT / folder, copy / folder)
     assert render(key, pin, copy) == base
-    prepare = copy / "build_hooks" / "model_profile" / "prepare.py"
+    prepare = copy / "build_hooks" / "prepare_model" / "prepare.py"
     prepare.write_text(prepare.read_text() + "\n# a change to the prepare code\n")
     assert render(key, pin, copy) != base
 
@@ -210,16 +210,16 @@ def test_model_cache_key_changes_with_the_pin_and_the_prepare_code(workflow: Map
 
 
 def test_windows_artifacts_are_found_by_their_exe(tmp_path: Path) -> None:
-    plan = plan_for(load_config(REPO_ROOT / "pyproject.toml"), env={})
+    target = target_for(load_config(REPO_ROOT / "pyproject.toml"), env={})
     (tmp_path / "local-notes" / "_internal").mkdir(parents=True)
-    pyinstaller = locate(tmp_path / "local-notes", plan, platform="win32")
+    pyinstaller = locate(tmp_path / "local-notes", target, platform="win32")
     assert pyinstaller.executable.name == "local-notes.exe" and pyinstaller.builder == "pyinstaller"
     assert pyinstaller.data_root == tmp_path / "local-notes" / "_internal"
     (tmp_path / "local-notes.dist").mkdir()
-    nuitka = locate(tmp_path / "local-notes.dist", plan, platform="win32")
+    nuitka = locate(tmp_path / "local-notes.dist", target, platform="win32")
     assert nuitka.executable == tmp_path / "local-notes.dist" / "local-notes.exe"
     assert nuitka.builder == "nuitka" and nuitka.data_root == tmp_path / "local-notes.dist"
-    assert locate(tmp_path / "local-notes.dist", plan, platform="darwin").executable.name == "local-notes"
+    assert locate(tmp_path / "local-notes.dist", target, platform="darwin").executable.name == "local-notes"
 
 
 def test_marker_paths_are_posix_on_every_platform(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:

@@ -4,4 +4,4 @@ import sys
 
 from build_hooks.cli import main
 
-sys.exit(main())
+sys.exit(main(prog="python -m build_hooks.cli"))

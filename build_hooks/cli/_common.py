@@ -9,21 +9,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn, Protocol
 
-from build_hooks.bundle import BundlePlan, PreflightError, preflight_problems
+from build_hooks.bundle import Target, preflight_problems
 from build_hooks.config import Pin, PipelineConfig, resolve_pin
-from build_hooks.errors import PipelineError
+from build_hooks.errors import PipelineError, PreflightError
 from embedding_runtime import readable_output
+from embedding_runtime.build_api import UsageParser as Parser
+
+__all__ = ["Parser", "add_pin_flags", "build_step_parser", "check_only", "exits_on_error", "fail", "log", "pin_from"]
 
 
 class Main(Protocol):
-    def __call__(self, argv: Sequence[str] | None = None) -> int: ...
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line and exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        fail(f"{message} (see --help)", 2)
+    def __call__(self, argv: Sequence[str] | None = None, prog: str | None = None) -> int: ...
 
 
 def add_pin_flags(parser: argparse.ArgumentParser, config: PipelineConfig) -> None:
@@ -42,7 +38,7 @@ def pin_from(args: argparse.Namespace, config: PipelineConfig, env: Mapping[str,
     )
 
 
-def build_step_parser(prog: str, description: str) -> argparse.ArgumentParser:
+def build_step_parser(prog: str | None, description: str) -> argparse.ArgumentParser:
     """The flags both builds share; anything else goes to the freezer."""
     parser = Parser(prog=prog, description=description, epilog="Other arguments are passed to the freezer.")
     parser.add_argument("--dist-root", type=Path, help="folder of <builder>/ artifact folders (default: dist/)")
@@ -52,11 +48,11 @@ def build_step_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def check_only(plan: BundlePlan) -> None:
+def check_only(target: Target) -> None:
     """A build's refusal checks, nothing written: :class:`PreflightError`, or a line saying it may build."""
-    if problems := preflight_problems(plan):
+    if problems := preflight_problems(target):
         raise PreflightError(problems)
-    print(f"ready to build {plan.config.app_name} from {plan.pin}")
+    print(f"ready to build {target.config.app_name} from {target.pin}")
 
 
 def log(message: str) -> None:
@@ -68,21 +64,21 @@ def fail(message: str, code: int) -> NoReturn:
     raise SystemExit(code)
 
 
-def exits_on_error(interrupted: str = "interrupted") -> Callable[[Callable[[Sequence[str] | None], int]], Main]:
-    """Make ``main`` turn the pipeline's errors into one ``ERROR:`` line and its exit code."""
+StepMain = Callable[[Sequence[str] | None, str | None], int]
 
-    def decorate(main: Callable[[Sequence[str] | None], int]) -> Main:
+
+def exits_on_error(interrupted: str = "interrupted") -> Callable[[StepMain], Main]:
+    """Make ``main(argv, prog)`` turn the pipeline's errors into one ``ERROR:`` line and its exit code."""
+
+    def decorate(main: StepMain) -> Main:
         @functools.wraps(main)
-        def wrapper(argv: Sequence[str] | None = None) -> int:
+        def wrapper(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             readable_output()  # paths outside the console's code page (a Windows pipe) print escaped
             try:
-                return main(argv)
-            except PreflightError as refusal:
-                for problem in refusal.problems:
-                    print(f"ERROR: {problem}", file=sys.stderr)
-                fail(f"refusing to build: {len(refusal.problems)} problem(s) above", refusal.exit_code)
-            except PipelineError as err:
-                fail(str(err), err.exit_code)
+                return main(argv, prog)
+            except PipelineError as err:  # a refusal lists one line per problem
+                print(err.report(), file=sys.stderr, flush=True)
+                raise SystemExit(err.exit_code) from None
             except KeyboardInterrupt:
                 fail(interrupted, 130)
 

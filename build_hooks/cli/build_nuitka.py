@@ -1,29 +1,31 @@
-"""``build-nuitka``: the standalone Nuitka build of the app (``scripts/build_nuitka.py``)."""
+"""``build-nuitka``: the standalone Nuitka build of the app (``embedding-pipeline build-nuitka``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from build_hooks import nuitka_build
-from build_hooks.bundle import plan_for
+from build_hooks import build_nuitka
+from build_hooks.bundle import target_for
 from build_hooks.cli._common import add_pin_flags, build_step_parser, check_only, exits_on_error, log, pin_from
 from build_hooks.config import load_config
+from build_hooks.plan import make_plan, write_plan
 
 
 @exits_on_error()
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     config = load_config()
-    parser = build_step_parser(
-        "build_nuitka.py", "Build the app with Nuitka (standalone), from the shared bundle plan."
-    )
+    parser = build_step_parser(prog or "embedding-pipeline build-nuitka", "Build the app with Nuitka (standalone).")
     add_pin_flags(parser, config)
     args, compiler_args = parser.parse_known_args(argv)
-    plan = plan_for(config, pin_from(args, config))
+    target = target_for(config, pin_from(args, config))
+    dist_root = args.dist_root or target.dist_root
     if args.check:
-        check_only(plan)
+        check_only(target)
         return 0
     if args.print_options:
-        print("\n".join(nuitka_build.nuitka_options(plan, args.dist_root or plan.dist_root)))
+        plan = make_plan(target, "nuitka", dist=target.dist_dir("nuitka", dist_root))
+        write_plan(plan)  # the options name the generated data files
+        print("\n".join(build_nuitka.nuitka_options(plan)))
         return 0
-    nuitka_build.build(plan, args.dist_root or plan.dist_root, compiler_args, force=args.force, log=log)
+    build_nuitka.build(target, dist_root, compiler_args, force=args.force, log=log)
     return 0

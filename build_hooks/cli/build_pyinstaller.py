@@ -1,28 +1,34 @@
-"""``build-pyinstaller``: the onedir PyInstaller build through the spec (``scripts/build_pyinstaller.py``)."""
+"""``build-pyinstaller``: the onedir PyInstaller build through the app's spec
+(``embedding-pipeline build-pyinstaller``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from build_hooks import pyinstaller_build
-from build_hooks.bundle import plan_for
+from build_hooks import build_pyinstaller
+from build_hooks.bundle import target_for
 from build_hooks.cli._common import add_pin_flags, build_step_parser, check_only, exits_on_error, log, pin_from
 from build_hooks.config import load_config
+from build_hooks.plan import make_plan, write_plan
 
 
 @exits_on_error()
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     config = load_config()
-    parser = build_step_parser("build_pyinstaller.py", "Build the app with PyInstaller (onedir) through its spec.")
+    parser = build_step_parser(
+        prog or "embedding-pipeline build-pyinstaller", "Build the app with PyInstaller (onedir) through its spec."
+    )
     add_pin_flags(parser, config)
     args, freezer_args = parser.parse_known_args(argv)
-    plan = plan_for(config, pin_from(args, config))
-    dist_root = args.dist_root or plan.dist_root
+    target = target_for(config, pin_from(args, config))
+    dist_root = args.dist_root or target.dist_root
     if args.check:
-        check_only(plan)
+        check_only(target)
         return 0
     if args.print_options:
-        print("\n".join(pyinstaller_build.pyinstaller_command(plan, dist_root)[3:]))
+        plan = make_plan(target, "pyinstaller", dist=target.dist_dir("pyinstaller", dist_root), options=freezer_args)
+        command = build_pyinstaller.pyinstaller_command(plan, write_plan(plan), freezer_args)
+        print("\n".join(command[3:]))
         return 0
-    pyinstaller_build.build(plan, dist_root, freezer_args, force=args.force, log=log)
+    build_pyinstaller.build(target, dist_root, freezer_args, force=args.force, log=log)
     return 0

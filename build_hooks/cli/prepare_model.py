@@ -1,7 +1,5 @@
-"""``prepare-model``: mirror the pinned model into a verified profile folder.
-
-Run as ``scripts/prepare_embedding_model.py``.
-"""
+"""``prepare-model``: mirror the pinned model into a verified profile folder (``embedding-pipeline
+prepare-model``; the seed's ``scripts/prepare_embedding_model.py``)."""
 
 from __future__ import annotations
 
@@ -18,17 +16,17 @@ from huggingface_hub.utils import disable_progress_bars
 from build_hooks.cli._common import Parser, add_pin_flags, exits_on_error, pin_from
 from build_hooks.config import PipelineConfig, load_config
 from build_hooks.errors import UsageError
-from build_hooks.model_profile.prepare import PrepareRequest, PrepareResult, prepare_profile
-from build_hooks.model_profile.sources import HubCacheSource, HubSource, LocalFolderSource, ModelSource
+from build_hooks.prepare_model.prepare import PrepareRequest, PrepareResult, prepare_profile
+from build_hooks.prepare_model.sources import HubCacheSource, HubSource, LocalFolderSource, ModelSource
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 # A comma-separated list of endpoints, tried in order; HF_ENDPOINT names a single one.
 ENDPOINTS_ENV = "EMBEDDING_MODEL_ENDPOINTS"
 
 
-def build_parser(config: PipelineConfig) -> argparse.ArgumentParser:
+def build_parser(config: PipelineConfig, prog: str | None = None) -> argparse.ArgumentParser:
     parser = Parser(
-        prog="prepare_embedding_model.py",
+        prog=prog or "embedding-pipeline prepare-model",
         description="Mirror a pinned hub model into a verified embedding profile folder.",
     )
     add_pin_flags(parser, config)
@@ -50,9 +48,9 @@ def build_parser(config: PipelineConfig) -> argparse.ArgumentParser:
 
 
 @exits_on_error("interrupted; the previous profile is untouched and the next run resumes")
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     config = load_config()
-    args = build_parser(config).parse_args(argv)
+    args = build_parser(config, prog).parse_args(argv)
     if not sys.stderr.isatty():
         # CI logs get one plain line per file instead of redrawn progress bars.
         disable_progress_bars()

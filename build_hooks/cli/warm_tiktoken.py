@@ -1,4 +1,4 @@
-"""``warm-tiktoken``: a verified, offline tiktoken cache (``scripts/warm_tiktoken.py``)."""
+"""``warm-tiktoken``: a verified, offline tiktoken cache (``embedding-pipeline warm-tiktoken``)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from pathlib import Path
 
 from build_hooks.cli._common import Parser, add_pin_flags, exits_on_error, log, pin_from
 from build_hooks.config import PipelineConfig, load_config
-from build_hooks.tiktoken_warm import WarmRequest, WarmResult, parse_from_file, warm_cache
+from build_hooks.warm_tiktoken import WarmRequest, WarmResult, parse_from_file, warm_cache
 
 
-def build_parser(config: PipelineConfig) -> argparse.ArgumentParser:
-    parser = Parser(prog="warm_tiktoken.py", description="Warm a verified, offline tiktoken cache.")
+def build_parser(config: PipelineConfig, prog: str | None = None) -> argparse.ArgumentParser:
+    parser = Parser(
+        prog=prog or "embedding-pipeline warm-tiktoken", description="Warm a verified, offline tiktoken cache."
+    )
     add_pin_flags(parser, config)  # accepted (and checked) so one override can go to every step
     parser.add_argument(
         "--encoding",
@@ -35,9 +37,9 @@ def build_parser(config: PipelineConfig) -> argparse.ArgumentParser:
 
 
 @exits_on_error()
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     config = load_config()
-    args = build_parser(config).parse_args(argv)
+    args = build_parser(config, prog).parse_args(argv)
     pin_from(args, config)
     request = WarmRequest(
         cache_dir=args.cache_dir,

@@ -1,7 +1,9 @@
 # The runtime imports onnxruntime and tokenizers lazily (to report them missing instead of
-# crashing), so PyInstaller cannot see those imports: the bundle plan lists what it needs.
+# crashing), so PyInstaller cannot see those imports; and the standard library's C accelerators
+# have pure-Python fallbacks a freezer may silently ship instead (the self-check reports them).
 from PyInstaller.utils.hooks import collect_submodules
 
-from build_hooks.bundle import COLLECTED_PACKAGES
+from build_hooks.bundle import LAZY_IMPORTS
+from embedding_runtime.build_api import STDLIB_ACCELERATORS
 
-hiddenimports = [*collect_submodules("embedding_runtime"), *COLLECTED_PACKAGES]
+hiddenimports = [*collect_submodules("embedding_runtime"), *LAZY_IMPORTS, *STDLIB_ACCELERATORS]

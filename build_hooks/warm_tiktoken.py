@@ -23,7 +23,12 @@ from filelock import FileLock
 
 from build_hooks import fsutil
 from build_hooks.errors import OutputLocationError, PipelineError, SourceError, UsageError
-from embedding_runtime import MANIFEST_NAME, MANIFEST_SCHEMA, CachedBlob, encoding_problems
+from embedding_runtime.build_api import (
+    TIKTOKEN_MANIFEST_NAME,
+    TIKTOKEN_MANIFEST_SCHEMA,
+    CachedBlob,
+    encoding_problems,
+)
 
 DOWNLOAD_TIMEOUT = 60.0
 Log = Callable[[str], None]
@@ -113,7 +118,9 @@ def _warm_locked(request: WarmRequest, blobs: Sequence[EncodingBlob], fetch: Fet
             written.append(blob.encoding)
             log(f"warmed {blob.encoding} ({len(data) / 2**20:.1f} MiB) as {blob.cache_file}, sha256 verified")
         size = target.stat().st_size
-        manifest_entries.append(CachedBlob(blob.encoding, blob.url, blob.cache_file, size, blob.sha256))
+        manifest_entries.append(
+            CachedBlob(size=size, sha256=blob.sha256, encoding=blob.encoding, url=blob.url, file=blob.cache_file)
+        )
     _write_manifest(request.cache_dir, manifest_entries)
     stale = _stale_files(request.cache_dir, {b.cache_file for b in blobs})
     if stale and request.prune:
@@ -202,16 +209,16 @@ def _ensure_folder(folder: Path) -> None:
 def _write_manifest(folder: Path, blobs: list[CachedBlob]) -> None:
     version = importlib.metadata.version("tiktoken")
     manifest = {
-        "schema": MANIFEST_SCHEMA,
+        "schema": TIKTOKEN_MANIFEST_SCHEMA,
         "tiktoken_version": version,
         "blobs": [b.__dict__ for b in sorted(blobs, key=lambda b: (b.encoding, b.url))],
     }
     data = json.dumps(manifest, indent=2).encode() + b"\n"
-    fsutil.atomic_write_bytes(folder / MANIFEST_NAME, data)
+    fsutil.atomic_write_bytes(folder / TIKTOKEN_MANIFEST_NAME, data)
 
 
 def _stale_files(folder: Path, needed: set[str]) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name not in needed | {MANIFEST_NAME})
+    return sorted(p.name for p in folder.iterdir() if p.name not in needed | {TIKTOKEN_MANIFEST_NAME})
 
 
 def _sha256(data: bytes) -> str:

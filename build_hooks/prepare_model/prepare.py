@@ -32,11 +32,11 @@ from huggingface_hub.utils import validate_repo_id
 from build_hooks import fsutil
 from build_hooks.config import validated_pin
 from build_hooks.errors import InsufficientSpaceError, OutputLocationError, SourceError, UsageError
-from build_hooks.hashing import FileDigest
-from build_hooks.model_profile.partial import PART_SUFFIX, PartialFile, sweep_download_dir
-from build_hooks.model_profile.retry import RetryPolicy, SourceGaveUpError, call_with_retry
-from build_hooks.model_profile.sources import ModelSource, RemoteFile
-from embedding_runtime import (
+from build_hooks.hashing import DownloadDigest
+from build_hooks.prepare_model.partial import PART_SUFFIX, PartialFile, sweep_download_dir
+from build_hooks.prepare_model.retry import RetryPolicy, SourceGaveUpError, call_with_retry
+from build_hooks.prepare_model.sources import ModelSource, RemoteFile
+from embedding_runtime.build_api import (
     MARKER_NAME,
     MARKER_SCHEMA,
     VARIANTS,
@@ -355,10 +355,10 @@ def _fetch_verified(
     raise SourceError(remote.path, attempts)
 
 
-def _content_problem(digest: FileDigest, remote: RemoteFile) -> str | None:
+def _content_problem(digest: DownloadDigest, remote: RemoteFile) -> str | None:
     if digest.size != remote.size:
         return f"wrong size: expected {remote.size} bytes, got {digest.size}"
-    if digest.matches(sha256=remote.sha256, git_blob_id=remote.git_blob_id):
+    if digest.agrees_with(sha256=remote.sha256, git_blob_id=remote.git_blob_id):
         return None
     if remote.sha256:
         return f"wrong content: expected sha256 {remote.sha256}, got {digest.sha256}"

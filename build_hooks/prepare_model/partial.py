@@ -20,8 +20,8 @@ from typing import Any
 
 from build_hooks import fsutil
 from build_hooks.errors import OutputLocationError
-from build_hooks.hashing import Digester, FileDigest, feed
-from build_hooks.model_profile.sources import RemoteFile
+from build_hooks.hashing import Digester, DownloadDigest, feed
+from build_hooks.prepare_model.sources import RemoteFile
 
 PART_SUFFIX = ".part"
 RECORD_SUFFIX = ".part.json"
@@ -73,7 +73,7 @@ class PartialFile:
             self._fh.truncate(0)
         self._digester.reset()
 
-    def finish(self) -> FileDigest:
+    def finish(self) -> DownloadDigest:
         """Close the file and return the digest of everything in it."""
         with _writing(self.path):
             self._fh.close()

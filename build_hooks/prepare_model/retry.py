@@ -15,7 +15,7 @@ from typing import TypeVar
 import httpx2
 
 from build_hooks.errors import PipelineError
-from build_hooks.model_profile.sources import IncompleteBodyError
+from build_hooks.prepare_model.sources import IncompleteBodyError
 
 T = TypeVar("T")
 

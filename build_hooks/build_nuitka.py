@@ -1,9 +1,10 @@
-"""The Nuitka standalone build: options from the shared bundle plan, and the checks after it.
+"""The Nuitka standalone build: options made from the plan, and the checks after it.
 
 Nuitka's --include-data-dir silently drops files by suffix (.bin, .so, .py and
-more), so every data file is passed one by one with --include-data-files, and
-after the build every file is looked for in the dist with its size and sha256
-(from the manifest's hashes): a file that did not arrive fails the build by name.
+more), so every data file of the plan is passed one by one with
+--include-data-files, and after the build the dist's ``data/`` is checked
+against the plan with the manifest's hashes: a file that did not arrive, or
+arrived changed, fails the build by name.
 """
 
 from __future__ import annotations
@@ -17,22 +18,23 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from build_hooks.build_stamp import inputs_digest, is_up_to_date, write_stamp
+from build_hooks import fsutil
+from build_hooks.build_stamp import rebuild_reason, write_stamp
 from build_hooks.bundle import (
     BYTECODE_PACKAGES,
     EXCLUDED_MODULES,
     PLUGIN_MODULES,
     PLUGIN_PACKAGES,
     WHOLE_PACKAGES,
-    BundlePlan,
-    plan_for,
-    prepare_build,
+    Target,
+    target_for,
 )
 from build_hooks.config import find_pyproject, load_config, project_holding
-from build_hooks.errors import PipelineError, UsageError
-from build_hooks.manifest import data_copy_problems, manifest_path, write_manifest
-from build_hooks.sbom import nuitka_collection, nuitka_report_path, sbom_path, write_sbom
-from embedding_runtime import DATA_FOLDER, STDLIB_ACCELERATORS
+from build_hooks.errors import BuildFailedError, UsageError
+from build_hooks.manifest import data_problems, write_manifest
+from build_hooks.plan import BuildPlan, make_plan, write_plan
+from build_hooks.sbom import nuitka_collection, nuitka_report_path, write_sbom
+from embedding_runtime.build_api import DATA_FOLDER, STDLIB_ACCELERATORS
 
 READABLE = 0o444
 Log = Callable[[str], None]
@@ -46,18 +48,13 @@ UNUSED_LIBRARIES = {
 }
 
 
-class BuildFailedError(PipelineError):
-    """The compiler failed, or its dist lacks files the plan says it must hold."""
-
-
-def nuitka_options(plan: BundlePlan, dist_root: Path, platform: str = sys.platform) -> list[str]:
+def nuitka_options(plan: BuildPlan, platform: str = sys.platform) -> list[str]:
     """Every Nuitka option the artifact needs (without the entry script), for any Nuitka command line."""
-    dist = plan.dist_dir("nuitka", dist_root)
     options = [
         "--standalone", "--assume-yes-for-downloads", "--remove-output",
-        f"--output-dir={dist.parent}",
-        f"--output-folder-name={dist.name}",
-        f"--output-filename={plan.config.app_name}",
+        f"--output-dir={plan.dist.parent}",
+        f"--output-folder-name={plan.dist.name}",
+        f"--output-filename={plan.target.config.app_name}",
         # Plugins found by iterating a namespace package: nothing imports them by name.
         *(f"--include-package={package}" for package in (*WHOLE_PACKAGES, *PLUGIN_PACKAGES)),
         *(f"--include-module={module}" for module in PLUGIN_MODULES),
@@ -68,21 +65,24 @@ def nuitka_options(plan: BundlePlan, dist_root: Path, platform: str = sys.platfo
         # clients); Nuitka's default would raise its own error on the probe instead.
         "--no-deployment-flag=excluded-module-usage",
         # What was compiled and included, by module and distribution: the SBOM is made from it.
-        f"--report={nuitka_report_path(dist)}",
+        f"--report={nuitka_report_path(plan.dist)}",
         *(f"--noinclude-dlls={pattern}" for pattern in UNUSED_LIBRARIES.get(_os_family(platform), ())),
     ]  # fmt: skip
-    options += [f"--include-data-files={source}={dest}" for source, dest in plan.data_files()]
+    options += [f"--include-data-files={f.source}={f.dest}" for f in plan.data]
     return options
 
 
 def options_for_project(project_root: Path | None = None, dist_root: Path | None = None) -> list[str]:
     """The Nuitka options of the app configured in ``project_root`` (default: the working
-    directory's project), to splice into an app's own Nuitka command line."""
+    directory's project), to splice into an app's own Nuitka command line. Makes the plan
+    (and writes its generated data files, which the options name)."""
     pyproject = find_pyproject() if project_root is None else project_holding(project_root.resolve())
     if pyproject is None:  # never another project's table (this one's, or the working directory's)
         raise UsageError(f"no pyproject.toml with a [tool.embedding-pipeline] table in or above {project_root}")
-    plan = plan_for(load_config(pyproject))
-    return nuitka_options(plan, dist_root or plan.dist_root)
+    target = target_for(load_config(pyproject))
+    plan = make_plan(target, "nuitka", dist=target.dist_dir("nuitka", dist_root))
+    write_plan(plan)
+    return nuitka_options(plan)
 
 
 def extension_accelerators() -> list[str]:
@@ -95,11 +95,9 @@ def extension_accelerators() -> list[str]:
     return found
 
 
-def nuitka_command(
-    plan: BundlePlan, dist_root: Path, python: str = sys.executable, platform: str = sys.platform
-) -> list[str]:
+def nuitka_command(plan: BuildPlan, extra_args: Sequence[str] = (), python: str = sys.executable) -> list[str]:
     """The full Nuitka command line for ``plan``."""
-    return [python, "-m", "nuitka", *nuitka_options(plan, dist_root, platform), str(plan.config.app_entry)]
+    return [python, "-m", "nuitka", *nuitka_options(plan), *extra_args, str(plan.target.config.app_entry)]
 
 
 def make_data_readable(dist: Path) -> None:
@@ -110,31 +108,31 @@ def make_data_readable(dist: Path) -> None:
 
 
 def build(
-    plan: BundlePlan, dist_root: Path, extra_args: Sequence[str] = (), *, force: bool = False, log: Log = print
+    target: Target, dist_root: Path, extra_args: Sequence[str] = (), *, force: bool = False, log: Log = print
 ) -> Path:
-    """Preflight, compile (unless nothing changed), check the dist; the dist, or an error."""
-    prepare_build(plan, "nuitka")
-    dist = plan.dist_dir("nuitka", dist_root)
-    command = [*nuitka_command(plan, dist_root)[:-1], *extra_args, str(plan.config.app_entry)]
-    digest = inputs_digest(plan, "nuitka", command[1:])  # not the interpreter path: venvs differ
-    if not force and is_up_to_date(dist, digest) and manifest_path(dist).is_file() and sbom_path(dist).is_file():
+    """Plan (refusing what must not ship), compile unless nothing changed, check the dist; the dist."""
+    plan = make_plan(target, "nuitka", dist=target.dist_dir("nuitka", dist_root), options=extra_args)
+    write_plan(plan)
+    dist = plan.dist
+    why = "--force" if force else rebuild_reason(dist, plan.inputs)
+    if why is None:
         log(f"{dist} is up to date (no input changed; pass --force to rebuild)")
         return dist
+    log(f"building {dist}: {why}")
     ccache = shutil.which("ccache")
     log(f"ccache: {'used, ' + ccache if ccache else 'not found (install the build group to speed up rebuilds)'}")
     shutil.rmtree(dist, ignore_errors=True)
     started = time.monotonic()
     # The app's packages import from its source root (src/ in a src layout), installed or not.
-    path = os.pathsep.join(filter(None, [str(plan.config.source_root), os.environ.get("PYTHONPATH", "")]))
-    if subprocess.run(command, check=False, env={**os.environ, "PYTHONPATH": path}).returncode != 0:
+    path = os.pathsep.join(filter(None, [str(target.config.source_root), os.environ.get("PYTHONPATH", "")]))
+    if subprocess.run(nuitka_command(plan, extra_args), check=False, env={**os.environ, "PYTHONPATH": path}).returncode:
         raise BuildFailedError("Nuitka failed (see its output above)")
     make_data_readable(dist)
-    if problems := data_copy_problems(plan, dist, write_manifest(plan, dist, "nuitka")):
-        raise BuildFailedError(f"the dist is incomplete: {'; '.join(problems)}")
+    if problems := data_problems(plan, dist, write_manifest(plan, dist)):
+        raise BuildFailedError(f"the dist is not what the plan lists: {'; '.join(problems)}")
     write_sbom(plan, dist, nuitka_collection(nuitka_report_path(dist)))
-    write_stamp(dist, digest)
-    size = sum(p.stat().st_size for p in dist.rglob("*") if p.is_file())
-    log(f"built {dist} in {time.monotonic() - started:.0f} s, {size / 2**20:.0f} MiB")
+    write_stamp(dist, plan.inputs)
+    log(f"built {dist} in {time.monotonic() - started:.0f} s, {fsutil.folder_bytes(dist) / 2**20:.0f} MiB")
     return dist
 
 

@@ -19,17 +19,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from huggingface_hub import constants, hf_hub_url, try_to_load_from_cache
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 from tqdm import tqdm
 
-from embedding_runtime import read_marker
-
-if TYPE_CHECKING:
-    from build_hooks.model_profile.partial import PartialFile
+from embedding_runtime.build_api import read_marker
 
 # `hf download --local-dir` keeps one of these per file: commit, etag, timestamp.
 _LOCAL_DIR_METADATA = Path(".cache/huggingface/download")
@@ -57,6 +54,22 @@ class RemoteFile:
         return self.sha256 or self.git_blob_id or ""
 
 
+class Receiver(Protocol):
+    """Where a source writes a file's bytes (prepare's resumable partial file): it keeps the
+    bytes received so far, and hashes them as they arrive."""
+
+    @property
+    def offset(self) -> int:
+        """Bytes received so far: a source sends the rest, from here on."""
+        ...
+
+    def write(self, data: bytes | memoryview) -> int: ...
+
+    def restart(self) -> None:
+        """Forget the bytes received so far (a source that cannot send only the rest)."""
+        ...
+
+
 class ModelSource(Protocol):
     @property
     def label(self) -> str:
@@ -72,7 +85,7 @@ class ModelSource(Protocol):
         """Describe ``paths`` at the pinned commit; raise when the listing itself fails."""
         ...
 
-    def fetch(self, remote: RemoteFile, into: PartialFile) -> None:
+    def fetch(self, remote: RemoteFile, into: Receiver) -> None:
         """Write the bytes of ``remote`` from ``into.offset`` on into ``into``."""
         ...
 
@@ -123,7 +136,7 @@ class HubSource:
             yield from response.json()
             url, params = response.links.get("next", {}).get("url"), None
 
-    def fetch(self, remote: RemoteFile, into: PartialFile) -> None:
+    def fetch(self, remote: RemoteFile, into: Receiver) -> None:
         # One GET on the client's session (its proxies, headers and token); never Xet, see the
         # module docstring. Retries are RetryPolicy's alone: each attempt resumes from the partial.
         if into.offset == remote.size:
@@ -194,7 +207,7 @@ class LocalFolderSource:
         )
         return found
 
-    def fetch(self, remote: RemoteFile, into: PartialFile) -> None:
+    def fetch(self, remote: RemoteFile, into: Receiver) -> None:
         _copy_into(self.folder / remote.path, into)
 
     def _etag_for(self, path: str) -> str | None:
@@ -247,7 +260,7 @@ class HubCacheSource:
         )
         return found
 
-    def fetch(self, remote: RemoteFile, into: PartialFile) -> None:
+    def fetch(self, remote: RemoteFile, into: Receiver) -> None:
         cached = try_to_load_from_cache(self.repo, remote.path, cache_dir=self.cache_dir, revision=self.revision)
         if not isinstance(cached, str):
             raise MissingFilesError(f"{remote.path} left the cache")
@@ -285,7 +298,7 @@ def _require_all(paths: Sequence[str], found: dict[str, RemoteFile], where: str,
         raise MissingFilesError(f"{where} lacks {shown}" + (f" ({hint})" if hint else ""))
 
 
-def _copy_into(src: Path, into: PartialFile) -> None:
+def _copy_into(src: Path, into: Receiver) -> None:
     # A copy, never a link: the source folder and the cache belong to the user.
     buf = bytearray(_COPY_CHUNK)
     view = memoryview(buf)

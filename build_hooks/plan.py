@@ -1,0 +1,224 @@
+"""One build's plan, made once: what goes into the artifact, and every input its up-to-date check hashes.
+
+:func:`make_plan` checks the target (:class:`PreflightError`) and resolves, once,
+every data file the artifact must hold with the size and sha256 it must arrive
+with (the model files as the profile's marker records them, the tiktoken cache
+as its manifest does, and the files the build generates: provenance, licence
+notice, probe record), and every input of the build, each with its own digest.
+:func:`write_plan` writes the generated files and the plan itself
+(``build/<app>.<builder>.plan.json``); the freezers read the plan, never the
+disk again: the PyInstaller spec through ``-- --plan FILE``, Nuitka through the
+options made from it. verify makes the plan anew and writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, cast
+
+import build_hooks
+import embedding_runtime
+from build_hooks import fsutil
+from build_hooks.bundle import BUILDERS, Builder, Target, generated_files, preflight_problems
+from build_hooks.config import Pin, load_config
+from build_hooks.errors import PreflightError, UsageError
+from embedding_runtime.build_api import (
+    MARKER_NAME,
+    MODELS_FOLDER,
+    TIKTOKEN_FOLDER,
+    TIKTOKEN_MANIFEST_NAME,
+    FileDigest,
+    data_path,
+    read_marker,
+    read_tiktoken_manifest,
+    sha256_file,
+)
+
+PLAN_SCHEMA = 1
+SUITE = "desktop-embedding-pipeline"
+# Tools whose version changes what a build makes.
+TOOLS = ("nuitka", "pyinstaller", "pyinstaller-hooks-contrib", "onnxruntime", "tokenizers", "tiktoken", "numpy")
+# Folders under a source root that hold none of the app's source: outputs, data, caches, environments
+# (names starting with a dot, .nox and .venv among them, are skipped too).
+_NOT_SOURCE = frozenset({"build", "dist", "data", "node_modules", "__pycache__", "site-packages", "venv", "env"})
+
+
+@dataclass(frozen=True)
+class DataFile(FileDigest):
+    """A file of the artifact's ``data/``: where it lands in the data root, and what is copied there."""
+
+    dest: str  # POSIX path in the data root: data/embedding_models/<profile>/tokenizer.json
+    source: Path
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything one build of one app needs, resolved once (see the module docstring)."""
+
+    target: Target
+    builder: Builder
+    dist: Path
+    data: tuple[DataFile, ...]
+    # Input name -> its digest (or its version, for tools): the up-to-date stamp compares these one by one.
+    inputs: Mapping[str, str]
+    # The bytes of the generated data files, by destination (only in the plan that make_plan returned).
+    generated: Mapping[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def pin(self) -> Pin:
+        return self.target.pin
+
+    def pyinstaller_datas(self) -> list[tuple[str, str]]:
+        """``Analysis(datas=...)``: (file, destination folder) pairs, file by file."""
+        return [(str(f.source), str(PurePosixPath(f.dest).parent)) for f in self.data]
+
+    def to_json(self) -> dict[str, Any]:
+        config = self.target.config
+        return {
+            "schema": PLAN_SCHEMA,
+            "builder": self.builder,
+            "pyproject": str(config.project_root / "pyproject.toml"),
+            "pin": {
+                **{k: getattr(self.pin, k) for k in ("repo", "revision", "profile_id")},
+                "variants": list(self.pin.variants),
+            },
+            "with_vectors": self.target.with_vectors,
+            "dist": str(self.dist),
+            "data": [{"dest": f.dest, "source": str(f.source), "size": f.size, "sha256": f.sha256} for f in self.data],
+            "inputs": dict(self.inputs),
+        }
+
+
+def make_plan(target: Target, builder: Builder, *, dist: Path | None = None, options: Sequence[str] = ()) -> BuildPlan:
+    """The plan of ``builder``'s build of ``target`` into ``dist`` (default: the project's
+    ``dist/<builder>/`` folder): :class:`PreflightError` when it must not be built.
+
+    ``options`` are what the user passes to the freezer besides what the plan itself sets.
+    """
+    if problems := preflight_problems(target):
+        raise PreflightError(problems)
+    folder = target.generated_dir(builder)
+    generated = {data_path(name): content for name, content in generated_files(target, builder).items()}
+    data = [*_profile_data(target), *_tiktoken_data(target)]
+    data += [_bytes_file(dest, content, folder / PurePosixPath(dest).name) for dest, content in generated.items()]
+    data.sort(key=lambda f: f.dest)
+    inputs = build_inputs(target, builder, data, options)
+    return BuildPlan(target, builder, dist or target.dist_dir(builder), tuple(data), inputs, generated)
+
+
+def write_plan(plan: BuildPlan) -> Path:
+    """Write the generated data files (those that changed) and the plan file; the plan file's path."""
+    folder = plan.target.generated_dir(plan.builder)
+    wanted = {PurePosixPath(dest).name: content for dest, content in plan.generated.items()}
+    for stale in (p for p in folder.glob("*") if p.is_file() and p.name not in wanted):
+        stale.unlink()  # a probe record left by a build with vectors, when this one has none
+    for name, content in wanted.items():
+        path = folder / name
+        if not path.is_file() or path.read_bytes() != content:
+            fsutil.atomic_write_bytes(path, content)
+    path = plan.target.plan_path(plan.builder)
+    fsutil.atomic_write_bytes(path, json.dumps(plan.to_json(), indent=1, sort_keys=True).encode() + b"\n")
+    return path
+
+
+def read_plan(path: Path) -> BuildPlan:
+    """The plan written to ``path``; :class:`UsageError` when it is not one, or older than its project's
+    configuration (then the build step that wrote it must run again)."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if raw.get("schema") != PLAN_SCHEMA or raw.get("builder") not in BUILDERS:
+            raise ValueError(f"not a schema-{PLAN_SCHEMA} build plan")
+        config = load_config(Path(raw["pyproject"]))
+        pin = Pin(**{**raw["pin"], "variants": tuple(raw["pin"]["variants"])})
+        data = tuple(DataFile(int(f["size"]), str(f["sha256"]), str(f["dest"]), Path(f["source"])) for f in raw["data"])
+        inputs = {str(k): str(v) for k, v in raw["inputs"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UsageError(f"{path} is not a build plan ({err}): run the build step, which writes it") from err
+    if inputs.get("config") != sha256_file(config.project_root / "pyproject.toml"):
+        raise UsageError(f"{path} was made before pyproject.toml changed: run the build step again")
+    target = Target(config, pin, bool(raw["with_vectors"]))
+    return BuildPlan(target, cast(Builder, raw["builder"]), Path(raw["dist"]), data, inputs)
+
+
+def build_inputs(target: Target, builder: Builder, data: Sequence[DataFile], options: Sequence[str]) -> dict[str, str]:
+    """Every input of the build, each with its own digest: the interpreter, the tools' and the suite's
+    versions, the freezer options, the configuration, the app's spec, entry, profiles module and
+    sources, the suite's and the vendored runtime's files, and every data file."""
+    config = target.config
+    inputs = {"builder": builder, "python": sys.version, "options": " ".join(options)}
+    inputs |= {f"version {name}": _version(name) for name in (*TOOLS, SUITE)}
+    files = {"config": config.project_root / "pyproject.toml", "entry": config.app_entry}
+    if builder == "pyinstaller" and config.pyinstaller_spec is not None:
+        files["spec"] = config.pyinstaller_spec
+    if (profiles := _module_file(config.source_root, config.profiles_module)) is not None:
+        files["profiles-module"] = profiles
+    files |= {f"source {p.relative_to(config.source_root).as_posix()}": p for p in app_sources(target)}
+    for package in (build_hooks, embedding_runtime):  # the suite's own code, and the runtime it vendors
+        root = Path(package.__file__ or "").parent
+        files |= {f"{package.__name__} {p.relative_to(root).as_posix()}": p for p in sorted(root.rglob("*.py"))}
+    inputs |= {name: sha256_file(path) if path.is_file() else "absent" for name, path in files.items()}
+    inputs |= {f"data {f.dest}": f.sha256 for f in data}
+    return inputs
+
+
+def app_sources(target: Target) -> list[Path]:
+    """The app's Python files under its ``source-root``: never outputs, data, caches or environments
+    (``source-root`` may be the project root itself)."""
+    config = target.config
+    outside = {p.resolve() for p in (config.output_root, config.tiktoken_cache, target.dist_root, target.build_dir)}
+    found: list[Path] = []
+    for folder, subfolders, names in os.walk(config.source_root):
+        subfolders[:] = sorted(
+            name
+            for name in subfolders
+            if not name.startswith(".") and name not in _NOT_SOURCE and (Path(folder) / name).resolve() not in outside
+        )
+        found += [Path(folder) / name for name in sorted(names) if name.endswith(".py")]
+    return found
+
+
+def _profile_data(target: Target) -> Iterator[DataFile]:
+    marker = read_marker(target.profile_dir) if target.with_vectors else None
+    if marker is None:
+        return
+    base = data_path(MODELS_FOLDER, target.pin.profile_id)
+    for name, entry in marker.files.items():
+        yield DataFile(entry.size, entry.sha256, f"{base}/{name}", target.profile_dir / name)
+    yield _disk_file(f"{base}/{MARKER_NAME}", target.profile_dir / MARKER_NAME)
+
+
+def _tiktoken_data(target: Target) -> Iterator[DataFile]:
+    cache = target.config.tiktoken_cache
+    for blob in read_tiktoken_manifest(cache) or []:
+        yield DataFile(blob.size, blob.sha256, data_path(TIKTOKEN_FOLDER, blob.file), cache / blob.file)
+    yield _disk_file(data_path(TIKTOKEN_FOLDER, TIKTOKEN_MANIFEST_NAME), cache / TIKTOKEN_MANIFEST_NAME)
+
+
+def _disk_file(dest: str, source: Path) -> DataFile:
+    digest = FileDigest.of(source)
+    return DataFile(digest.size, digest.sha256, dest, source)
+
+
+def _bytes_file(dest: str, content: bytes, source: Path) -> DataFile:
+    return DataFile(len(content), hashlib.sha256(content).hexdigest(), dest, source)
+
+
+def _module_file(source_root: Path, module: str | None) -> Path | None:
+    if not module:
+        return None
+    base = source_root.joinpath(*module.split("."))
+    return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
