@@ -234,9 +234,14 @@ def goals(rows: Sequence[StepFigures], profile_size: int, largest_set: int, dist
             continue  # the killed run left no record
         if row.name.startswith("prepare"):
             lines.append(f"{row.name}: hashed {row.hashed / profile_size:.2f} x the profile (goal <= 1)")
-        elif builder and not row.name.startswith("self-check"):
-            # A build or verify hashes every file of the dist once: the profile and the rest.
+        elif builder and row.name.startswith("build"):
+            # A build hashes every file of the dist once: the profile and the rest.
             lines.append(f"{row.name}: hashed {row.hashed / dists[builder]:.2f} x its dist (goal <= 1)")
+        elif builder and row.name.startswith("verify"):
+            # verify hashes every file of the dist once, and each file outside the profile's anchor
+            # once more: its source, and for a library Nuitka rewrote, the rewritten copy too.
+            bound = 1 + 2 * (dists[builder] - profile_size) / dists[builder]
+            lines.append(f"{row.name}: hashed {row.hashed / dists[builder]:.2f} x its dist (goal <= {bound:.2f})")
         elif row.name.startswith("self-check"):
             lines.append(f"{row.name}: peak RSS {row.peak_rss / largest_set:.2f} x the largest model set (goal <= 2.5)")
     largest = max(rows, key=lambda r: r.peak_rss if not r.name.startswith("self-check") else 0)

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from build_hooks import fsutil
-from build_hooks.manifest import manifest_path
+from build_hooks.manifest import RECORD_MAX_BYTES, manifest_path
 from build_hooks.sbom import sbom_path
+from embedding_runtime.build_api import read_json_record
 
 STAMP_SCHEMA = 1
 _SHOWN = 5
@@ -51,9 +52,9 @@ def write_stamp(dist: Path, inputs: Mapping[str, str]) -> None:
 
 
 def read_stamp(dist: Path) -> dict[str, str] | None:
+    raw = read_json_record(stamp_path(dist), RECORD_MAX_BYTES)
     try:
-        raw = json.loads(stamp_path(dist).read_text(encoding="utf-8"))
-        if raw.get("schema") != STAMP_SCHEMA:
+        if not isinstance(raw, dict) or raw.get("schema") != STAMP_SCHEMA:
             return None
         return {str(k): str(v) for k, v in raw["inputs"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):

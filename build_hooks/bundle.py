@@ -53,11 +53,23 @@ WHOLE_PACKAGES = ("embedding_runtime",)
 # and a build without them fails at run time with "Unknown encoding ... Plugins found: []".
 PLUGIN_PACKAGES = ("tiktoken_ext",)
 PLUGIN_MODULES = ("tiktoken_ext.openai_public",)
-# Packages Nuitka ships as bytecode instead of compiling them to C: each is Python glue over a
-# native core (numpy's C, onnxruntime's C++, tokenizers' and tiktoken's Rust, regex's C), so compiled
-# glue gains nothing at run time, while compiling it was half of a cold build (numpy's ~110 modules
-# alone). Measured on 2 cores: cold 323 s -> 154 s, after a one-line change 55 s -> 20 s.
-BYTECODE_PACKAGES = ("numpy", "onnxruntime", "tokenizers", "tiktoken", "regex")
+# Distributions that are Python glue over a native core (numpy's C, onnxruntime's C++, tokenizers'
+# and tiktoken's Rust, regex's C). Every artifact ships their native libraries (verify requires each
+# one the line below does not leave out). Nuitka ships their Python as bytecode instead of compiling
+# it to C: compiled glue gains nothing at run time, while compiling it was half of a cold build
+# (numpy's ~110 modules alone). Measured on 2 cores: cold 323 s -> 154 s, one-line change 55 s -> 20 s.
+NATIVE_BACKED = ("numpy", "onnxruntime", "tokenizers", "tiktoken", "regex")
+BYTECODE_PACKAGES = NATIVE_BACKED
+# Native libraries of those no artifact ships, by path in their distribution: nothing imports numpy's
+# test and SIMD-introspection extensions or its lapack_lite fallback, and onnxruntime's binding (on
+# Linux and macOS) carries its own runtime, not the C API library beside it.
+UNSHIPPED_NATIVES = (
+    "numpy/_core/_*_tests.*",
+    "numpy/_core/_simd.*",
+    "numpy/linalg/lapack_lite.*",
+    "onnxruntime/capi/libonnxruntime.so*",
+    "onnxruntime/capi/libonnxruntime*.dylib",
+)
 # Sub-packages the app never imports; compiling onnxruntime.transformers crashes Nuitka's C backend.
 # The app makes no request, so no HTTP client ships (the runtime lists them; verify proves it).
 EXCLUDED_MODULES = (
@@ -234,14 +246,22 @@ def build_info(target: Target, builder: Builder) -> dict[str, Any]:
 
 def probe_record(target: Target) -> ProbeRecord | None:
     """The canary the artifact's runtime checks each folder against: fp32 vectors of the probe
-    texts from the prepared profile, on one thread so that two builds write identical bytes."""
+    texts from the prepared profile, and how well the bundled int8 agrees with them here (the
+    runtime holds an int8 folder to that, less a margin for other CPUs' kernels). On one thread,
+    so that two builds write identical bytes."""
     if not target.with_vectors:
         return None
-    env = {VARIANT_ENV: "fp32", THREADS_ENV: "1"}
+    contract = profile_contract(target.config, target.pin.profile_id)
     roots = [ModelRoot(target.config.output_root, "source")]
-    service = EmbeddingService(profile_contract(target.config, target.pin.profile_id), roots=roots, env=env)
-    vectors = service.embed_documents(list(PROBE_TEXTS))
-    return ProbeRecord(target.pin.profile_id, PROBE_TEXTS, vectors, target.config.int8_min_cosine)
+
+    def vectors(variant: str) -> Any:
+        env = {VARIANT_ENV: variant, THREADS_ENV: "1"}
+        return EmbeddingService(contract, roots=roots, env=env).embed_documents(list(PROBE_TEXTS))
+
+    fp32 = vectors("fp32")
+    marker = read_marker(target.profile_dir)
+    agreement = float((vectors("int8") * fp32).sum(axis=1).min()) if marker and "int8" in marker.variants else None
+    return ProbeRecord(target.pin.profile_id, PROBE_TEXTS, fp32, target.config.int8_min_cosine, agreement)
 
 
 def model_notice(target: Target) -> str:

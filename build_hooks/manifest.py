@@ -17,9 +17,13 @@ from pathlib import Path
 
 from build_hooks import fsutil
 from build_hooks.plan import BuildPlan
-from embedding_runtime.build_api import DATA_FOLDER, FileDigest, sha256_file
+from embedding_runtime.build_api import DATA_FOLDER, FileDigest, read_json_record, sha256_file
 
 BUILD_MANIFEST_SCHEMA = 1
+# The build's own records (manifest, SBOM, stamp, plan) are far smaller; anything larger is not one.
+RECORD_MAX_BYTES = 64 * 2**20
+# What a digest function returns, instead of a sha256, for a file that cannot be read.
+UNREADABLE = "unreadable"
 
 
 def manifest_path(dist: Path) -> Path:
@@ -51,9 +55,9 @@ def write_manifest(plan: BuildPlan, dist: Path) -> dict[str, FileDigest]:
 
 def read_build_manifest(dist: Path) -> dict[str, FileDigest] | None:
     """The files the build recorded for ``dist``; ``None`` when there is no valid manifest."""
+    raw = read_json_record(manifest_path(dist), RECORD_MAX_BYTES)
     try:
-        raw = json.loads(manifest_path(dist).read_text(encoding="utf-8"))
-        if raw.get("schema") != BUILD_MANIFEST_SCHEMA:
+        if not isinstance(raw, dict) or raw.get("schema") != BUILD_MANIFEST_SCHEMA:
             return None
         return {str(k): FileDigest(int(v["size"]), str(v["sha256"])) for k, v in raw["files"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -99,7 +103,9 @@ def dist_changes(
         path, entry = present[relative], recorded[relative]
         if path.lstat().st_size != entry.size:
             problems.append(f"{relative} has {path.lstat().st_size} bytes, the build recorded {entry.size}")
-        elif hash_file(path) != entry.sha256:
+        elif (actual := hash_file(path)).startswith(UNREADABLE):
+            problems.append(f"{relative} cannot be checked: {actual}")
+        elif actual != entry.sha256:
             problems.append(f"{relative} changed after the build (sha256 differs)")
     return problems
 

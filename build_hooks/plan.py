@@ -36,6 +36,7 @@ from embedding_runtime.build_api import (
     TIKTOKEN_MANIFEST_NAME,
     FileDigest,
     data_path,
+    read_json_record,
     read_marker,
     read_tiktoken_manifest,
     sha256_file,
@@ -131,9 +132,9 @@ def write_plan(plan: BuildPlan) -> Path:
 def read_plan(path: Path) -> BuildPlan:
     """The plan written to ``path``; :class:`UsageError` when it is not one, or older than its project's
     configuration (then the build step that wrote it must run again)."""
+    raw = read_json_record(path, 64 * 2**20)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        if raw.get("schema") != PLAN_SCHEMA or raw.get("builder") not in BUILDERS:
+        if not isinstance(raw, dict) or raw.get("schema") != PLAN_SCHEMA or raw.get("builder") not in BUILDERS:
             raise ValueError(f"not a schema-{PLAN_SCHEMA} build plan")
         config = load_config(Path(raw["pyproject"]))
         pin = Pin(**{**raw["pin"], "variants": tuple(raw["pin"]["variants"])})

@@ -34,8 +34,15 @@ from packageurl import PackageURL
 
 from build_hooks import fsutil
 from build_hooks.bundle import PYINSTALLER_CONTENTS, Builder
-from build_hooks.manifest import read_build_manifest
-from embedding_runtime.build_api import DATA_FOLDER, MODELS_FOLDER, TIKTOKEN_FOLDER, FileDigest, read_tiktoken_manifest
+from build_hooks.manifest import RECORD_MAX_BYTES, read_build_manifest
+from embedding_runtime.build_api import (
+    DATA_FOLDER,
+    MODELS_FOLDER,
+    TIKTOKEN_FOLDER,
+    FileDigest,
+    read_json_record,
+    read_tiktoken_manifest,
+)
 
 if TYPE_CHECKING:
     from build_hooks.plan import BuildPlan
@@ -230,10 +237,7 @@ def write_sbom(plan: BuildPlan, dist: Path, collection: Collection) -> Path:
 
 def read_sbom(dist: Path) -> dict[str, Any] | None:
     """The SBOM document beside ``dist``; ``None`` when it is missing or not JSON."""
-    try:
-        document = json.loads(sbom_path(dist).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    document = read_json_record(sbom_path(dist), RECORD_MAX_BYTES)
     return document if isinstance(document, dict) else None
 
 

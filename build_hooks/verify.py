@@ -1,13 +1,16 @@
 """Prove a built artifact complete, intact and able to run offline.
 
-The static checks make the build's plan anew, from the prepared profile, the
-tiktoken cache and the configuration (never from anything the build wrote), and
-hold the artifact's ``data/`` to it in one check: every file the plan lists,
-with its size and sha256, and nothing else. The rest of the dist is held to the
-build's manifest, and the SBOM to both. The dynamic check runs the artifact's
-self-check with an empty HOME, only PATH, and no network, and compares its
-vectors and token counts with the source runtime's. Every failure is
-collected, never just the first.
+The static checks trust nothing that sits beside the artifact. They make the
+build's plan anew, from the prepared profile, the tiktoken cache and the
+configuration (never from anything the build wrote), and hold the artifact's
+``data/`` to it in one check: every file the plan lists, with its size and
+sha256, and nothing else. Every other file is held to its independent anchor
+(:mod:`build_hooks.anchors`: its source, its installed distribution, the
+system library it was collected from) and to the build's manifest, and the
+SBOM to the manifest. The dynamic check runs the artifact's self-check with an
+empty HOME, only PATH, and no network, and compares its vectors and token
+counts with the source runtime's. Every failure is collected, never just the
+first; only a passing artifact gets its SHA256SUMS.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -28,11 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 from build_hooks import fsutil
+from build_hooks.anchors import BuildEnvironment, anchor_problems
 from build_hooks.bundle import Builder, Target, profile_contract
 from build_hooks.errors import PreflightError
-from build_hooks.manifest import data_problems, dist_changes, manifest_path, read_build_manifest
+from build_hooks.manifest import UNREADABLE, data_problems, dist_changes, manifest_path, read_build_manifest
 from build_hooks.pipeline_steps import format_table
 from build_hooks.plan import BuildPlan, make_plan
 from build_hooks.sbom import read_sbom, sbom_components, sbom_path, sbom_problems
@@ -98,10 +104,11 @@ def verify(dist: Path, target: Target, *, run_self_check: bool = True) -> Verdic
     started = time.monotonic()
     verdict.record("executable", [] if artifact.executable.is_file() else [f"{artifact.executable} is missing"])
     # Each file is hashed once per run, whichever check asks first (model files are ~1 GB at scale).
-    digest = functools.cache(sha256_file)
+    digest = functools.cache(_digest_or_why)
     plan = _plan(verdict, target, artifact)
-    if plan is not None:
-        verdict.record("data", _data_problems(artifact, plan, digest), f"ok ({len(plan.data)} files, {target.pin})")
+    data_problems = _data_problems(artifact, plan, digest) if plan is not None else ["there is no plan to hold it to"]
+    verdict.record("data", data_problems, f"ok ({len(plan.data) if plan else 0} files, {target.pin})")
+    _check_anchors(verdict, target, not data_problems, digest)
     verdict.record("runtime package", _runtime_problems(artifact))
     verdict.manifest = read_build_manifest(dist)
     verdict.record("manifest", _manifest_problems(artifact, verdict, digest))
@@ -114,18 +121,30 @@ def verify(dist: Path, target: Target, *, run_self_check: bool = True) -> Verdic
     return verdict
 
 
-def write_outputs(verdict: Verdict, out_dir: Path) -> tuple[Path, Path]:
-    """The JSON report and SHA256SUMS of one artifact, beside it (never inside it).
+def _digest_or_why(path: Path) -> str:
+    """A file's sha256, or why it has none (never equal to a sha256, so it fails any comparison).
+    Only a regular file is opened: a FIFO in the artifact would block verify."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return f"{UNREADABLE} (not a regular file)"
+        return sha256_file(path)
+    except OSError as err:
+        return f"{UNREADABLE} ({err.strerror or type(err).__name__})"
 
-    SHA256SUMS comes from the build's manifest (as ``sha256sum -c`` reads it, from the dist's
-    parent folder), not from whatever the dist holds now.
+
+def write_outputs(
+    verdict: Verdict, out_dir: Path, *, log: Callable[[str], None] = lambda message: None
+) -> tuple[Path, Path | None]:
+    """The JSON report of one artifact, and its SHA256SUMS only when it passed (never inside it).
+
+    SHA256SUMS comes from the verified build manifest (as ``sha256sum -c`` reads it, from the
+    dist's parent folder), and only a passing artifact has one: a failing run removes what an
+    earlier passing run wrote, so nothing blesses an artifact that fails now. Two runs over the
+    same artifact take turns (a lock beside the outputs), each writing its files whole.
     """
     dist = verdict.artifact.dist
     out_dir.mkdir(parents=True, exist_ok=True)
     sums = out_dir / f"{dist.name}.SHA256SUMS"
-    recorded = verdict.manifest or {}
-    lines = [f"{entry.sha256}  {dist.name}/{relative}" for relative, entry in sorted(recorded.items())]
-    sums.write_text("\n".join(lines) + "\n", encoding="utf-8")
     report = out_dir / f"{dist.name}.verify.json"
     payload = {
         "artifact": str(dist),
@@ -135,8 +154,22 @@ def write_outputs(verdict: Verdict, out_dir: Path) -> tuple[Path, Path]:
         "checks": dict(verdict.checks),
         **verdict.report,
     }
-    report.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    return report, sums
+    lock = FileLock(out_dir / f".{dist.name}.verify.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log(f"another verify is writing the reports of {dist.name}; waiting for it to finish")
+        lock.acquire()
+    try:
+        if verdict.ok and verdict.manifest is not None:
+            lines = [f"{e.sha256}  {dist.name}/{relative}" for relative, e in sorted(verdict.manifest.items())]
+            fsutil.atomic_write_bytes(sums, ("\n".join(lines) + "\n").encode())
+        else:
+            sums.unlink(missing_ok=True)
+        fsutil.atomic_write_bytes(report, (json.dumps(payload, indent=2, default=str) + "\n").encode())
+    finally:
+        lock.release()
+    return report, sums if verdict.ok else None
 
 
 def summary_table(verdicts: Sequence[Verdict]) -> str:
@@ -180,6 +213,15 @@ def _data_problems(artifact: Artifact, plan: BuildPlan, digest: Callable[[Path],
     return data_problems(plan, artifact.dist, shipped)
 
 
+def _check_anchors(verdict: Verdict, target: Target, data_ok: bool, digest: Callable[[Path], str]) -> None:
+    """Every file against its independent anchor; the coverage goes into the report and the table."""
+    artifact = verdict.artifact
+    env = BuildEnvironment.current([target.config.source_root, target.config.app_entry.parent])
+    problems, coverage = anchor_problems(artifact.dist, artifact.builder, artifact.executable, data_ok, env, digest)
+    verdict.record("anchors", problems, f"ok ({coverage.summary()})")
+    verdict.report["coverage"] = coverage.to_json()
+
+
 def _manifest_problems(artifact: Artifact, verdict: Verdict, digest: Callable[[Path], str]) -> list[str]:
     """Every file outside data/ (the data check's) against the build's manifest."""
     recorded = verdict.manifest
@@ -205,7 +247,10 @@ def _runtime_problems(artifact: Artifact) -> list[str]:
         return [f"vendored runtime module {m}.pyc is missing from {artifact.data_root}" for m in missing]
     if not artifact.executable.is_file():
         return []
-    binary = artifact.executable.read_bytes()
+    try:
+        binary = artifact.executable.read_bytes()
+    except OSError as err:
+        return [f"{artifact.executable.name} cannot be read ({err.strerror})"]
     missing = [m for m in RUNTIME_MODULES if m.replace("/", ".").removesuffix(".__init__").encode() not in binary]
     return [f"{artifact.executable.name} does not contain the runtime module {m}" for m in missing]
 
@@ -278,7 +323,11 @@ def run_self_check(artifact: Artifact) -> SelfCheckRun:
 
 
 def _check_self_check(verdict: Verdict, target: Target) -> None:
-    run = run_self_check(verdict.artifact)
+    try:
+        run = run_self_check(verdict.artifact)
+    except (OSError, subprocess.SubprocessError) as err:
+        verdict.record("self-check", [f"{verdict.artifact.executable.name} cannot be run ({err})"])
+        return
     code, stdout, stderr, seconds = run.exit_code, run.stdout, run.stderr, run.seconds
     verdict.report["self_check_seconds"] = round(seconds, 2)
     verdict.record("nothing written", [f"the self-check wrote {path}" for path in run.written[:10]])

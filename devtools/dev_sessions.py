@@ -4,6 +4,7 @@ nox -s demo            the nightly offline, on a generated model (the launcher)
 nox -s demo-foreign    the same for the foreign app in devtools/foreign_app, both freezers
 nox -s wheels          build both distributions; install the runtime wheel alone and run its doctor
 nox -s windows-smoke   Linux only, opt-in: the Windows PyInstaller build under Wine, self-checked and verified
+nox -s canary-cpus     Linux only, opt-in: int8 against fp32 on this CPU and an emulated AVX2-only one
 """
 
 from __future__ import annotations
@@ -60,6 +61,13 @@ def register_dev(root: Path, python: str) -> None:
         (installs Wine and mingw from Debian when missing; `-- --fresh` starts over)."""
         install_groups(session, "test")  # the demo project's generated model
         session.run("python", "-m", "devtools.windows_smoke", *session.posargs)
+
+    @nox.session(name="canary-cpus", python=python, default=False)
+    def canary_cpus(session: nox.Session) -> None:
+        """Linux only: int8 against fp32 on the probe texts, here and on an emulated AVX2-only CPU
+        (qemu-user, installed from Debian when missing): the figures behind the canary's margin."""
+        install_groups(session, "test")  # the fixture models
+        session.run("python", "-m", "devtools.canary_cpus", *session.posargs)
 
     @nox.session(python=python)
     def wheels(session: nox.Session) -> None:

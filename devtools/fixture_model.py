@@ -137,6 +137,9 @@ class FixtureSpec:
     bpe_vocab_size: int | None = None
     # Layers the int8 variant keeps in fp32 (careful quantizations spare the most sensitive ones).
     fp32_layers: tuple[int, ...] = ()
+    # Noise added to every weight, as a share of its scale: 0.1 gives "the same model, 10 % off"
+    # (the same weights plus noise from another seed), which the canary must tell from the real one.
+    noise: float = 0.0
 
 
 # Shaped and sized like the pinned model: 128,256 tokens (Llama 3), 768 wide, fp32 850 MB, int8 276 MB.
@@ -224,12 +227,16 @@ def build_byte_level_bpe(vocab_size: int, seed: int) -> Tokenizer:
 def build_model(spec: FixtureSpec) -> onnx.ModelProto:
     """The fp32 encoder graph with deterministic weights from ``spec.seed``."""
     rng = np.random.default_rng(spec.seed)
+    noise_rng = np.random.default_rng(spec.seed + 7919)  # its own stream: the weights stay the same
     vocab_size: int = spec.bpe_vocab_size or len(vocabulary())
     hidden, heads = spec.hidden, spec.heads
 
     def weight(name: str, *shape: int, scale: float = 0.2) -> onnx.TensorProto:
+        values = rng.standard_normal(shape) * scale
+        if spec.noise:
+            values = values + noise_rng.standard_normal(shape) * scale * spec.noise
         # float32 throughout: numpy 2 would promote to float64, which quantization refuses.
-        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+        return numpy_helper.from_array(values.astype(np.float32), name)
 
     def const(name: str, values: list[int] | list[float], dtype: type = np.int64) -> onnx.TensorProto:
         return numpy_helper.from_array(np.array(values, dtype=dtype), name)

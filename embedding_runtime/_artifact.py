@@ -21,10 +21,24 @@ PROBE_RECORD_FILE = "probe-vectors.json"
 # Set to 1 (by verify-artifact, where `unshare -n` is not permitted): the self-check's audit hook
 # then fails every connection attempt.
 FORBID_NETWORK_ENV = "EMBEDDING_RUNTIME_FORBID_NETWORK"
+# Varied on purpose (length, domain, script, digits, code, punctuation): weights that are only close
+# to the real ones (noise, another quantization) agree on some texts and not on others, and the
+# canary takes the worst text, so the more kinds of text, the less such weights can pass.
 PROBE_TEXTS: tuple[str, ...] = (
     "a short note about the weather",
     "Offline search finds notes by meaning, even when the words differ from the query.",
     "ünïcödé, 数字 and digits 12345",
+    "Meeting moved to Thursday 14:30, room B-204; bring the Q3 budget draft (v2).",
+    "def retry(call, attempts=5):\n    for n in range(attempts):\n"
+    "        try: return call()\n        except OSError: pass",
+    "Les notes hors ligne restent sur cet ordinateur; rien n'est envoyé au réseau.",
+    "!!! ??? ... --- ### ***",
+    "The mitochondrial electron transport chain couples redox reactions to ATP synthesis "
+    "through a proton gradient across the inner membrane, a process called chemiosmosis.",
+    "ok",
+    "Receipt: 3 x espresso @ 2.80 EUR, 1 x croissant @ 1.95 EUR, total 10.35 EUR, card ending 4417.",
+    "Рецепт борща: свёкла, капуста, картофель, морковь и немного уксуса.",
+    "why does my laptop fan spin up every time I open the browser",
 )
 
 SELF_CHECK_SCHEMA = 2

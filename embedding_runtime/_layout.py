@@ -8,13 +8,13 @@ profile id.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from embedding_runtime._hashing import FileDigest
+from embedding_runtime._records import RecordProblem, read_json_record
 
 DEFAULT_PROFILE_ID = "local-text-retrieval-v1"
 MARKER_NAME = ".prepared.json"
@@ -78,22 +78,10 @@ def marker_or_problem(profile_dir: Path) -> PreparedMarker | str | None:
     that is unreadable, oversized, not JSON or of the wrong shape is a reason,
     not an error.
     """
-    path = profile_dir / MARKER_NAME
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(MARKER_MAX_BYTES + 1)
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        return f"{MARKER_NAME} cannot be read ({err.strerror or type(err).__name__})"
-    if len(data) > MARKER_MAX_BYTES:
-        return f"{MARKER_NAME} is larger than {MARKER_MAX_BYTES // 1024} KiB (a real one is under 2 KiB)"
-    try:
-        return _parse_marker(json.loads(data.decode("utf-8")))
-    except RecursionError:
-        return f"{MARKER_NAME} is nested too deeply"
-    except (UnicodeDecodeError, ValueError) as err:
-        return f"{MARKER_NAME} is not valid JSON ({type(err).__name__})"
+    raw = read_json_record(profile_dir / MARKER_NAME, MARKER_MAX_BYTES)
+    if isinstance(raw, RecordProblem):
+        return None if raw.missing else str(raw)
+    return _parse_marker(raw)
 
 
 def _parse_marker(raw: object) -> PreparedMarker | str:

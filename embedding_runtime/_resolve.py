@@ -20,6 +20,8 @@ from embedding_runtime._variant import VariantDecision
 logger = logging.getLogger(__name__)
 # The reason of a folder whose weights do not reproduce the build's probe vectors (see _probe).
 CANARY_MISMATCH = "canary_mismatch"
+# The reason of a folder whose marker names the bundled pin but records other bytes (see _probe).
+FORGED_MARKER = "forged_marker"
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from embedding_runtime._artifact import (
 from embedding_runtime._errors import EmbeddingsDisabledError
 from embedding_runtime._layout import VARIANTS, read_marker
 from embedding_runtime._locations import ModelRoot, bundled_data_roots
+from embedding_runtime._records import read_json_record
 from embedding_runtime._service import EmbeddingService
 from embedding_runtime._tiktoken_cache import cache_report, use_bundled_tiktoken_cache
 from embedding_runtime._variant import VARIANT_ENV
@@ -71,9 +72,9 @@ def watch_process() -> ProcessWatch:
 def artifact_build_info() -> dict[str, Any] | None:
     """``data/build-info.json`` of the running artifact; ``None`` when running from source."""
     for root in bundled_data_roots():
-        info = root / data_path(BUILD_INFO_FILE)
-        if info.is_file():
-            return dict(json.loads(info.read_text(encoding="utf-8")))
+        info = read_json_record(root / data_path(BUILD_INFO_FILE), 64 * 1024)
+        if isinstance(info, dict):
+            return info
     return None
 
 

@@ -26,8 +26,9 @@ import numpy.typing as npt
 from embedding_runtime import _cpu as cpu_facts
 from embedding_runtime._completeness import folder_problem
 from embedding_runtime._errors import EmbeddingsDisabledError, InvalidTextError, ServiceClosedError
+from embedding_runtime._layout import PreparedMarker, read_marker
 from embedding_runtime._locations import ModelRoot, ProcessFacts, model_roots, override_root
-from embedding_runtime._probe import ProbeRecord, bundled_probe_record, canary_problem
+from embedding_runtime._probe import ProbeRecord, bundled_probe_record, canary_problem, forged_marker_problem
 from embedding_runtime._profiles import ProfileContract, get_profile
 from embedding_runtime._resolve import CANARY_MISMATCH, Resolution, resolve
 from embedding_runtime._variant import VARIANT_ENV, VariantDecision, decide_variant
@@ -231,7 +232,8 @@ class EmbeddingService:
             return {"state": "unproven", "detail": "no probe record (a source run, or an app built without one)"}
         state = "proven" if self._engine is not None else "not run"
         seconds = round(self._canary_seconds, 4) if self._canary_seconds is not None else None
-        return {"state": state, "texts": len(self._probe.texts), "seconds": seconds}
+        floor = round(self._probe.int8_floor, 4)
+        return {"state": state, "texts": len(self._probe.texts), "seconds": seconds, "int8_floor": floor}
 
     def close(self) -> None:
         """Refuse new calls, wait for the ones in flight, release the model."""
@@ -289,7 +291,11 @@ class EmbeddingService:
         opened: list[_Engine] = []
         failed: list[_DisabledError] = []
 
+        reference = _bundled_marker(self._roots, self.contract.profile_id)
+
         def proves_itself(folder: Path, variant: str) -> str | None:
+            if (forged := forged_marker_problem(folder, reference)) is not None:
+                return forged  # no inference needed: it contradicts the bundled profile's own record
             try:
                 engine = _Engine.open(onnxruntime, tokenizers, self.contract, folder, variant, settings)
             except _DisabledError as failure:  # the folder to serve cannot load: that disables, with why
@@ -495,6 +501,14 @@ def _why_nothing_serves(
     if present and all(s.reason.startswith(CANARY_MISMATCH) for s in present):
         return CANARY_MISMATCH, f"no folder reproduces the recorded probe vectors: {tried}{more}"
     return "model_file_missing", f"no complete profile folder: {tried}{more}"
+
+
+def _bundled_marker(roots: Sequence[ModelRoot], profile_id: str) -> PreparedMarker | None:
+    """The marker of the first bundled copy of the profile: what the app was built with."""
+    for root in roots:
+        if root.kind == "bundled" and (marker := read_marker(root.path / profile_id)) is not None:
+            return marker
+    return None
 
 
 def _facts(env: Mapping[str, str]) -> ProcessFacts:

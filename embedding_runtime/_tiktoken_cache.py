@@ -9,7 +9,6 @@ sha256, so the cache can be checked without tiktoken installed.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
@@ -19,10 +18,12 @@ from typing import Any
 from embedding_runtime._artifact import DATA_FOLDER, TIKTOKEN_FOLDER
 from embedding_runtime._hashing import FileDigest, sha256_file
 from embedding_runtime._locations import ProcessFacts, bundled_data_roots
+from embedding_runtime._records import read_json_record
 
 CACHE_ENV = "TIKTOKEN_CACHE_DIR"
 TIKTOKEN_MANIFEST_NAME = "tiktoken-cache-manifest.json"
 TIKTOKEN_MANIFEST_SCHEMA = 1
+_MANIFEST_MAX_BYTES = 1024 * 1024  # a real one lists a few encodings in under 2 KiB
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,9 @@ def use_bundled_tiktoken_cache(
 
 def read_tiktoken_manifest(folder: Path) -> list[CachedBlob] | None:
     """The blobs the manifest in ``folder`` lists, or ``None`` when it is absent or invalid."""
+    raw = read_json_record(folder / TIKTOKEN_MANIFEST_NAME, _MANIFEST_MAX_BYTES)
     try:
-        raw = json.loads((folder / TIKTOKEN_MANIFEST_NAME).read_text(encoding="utf-8"))
-        if raw.get("schema") != TIKTOKEN_MANIFEST_SCHEMA:
+        if not isinstance(raw, dict) or raw.get("schema") != TIKTOKEN_MANIFEST_SCHEMA:
             return None
         return [
             CachedBlob(

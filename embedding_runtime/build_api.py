@@ -41,6 +41,7 @@ from embedding_runtime._layout import (
 from embedding_runtime._locations import ProcessFacts, bundled_data_roots, model_roots
 from embedding_runtime._probe import ProbeRecord
 from embedding_runtime._profiles import get_profile
+from embedding_runtime._records import RecordProblem, read_json_record
 from embedding_runtime._self_check import self_check
 from embedding_runtime._service import THREADS_ENV
 from embedding_runtime._tiktoken_cache import CACHE_ENV as TIKTOKEN_CACHE_ENV
@@ -84,6 +85,7 @@ __all__ = [
     "PreparedMarker",
     "ProbeRecord",
     "ProcessFacts",
+    "RecordProblem",
     "SelfCheckReport",
     "UsageParser",
     "bundled_data_roots",
@@ -97,6 +99,7 @@ __all__ = [
     "get_profile",
     "model_id",
     "model_roots",
+    "read_json_record",
     "read_marker",
     "read_tiktoken_manifest",
     "self_check",

@@ -39,6 +39,7 @@ def write_profile(
     *,
     profile_id: str = FIXTURE_PROFILE.profile_id,
     marker: bool = True,
+    revision: str = "a" * 40,
 ) -> Path:
     """Write ``root/<profile_id>/`` with the variants' files (and a marker, as prepare-model does)."""
     folder = root / profile_id
@@ -51,7 +52,7 @@ def write_profile(
             name: {"size": len(files[name]), "sha256": hashlib.sha256(files[name]).hexdigest(), "mtime_ns": 0}
             for name in names
         }
-        raw = {"schema": 1, "profile_id": profile_id, "repo": "acme/tiny", "revision": "a" * 40}
+        raw = {"schema": 1, "profile_id": profile_id, "repo": "acme/tiny", "revision": revision}
         raw |= {"variants": list(variants), "files": entries}
         (folder / MARKER_NAME).write_text(json.dumps(raw))
     return folder

@@ -10,11 +10,13 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from devtools.demo_project import APP_NAME, PROFILE_ID, Project
+from devtools.demo_project import APP_NAME, ARTIFACT_SPEC, PROFILE_ID, Project
 from devtools.fixture_model import FixtureSpec, fixture_files
 from embedding_runtime.build_api import HTTP_CLIENTS, MARKER_NAME, STDLIB_ACCELERATORS
 
@@ -94,18 +96,52 @@ def test_wrong_weights_in_the_override_never_serve(world: Path, artifact_project
     """Another model's int8 files with a marker that agrees: sizes and hashes pass, the canary does not."""
     other = fixture_files(FixtureSpec(seed=99, hidden=768, heads=12, ffn=768))
     folder = plant_override(world, artifact_project, {n: other[n] for n in other if "quantized" in n})
+    consistent_marker(folder, revision="e" * 40)  # another pin: only the canary can tell
+    report = self_check_refusing_override(world, "canary_mismatch")
+    # The override's fp32 is intact: either it serves fp32, or the bundled int8 serves; never its int8.
+    assert (report["folder"]["kind"], report["variant"]["chosen"]) != ("override", "int8")
+
+
+def self_check_refusing_override(world: Path, reason: str) -> dict[str, Any]:
+    """The self-check's report, once it has skipped the override with ``reason``."""
+    result = run_as_nobody(world, "--self-check")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report: dict[str, Any] = json.loads(result.stdout)
+    reasons = [s["reason"] for s in report["skipped"] if s["kind"] == "override"]
+    assert any(r.startswith(reason) for r in reasons), reasons
+    return report
+
+
+def consistent_marker(folder: Path, revision: str | None = None) -> None:
+    """Rewrite the override's marker to agree with the files planted in it (and name ``revision``)."""
     marker = json.loads((folder / MARKER_NAME).read_text())
     for name in marker["files"]:
         data = (folder / name).read_bytes()
         marker["files"][name].update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    if revision is not None:
+        marker["revision"] = revision
     (folder / MARKER_NAME).write_text(json.dumps(marker))
-    result = run_as_nobody(world, "--self-check")
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout)
-    reasons = [s["reason"] for s in report["skipped"] if s["kind"] == "override"]
-    assert any(r.startswith("canary_mismatch") for r in reasons), reasons
-    # The override's fp32 is intact: either it serves fp32, or the bundled int8 serves; never its int8.
+
+
+def test_the_same_model_ten_percent_off_fails_the_calibrated_canary(world: Path, artifact_project: Project) -> None:
+    """int8 files of the real model with 10 % noise, re-quantized, behind a consistent marker of their own
+    pin: the absolute floor (0.80) would let them through; the build's own int8 figure does not."""
+    noisy = fixture_files(replace(ARTIFACT_SPEC, noise=0.10))
+    folder = plant_override(world, artifact_project, {n: noisy[n] for n in noisy if "quantized" in n})
+    consistent_marker(folder, revision="f" * 40)
+    report = self_check_refusing_override(world, "canary_mismatch")
     assert (report["folder"]["kind"], report["variant"]["chosen"]) != ("override", "int8")
+    assert report["canary"]["int8_floor"] > 0.80, "the floor comes from the build's own int8 figure"
+
+
+def test_an_override_claiming_the_bundled_pin_with_other_bytes_is_skipped_at_once(
+    world: Path, artifact_project: Project
+) -> None:
+    other = fixture_files(replace(ARTIFACT_SPEC, seed=99))
+    folder = plant_override(world, artifact_project, {n: other[n] for n in other if "quantized" in n})
+    consistent_marker(folder)  # still the bundled repo and revision
+    report = self_check_refusing_override(world, "forged_marker: it names the bundled model's pin")
+    assert report["folder"]["kind"] == "bundled"
 
 
 def test_an_app_data_folder_nobody_may_write_is_one_error_line(world: Path) -> None:

@@ -16,6 +16,7 @@ from tests.runtime_fixtures import FIXTURE_PROFILE, write_profile
 
 VNNI = CpuFacts("x86_64", frozenset({"AVX2", "AVX512VNNI"}), "GenuineIntel", 6, 106, "Xeon")
 FLOOR = 0.80
+OTHER_PIN = "b" * 40  # an override of another revision: only the canary can judge its weights
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def test_an_override_with_wrong_weights_is_skipped_and_the_bundle_serves(
     tmp_path: Path, repo_files_a: dict[str, bytes], record: ProbeRecord
 ) -> None:
     """Same sizes, a consistent marker, unit vectors: only the canary can tell."""
-    write_profile(tmp_path / "override", scrambled(repo_files_a, "int8"))
+    write_profile(tmp_path / "override", scrambled(repo_files_a, "int8"), revision=OTHER_PIN)
     write_profile(tmp_path / "bundled", repo_files_a)
     roots = [ModelRoot(tmp_path / "override", "override"), ModelRoot(tmp_path / "bundled", "bundled")]
     chosen = service(roots, record)
@@ -59,7 +60,7 @@ def test_an_override_with_wrong_weights_is_skipped_and_the_bundle_serves(
 
 
 def test_without_the_canary_the_wrong_weights_would_have_served(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
-    write_profile(tmp_path / "override", scrambled(repo_files_a, "int8"))
+    write_profile(tmp_path / "override", scrambled(repo_files_a, "int8"), revision=OTHER_PIN)
     write_profile(tmp_path / "bundled", repo_files_a)
     roots = [ModelRoot(tmp_path / "override", "override"), ModelRoot(tmp_path / "bundled", "bundled")]
     unproven = service(roots, None)
@@ -103,3 +104,49 @@ def test_the_canary_runs_within_the_load_and_reports_its_cost(
     canary = chosen.explain()["canary"]
     assert canary["state"] == "proven" and canary["texts"] == len(PROBE_TEXTS)
     assert 0 < canary["seconds"] <= load_seconds
+
+
+def test_the_int8_floor_is_the_builds_own_figure_less_the_cpu_margin(record: ProbeRecord) -> None:
+    from dataclasses import replace
+
+    from embedding_runtime._probe import INT8_CPU_MARGIN
+
+    assert record.int8_floor == FLOOR, "no int8 figure recorded: the configuration's floor"
+    calibrated = replace(record, int8_agreement=0.97)
+    assert calibrated.int8_floor == pytest.approx(0.97 - INT8_CPU_MARGIN)
+    assert replace(record, int8_agreement=0.81).int8_floor == FLOOR, "never below the absolute floor"
+
+
+def test_a_damaged_override_with_noise_is_caught_by_the_calibrated_floor(
+    tmp_path: Path, repo_files_a: dict[str, bytes], record: ProbeRecord
+) -> None:
+    """The 32-wide fixture's int8 with 20 % noise (min cosine 0.91 on the probes): above the absolute
+    floor, below the build's figure less the CPU margin (0.9998 - 0.03). This small model shrugs off
+    10 % noise (0.976, as close as two honest CPUs); the demo artifact's test covers the 10 % case."""
+    noisy = fixture_files(FixtureSpec(seed=1, noise=0.20))
+    noisy_int8 = {n: noisy[n] for n in noisy if "quantized" in n}
+    write_profile(tmp_path / "override", {**repo_files_a, **noisy_int8}, revision=OTHER_PIN)
+    write_profile(tmp_path / "bundled", repo_files_a)
+    genuine = EmbeddingService(FIXTURE_PROFILE, roots=[ModelRoot(tmp_path / "bundled", "bundled")],
+                               env={"EMBEDDING_RUNTIME_VARIANT": "int8", "EMBEDDING_RUNTIME_THREADS": "1"})  # fmt: skip
+    agreement = float((genuine.embed_documents(list(PROBE_TEXTS)) * record.fp32).sum(axis=1).min())
+    calibrated = ProbeRecord(record.profile_id, record.texts, record.fp32, FLOOR, agreement)
+    roots = [ModelRoot(tmp_path / "override", "override"), ModelRoot(tmp_path / "bundled", "bundled")]
+    service = EmbeddingService(FIXTURE_PROFILE, roots=roots, env={}, cpu=VNNI, probe_record=calibrated)
+    service.load()
+    resolution = service.explain()["resolution"]
+    assert (resolution["kind"], resolution["variant"]) == ("bundled", "int8"), resolution
+    assert resolution["skipped"][0]["reason"].startswith("canary_mismatch"), resolution["skipped"]
+
+
+def test_an_override_naming_the_bundled_pin_with_other_bytes_is_skipped_without_loading(
+    tmp_path: Path, repo_files_a: dict[str, bytes], record: ProbeRecord
+) -> None:
+    write_profile(tmp_path / "override", scrambled(repo_files_a, "int8"))  # the bundled revision, other bytes
+    write_profile(tmp_path / "bundled", repo_files_a)
+    roots = [ModelRoot(tmp_path / "override", "override"), ModelRoot(tmp_path / "bundled", "bundled")]
+    chosen = service(roots, record)
+    chosen.load()
+    skipped = chosen.explain()["resolution"]["skipped"]
+    assert skipped[0]["reason"].startswith("forged_marker: it names the bundled model's pin")
+    assert "onnx/model_quantized.onnx" in skipped[0]["reason"]

@@ -242,6 +242,7 @@ def test_sha256sums_come_from_the_build_manifest_in_sha256sum_format(
     verdict = verify(pyinstaller_artifact, artifact_project.target, run_self_check=False)
     assert verdict.ok, verdict.failures
     _, sums = write_outputs(verdict, tmp_path)
+    assert sums is not None, "a passing artifact has its checksums"
     result = subprocess.run(
         ["sha256sum", "--check", "--quiet", str(sums)], cwd=pyinstaller_artifact.parent, capture_output=True, text=True
     )

@@ -36,10 +36,13 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         verdict = verify(dist.resolve(), target, run_self_check=not args.static_only)
         out_dir = args.reports or dist.resolve().parent
         try:
-            report, sums = write_outputs(verdict, out_dir)
+            report, sums = write_outputs(verdict, out_dir, log=lambda line: print(line, file=sys.stderr, flush=True))
         except OSError as err:
             fail(f"cannot write the reports to {out_dir}: {err.strerror}; pass --reports with a writable folder", 1)
-        print(f"{verdict.artifact.name}: report {report}, checksums {sums}")
+        print(
+            f"{verdict.artifact.name}: report {report}, "
+            + (f"checksums {sums}" if sums else "no checksums (it failed)")
+        )
         verdicts.append(verdict)
     print(summary_table(verdicts))
     if summary := os.environ.get("GITHUB_STEP_SUMMARY"):

@@ -22,6 +22,7 @@ from build_hooks import fsutil
 from build_hooks.errors import OutputLocationError
 from build_hooks.hashing import Digester, DownloadDigest, feed
 from build_hooks.prepare_model.sources import RemoteFile
+from embedding_runtime.build_api import RecordProblem, read_json_record
 
 PART_SUFFIX = ".part"
 RECORD_SUFFIX = ".part.json"
@@ -129,7 +130,5 @@ def _record(remote: RemoteFile, pin: str) -> dict[str, Any]:
 
 
 def _read_json(path: Path) -> object:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    raw = read_json_record(path, 64 * 1024)  # a record is a few hundred bytes
+    return None if isinstance(raw, RecordProblem) else raw
