@@ -23,6 +23,8 @@ cannot show. The artifact it builds relies on the workarounds: never ship it.
 from __future__ import annotations
 
 import argparse
+import base64
+import csv
 import functools
 import hashlib
 import json
@@ -305,7 +307,10 @@ def install_workarounds(wine: Wine, venv_python: PureWindowsPath, smoke: Path) -
     subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(wine.preload), str(WORKAROUNDS / "amx_permission.c")],
                    check=True)  # fmt: skip
     shimmed = sorted(imports & implemented)
-    return f"{len(shimmed)} complex functions shimmed for {patched} numpy modules, ProcessPrng, AMX permission"
+    return (
+        f"{len(shimmed)} complex functions shimmed for {patched} numpy modules (RECORD updated), "
+        "ProcessPrng, AMX permission"
+    )
 
 
 def _macro_names() -> set[str]:
@@ -338,15 +343,30 @@ def _crt_math_imports(wine: Wine, venv_python: PureWindowsPath, numpy: Path, smo
 
 def _rename_numpy_import(numpy: Path) -> int:
     """Point numpy's CRT math import at the shim (same length: the PE layout is unchanged); how
-    many of numpy's modules import the shim now."""
-    shimmed = 0
+    many of numpy's modules import the shim now. The changed files are recorded in numpy's RECORD,
+    as a local rebuild would be: verify holds every shipped library to its distribution's RECORD."""
+    shimmed: dict[str, bytes] = {}  # by path in the RECORD (also those a reused venv had patched)
     for module in numpy.rglob("*.pyd"):
         data = module.read_bytes()
         if CRT_MATH.encode() in data:
             data = data.replace(CRT_MATH.encode(), SHIM_DLL.encode())
             module.write_bytes(data)
-        shimmed += SHIM_DLL.encode() in data
-    return shimmed
+        if SHIM_DLL.encode() in data:
+            shimmed[module.relative_to(numpy.parent).as_posix()] = data
+    if shimmed:
+        _rerecord(next(numpy.parent.glob("numpy-*.dist-info")) / "RECORD", shimmed)
+    return len(shimmed)
+
+
+def _rerecord(record: Path, changed: dict[str, bytes]) -> None:
+    """``record`` with the hash and size of each ``changed`` file (by its path in the RECORD)."""
+    rows = list(csv.reader(record.read_text(encoding="utf-8").splitlines()))
+    for row in rows:
+        if row and (data := changed.get(row[0])) is not None:
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            row[1:3] = [f"sha256={digest}", str(len(data))]
+    with record.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows)
 
 
 # -- the pipeline and the checks --------------------------------------------------------------------
