@@ -10,17 +10,40 @@ from the running model's is re-embedded, never compared.
 
 from __future__ import annotations
 
-import argparse
-import json
+import os
+import signal
 import sys
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    """Ctrl-C: one line and exit 130, at once, wherever the program is.
+
+    Not a KeyboardInterrupt: raised inside a Python callback that native code made (onnxruntime's
+    pybind11 module init calling an audit hook), it aborted the program (std::terminate) or crashed
+    it (SIGSEGV). Nothing is lost by leaving at once: notes are replaced in one step, and a temp
+    file left behind is removed by the next write."""
+    os.write(2, b"ERROR: interrupted\n")
+    os._exit(130)
+
+
+# First, before the imports that take the start-up time (the rest of this module's imports follow it).
+signal.signal(signal.SIGINT, _interrupted)
+
+import argparse
 import tomllib
+from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+import numpy as np
+import numpy.typing as npt
+from notes_store import Note, NotesError, NotesStore
 
 from embedding_runtime import (
     EmbeddingsDisabledError,
     EmbeddingService,
     InvalidTextError,
+    VectorFormatError,
     app_data_dir,
     artifact_build_info,
     pack_vector,
@@ -49,50 +72,66 @@ def build_info() -> dict[str, Any]:
     }
 
 
-def _notes_file(info: dict[str, Any]) -> Path:
-    return app_data_dir(info["app_name"]) / "notes.json"
+def notes_store(info: dict[str, Any]) -> NotesStore:
+    return NotesStore(app_data_dir(info["app_name"]) / "notes.json", say=_say)
 
 
-def _load_notes(path: Path) -> list[dict[str, str]]:
-    return list(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else []
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def add_note(info: dict[str, Any], text: str) -> None:
     service = EmbeddingService(info["profile_id"], app_name=info["app_name"], source_root=PROJECT_ROOT)
-    path = _notes_file(info)
-    notes = _load_notes(path)
     vector = service.embed_documents([text])[0]
-    notes.append({"text": text, "stamp": service.model_id(), "vector": pack_vector(vector)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(notes, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    notes_store(info).add(Note(text, service.model_id(), pack_vector(vector)))
 
 
 def search(info: dict[str, Any], query: str, k: int) -> list[tuple[float, str]]:
     service = EmbeddingService(info["profile_id"], app_name=info["app_name"], source_root=PROJECT_ROOT)
-    notes = _load_notes(_notes_file(info))
+    store = notes_store(info)
+    notes = store.notes()
     if not notes:
         return []
     stamp = service.model_id()
-    stale = [n["text"] for n in notes if n["stamp"] != stamp]
-    fresh = dict(zip(stale, service.embed_documents(stale), strict=True)) if stale else {}
-    query_vector = service.embed_queries([query])[0]
-    scored = []
+    vectors: dict[Note, npt.NDArray[np.float32]] = {}
     for note in notes:
-        vector = fresh.get(note["text"])
-        if vector is None:
-            vector = unpack_vector(note["vector"], stamp=note["stamp"], expected_stamp=stamp)
-        scored.append((float(query_vector @ vector), note["text"]))
+        with suppress(VectorFormatError):  # another model's stamp, or damaged bytes: re-embedded below
+            vectors[note] = unpack_vector(note.vector, stamp=note.stamp, expected_stamp=stamp)
+    stale = [note for note in notes if note not in vectors]
+    if stale:  # once: the new vectors are saved, so the next search finds them
+        renewed = service.embed_documents([note.text for note in stale])
+        fresh = {note: Note(note.text, stamp, pack_vector(v)) for note, v in zip(stale, renewed, strict=True)}
+        vectors.update(zip(stale, renewed, strict=True))
+        try:
+            store.refresh(fresh)
+        except NotesError as err:  # the search still answers; the vectors are made again next time
+            _say(f"WARNING: the re-embedded vectors were not saved: {err}")
+    query_vector = service.embed_queries([query])[0]
+    scored = [(float(query_vector @ vectors[note]), note.text) for note in notes]
     return sorted(scored, reverse=True)[:k]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command's exit status; every way out of it is a status (never an exception)."""
     try:
         return _main(argv)
-    except KeyboardInterrupt:
-        print("ERROR: interrupted", file=sys.stderr)
-        return 130
+    except SystemExit as stop:  # argparse: --help, or a usage error it has already explained
+        return stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+    except BrokenPipeError:  # the reader went away (`... | head`): nothing more to tell it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at exit, when Python flushes
+        return 141  # as a program killed by SIGPIPE
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command is over: a late Ctrl-C changes nothing
+
+
+def exit_with(code: int) -> NoReturn:
+    """End the program with ``code`` once the command is done, skipping the interpreter's shutdown:
+    everything is written and closed by now, and a Ctrl-C during Nuitka's shutdown crashed it
+    (SIGSEGV), while PYTHONINSPECT made a Nuitka program print SystemExit as a traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(Exception):  # a closed pipe: nothing more can reach the reader anyway
+            stream.flush()
+    os._exit(code)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -126,11 +165,11 @@ def _main(argv: list[str] | None) -> int:
     except InvalidTextError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
-    except OSError as err:  # the notes file: a read-only or foreign app-data folder
-        print(f"ERROR: cannot use {err.filename}: {err.strerror}; check the folder's permissions", file=sys.stderr)
+    except NotesError as err:  # the notes: a read-only folder, a full disk, a stuck writer
+        print(f"ERROR: {err}", file=sys.stderr)
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -420,6 +420,52 @@ def self_check(wine: Wine, project: Path) -> str:
     )
 
 
+# W7: Windows refuses to replace a file another program has open (Python's open() shares no delete
+# access), so `add` while a reader holds notes.json must wait for it, not lose the note. Run on the
+# Windows side, so that every step waits on an event: the add's temp file appears, then the add is
+# still running while the reader holds the file, then it ends once the reader lets go.
+READER_SCENARIO = r"""
+import json, os, subprocess, sys, time
+exe = sys.argv[1]
+folder = os.path.join(os.environ["LOCALAPPDATA"], "local-notes")
+notes = os.path.join(folder, "notes.json")
+if os.path.exists(notes):
+    os.remove(notes)
+subprocess.run([exe, "add", "the first note"], check=True, capture_output=True)
+reader = open(notes, "rb")
+adder = subprocess.Popen([exe, "add", "a note added while notes.json is being read"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+deadline = time.monotonic() + 300
+while not any(n.endswith(".tmp") for n in os.listdir(folder)) and adder.poll() is None:
+    assert time.monotonic() < deadline, "the add never wrote its temp file"
+    time.sleep(0.01)
+time.sleep(1.0)  # well past its first replace attempt (within its 10 s of retries)
+waited = adder.poll() is None
+reader.close()
+out, err = adder.communicate(timeout=300)
+kept = [n["text"] for n in json.load(open(notes, encoding="utf-8"))]
+leftovers = [n for n in os.listdir(folder) if n.endswith(".tmp")]
+print("W7", json.dumps({"waited": waited, "exit": adder.returncode, "notes": kept, "tmp": leftovers,
+                        "stderr": err.decode(errors="replace")}))
+"""
+
+
+def notes_with_a_reader(wine: Wine, venv_python: PureWindowsPath, smoke: Path) -> str:
+    """The .exe's `add` while another program reads notes.json: it waits, then keeps both notes."""
+    scenario = smoke / "reader_scenario.py"
+    scenario.write_text(READER_SCENARIO, encoding="utf-8")
+    exe = wine.windows_path(smoke / "project" / "dist" / "pyinstaller" / APP_NAME / f"{APP_NAME}.exe")
+    code, output = wine.run(venv_python, str(wine.windows_path(scenario)), str(exe))
+    line = next((line for line in output.splitlines() if line.startswith("W7 ")), None)
+    if code != 0 or line is None:
+        raise SmokeError(f"the reader scenario failed (exit {code})")
+    result = json.loads(line[3:])
+    if result["exit"] != 0 or len(result["notes"]) != 2 or result["tmp"]:
+        raise SmokeError(f"add while a reader holds notes.json: {result}")
+    how = "waited for the reader" if result["waited"] else "did not need to wait (Wine let it replace)"
+    return f"both notes kept, no temp file left; the add {how}"
+
+
 # CPython 3.12+ asks WMI first and runs `cmd /c ver` when WMI does not answer. Wine 8's WMI crashes
 # the process (propsys.VariantToString is a stub), so the probe runs 3.13 as a Windows whose WMI
 # does not answer (a disabled service): the path on which platform starts a process.
@@ -499,6 +545,7 @@ class WindowsRun:
             ("demo project on C:", self._project),
             *((step.name, functools.partial(self._step, step.name)) for step in STEPS),
             ("self-check of the .exe", lambda: self_check(self.wine, self.project)),
+            ("add while a reader holds notes", lambda: notes_with_a_reader(self.wine, self.venv_python, self.smoke)),
             ("windows cpython 3.13", self._newer_python),
             ("platform on cpython 3.13", lambda: newer_platform(self.wine, self.newer_python, self.smoke)),
         ]

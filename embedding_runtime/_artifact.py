@@ -90,6 +90,7 @@ class SelfCheckReport(TypedDict, total=False):
     skipped: list[dict[str, Any]]
     variant: dict[str, Any]
     cpu: dict[str, Any] | None
+    threads: dict[str, Any]  # count, and why (the setting, lowered to the CPUs the process may use)
     canary: dict[str, Any]
     vectors: dict[str, list[list[float]]]
     disabled_reason: str | None

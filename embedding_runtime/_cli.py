@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
+
+import numpy as np
+import numpy.typing as npt
 
 from embedding_runtime import __version__
 from embedding_runtime._console import readable_output
@@ -15,6 +19,9 @@ from embedding_runtime._errors import EmbeddingRuntimeError, EmbeddingsDisabledE
 from embedding_runtime._layout import DEFAULT_PROFILE_ID
 from embedding_runtime._service import DEFAULT_APP_NAME, EmbeddingService
 from embedding_runtime._tiktoken_cache import cache_report, use_bundled_tiktoken_cache
+
+# Vectors formatted per piece of output: bounded memory, whatever the number of input lines.
+_ROWS_PER_PIECE = 256
 
 
 class UsageParser(argparse.ArgumentParser):
@@ -51,9 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ERROR: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`embed ... | head`): nothing more to tell it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at exit, when Python flushes
+        return 141  # as a program killed by SIGPIPE
 
 
 def _run(args: argparse.Namespace) -> int:
+    output: str | Iterator[str]
     try:
         output, code = _doctor(args) if args.command == "doctor" else _embed(args)
     except EmbeddingsDisabledError as err:
@@ -62,7 +73,9 @@ def _run(args: argparse.Namespace) -> int:
     except (EmbeddingRuntimeError, ValueError, TypeError) as err:  # the arguments or the input: a usage error
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
-    print(output)
+    for piece in [output] if isinstance(output, str) else output:
+        sys.stdout.write(piece)
+    sys.stdout.write("\n")
     return code
 
 
@@ -78,12 +91,41 @@ def _tiktoken_section() -> dict[str, Any] | None:
     return cache_report(folder) if folder is not None else None
 
 
-def _embed(args: argparse.Namespace) -> tuple[str, int]:
+def _embed(args: argparse.Namespace) -> tuple[Iterator[str], int]:
     texts = list(args.texts) or _stdin_lines()
     with EmbeddingService(args.profile, app_name=args.app_name) as service:
         embed = service.embed_queries if args.query else service.embed_documents
         vectors = embed(texts, dim=args.dim)
-        return json.dumps({"model_id": service.model_id(args.dim), "vectors": vectors.round(6).tolist()}), 0
+        return _vectors_json(service.model_id(args.dim), vectors), 0
+
+
+def _vectors_json(model_id: str, vectors: npt.NDArray[np.float32]) -> Iterator[str]:
+    """``{"model_id": ..., "vectors": [[...], ...]}`` a few hundred rows at a time (10,000 vectors
+    never sit in memory as Python floats or one string), each value the shortest decimal that
+    reads back as the same float32."""
+    yield json.dumps({"model_id": model_id})[:-1] + ', "vectors": ['
+    for start in range(0, len(vectors), _ROWS_PER_PIECE):
+        rows = shortest_float32(vectors[start : start + _ROWS_PER_PIECE]).tolist()
+        yield ("," if start else "") + ",".join(json.dumps(row, separators=(",", ":")) for row in rows)
+    yield "]}"
+
+
+def shortest_float32(values: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """Each value as the float64 nearest the shortest decimal (at most 9 significant digits, which
+    always suffice) that reads back as the same float32; Python prints that float64 as that decimal."""
+    exact = values.astype(np.float64)
+    out = exact.copy()
+    done = (exact == 0) | ~np.isfinite(exact)
+    magnitude = np.floor(np.log10(np.abs(np.where(done, 1.0, exact)))).astype(np.int64)
+    for digits in range(1, 10):
+        places = digits - 1 - magnitude  # decimal places that keep ``digits`` significant ones
+        up, down = 10.0 ** np.maximum(places, 0), 10.0 ** np.maximum(-places, 0)  # exact up to 10**22
+        candidate = np.where(places >= 0, np.round(exact * up) / up, np.round(exact / down) * down)
+        with np.errstate(over="ignore"):  # a candidate past float32's range: it does not fit, that is all
+            fits = ~done & (candidate.astype(np.float32) == values)
+        out[fits] = candidate[fits]
+        done |= fits
+    return out
 
 
 def _stdin_lines() -> list[str]:

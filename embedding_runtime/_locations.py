@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Literal
 
 from embedding_runtime._artifact import DATA_FOLDER, MODELS_FOLDER
@@ -71,12 +71,17 @@ def app_data_dir(app_name: str, facts: ProcessFacts | None = None) -> Path:
     facts = facts or ProcessFacts.current()
     env = facts.env
     if facts.platform == "win32":
-        base = env.get("LOCALAPPDATA") or str(facts.home / "AppData" / "Local")
-        return Path(base) / app_name
+        return _absolute(env.get("LOCALAPPDATA", ""), facts.home / "AppData" / "Local", PureWindowsPath) / app_name
     if facts.platform == "darwin":
         return facts.home / "Library" / "Application Support" / app_name
-    base = env.get("XDG_DATA_HOME") or str(facts.home / ".local" / "share")
-    return Path(base) / app_name
+    return _absolute(env.get("XDG_DATA_HOME", ""), facts.home / ".local" / "share", PurePosixPath) / app_name
+
+
+def _absolute(value: str, default: Path, flavour: type[PurePath]) -> Path:
+    """``value`` when it is an absolute path, else ``default``: a relative one would move with the
+    working folder (the XDG base directory specification says to ignore it)."""
+    value = value.strip()
+    return Path(value) if value and flavour(value).is_absolute() else default
 
 
 def override_root(app_name: str, facts: ProcessFacts) -> Path:

@@ -120,6 +120,7 @@ def self_check(
         "canary_fallback": bool(resolution.get("canary_fallback")),
     }
     report["cpu"] = explained["cpu"]
+    report["threads"] = {"count": explained["threads"], "reason": explained["threads_reason"]}
     report["canary"] = explained["canary"]
     if service.variant and folder:
         # Every other variant in the same folder, so verify can compare int8 with fp32.

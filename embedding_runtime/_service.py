@@ -12,12 +12,14 @@ import asyncio
 import enum
 import logging
 import os
+import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn
 
 import numpy as np
@@ -30,7 +32,7 @@ from embedding_runtime._layout import PreparedMarker, read_marker
 from embedding_runtime._locations import ModelRoot, ProcessFacts, model_roots, override_root
 from embedding_runtime._probe import ProbeRecord, bundled_probe_record, canary_problem, forged_marker_problem
 from embedding_runtime._profiles import ProfileContract, get_profile
-from embedding_runtime._resolve import CANARY_MISMATCH, Resolution, resolve
+from embedding_runtime._resolve import CANARY_MISMATCH, FORGED_MARKER, Resolution, resolve
 from embedding_runtime._variant import VARIANT_ENV, VariantDecision, decide_variant
 from embedding_runtime._vectors import model_id
 
@@ -99,8 +101,8 @@ class EmbeddingService:
         probe_record: the canary a folder must reproduce before it serves (default: the record
             bundled with the app, when ``roots`` is left to default; none for a source run).
         threads: intra-op threads of this service's model (default: ``EMBEDDING_RUNTIME_THREADS``,
-            else every CPU up to 8). A service for bulk re-indexing and one for interactive queries
-            can differ; each loads its own copy of the model.
+            else every CPU up to 8), never more than the CPUs the process may use. A service for
+            bulk re-indexing and one for interactive queries can differ; each loads its own model.
     """
 
     def __init__(
@@ -127,16 +129,21 @@ class EmbeddingService:
             probe_record = bundled_probe_record(self.contract.profile_id, _facts(self._env))
         self._probe = probe_record
         self._canary_seconds: float | None = None
-        self._settings = settings or EngineSettings(threads or _threads(self._env))
-        self._threads_reason = _threads_reason(threads, settings, self._env)
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, not {threads}")
+        chosen, self._threads_reason = _thread_choice(threads or (settings.threads if settings else None), self._env)
+        self._settings = replace(settings, threads=chosen) if settings else EngineSettings(chosen)
         self._state = State.INIT
         self._disabled: _DisabledError | None = None
         self._resolution: Resolution | None = None
         self._decision: VariantDecision | None = None
         self._engine: _Engine | None = None
+        # The one lock, taken only to load (a C lock: a Ctrl-C cannot land between taking it and the
+        # `with` that gives it back). Calls in flight are neither counted nor locked: a Ctrl-C can land
+        # on any line, also before a count is taken back or inside threading.Condition's Python code
+        # after it took its lock, and close() would wait for ever. close() asks the interpreter
+        # instead which threads are inside a call of this service (see _calls_running).
         self._load_lock = threading.Lock()
-        self._calls = threading.Condition()
-        self._in_flight = 0
 
     # -- public API ---------------------------------------------------------
 
@@ -236,11 +243,11 @@ class EmbeddingService:
         return {"state": state, "texts": len(self._probe.texts), "seconds": seconds, "int8_floor": floor}
 
     def close(self) -> None:
-        """Refuse new calls, wait for the ones in flight, release the model."""
-        with self._calls:
-            self._state = State.CLOSED
-            self._calls.wait_for(lambda: self._in_flight == 0)
-            self._engine = None
+        """Refuse new calls, wait for the ones in flight on other threads, release the model."""
+        self._state = State.CLOSED  # a call that has not yet seen it is inside _embed: waited for below
+        while self._calls_running():
+            time.sleep(_CLOSE_POLL_SECONDS)
+        self._engine = None
 
     def __enter__(self) -> EmbeddingService:
         return self
@@ -254,42 +261,41 @@ class EmbeddingService:
         out_dim = self.contract.check_dim(dim)
         batch = _validated(texts, self.contract.max_tokens * _CHARS_PER_TOKEN_CAP)
         self.load()
-        with self._call():
-            assert self._engine is not None
-            if not batch:
-                return np.zeros((0, out_dim), dtype=np.float32)
-            return self._engine.embed([prompt + text for text in batch], out_dim)
+        engine = self._engine
+        if engine is None or self._state is State.CLOSED:  # close() waits while this frame runs
+            raise ServiceClosedError("the embedding service is closed")
+        if not batch:
+            return np.zeros((0, out_dim), dtype=np.float32)
+        return engine.embed([prompt + text for text in batch], out_dim)
 
-    @contextmanager
-    def _call(self) -> Iterator[None]:
-        with self._calls:
-            if self._state is State.CLOSED:
-                raise ServiceClosedError("the embedding service is closed")
-            self._in_flight += 1
-        try:
-            yield
-        finally:
-            with self._calls:
-                self._in_flight -= 1
-                self._calls.notify_all()
+    def _calls_running(self) -> bool:
+        """Is another thread inside a call of this service now? Read from the threads' own stacks,
+        so a call cut short anywhere (a Ctrl-C, any exception) is over once its frame is gone."""
+        me = threading.get_ident()
+        for ident, frame in sys._current_frames().items():
+            current: FrameType | None = frame if ident != me else None
+            while current is not None:
+                if current.f_code is _EMBED_CODE and current.f_locals.get("self") is self:
+                    return True
+                current = current.f_back
+        return False
 
     def _load(self) -> _Engine:
         if self._env.get(DISABLE_ENV, "").strip() == "1":
             raise _DisabledError("disabled_by_env", f"{DISABLE_ENV}=1")
-        try:
+        try:  # imported here, by name, so that both freezers see the imports
             import onnxruntime
         except ImportError as err:
-            raise _DisabledError("onnxruntime_missing", str(err)) from err
+            raise _not_importable("onnxruntime", err) from err
         try:
             import tokenizers
         except ImportError as err:
-            raise _DisabledError("tokenizers_missing", str(err)) from err
+            raise _not_importable("tokenizers", err) from err
         self._cpu = self._cpu or cpu_facts.detect()
         self._decision = decide_variant(self._cpu, self._env)
         strict = self._env.get(VARIANT_ENV, "auto").strip().lower() in ("fp32", "int8")
         settings = self._settings
         opened: list[_Engine] = []
-        failed: list[_DisabledError] = []
 
         reference = _bundled_marker(self._roots, self.contract.profile_id)
 
@@ -298,9 +304,8 @@ class EmbeddingService:
                 return forged  # no inference needed: it contradicts the bundled profile's own record
             try:
                 engine = _Engine.open(onnxruntime, tokenizers, self.contract, folder, variant, settings)
-            except _DisabledError as failure:  # the folder to serve cannot load: that disables, with why
-                failed.append(failure)
-                return None
+            except _DisabledError as failure:  # a folder that cannot load is skipped: the next one may
+                return f"{failure.reason}: {failure.detail}"
             if self._probe is not None:
                 started = time.perf_counter()
                 # As the build recorded them: documents, full dimension.
@@ -324,9 +329,11 @@ class EmbeddingService:
             raise _DisabledError(
                 "variant_unavailable", f"{VARIANT_ENV} asks for {self._decision.preferred}, no folder has it"
             )
-        if failed:
-            raise failed[-1]
         return opened[-1]
+
+
+_EMBED_CODE = EmbeddingService._embed.__code__  # every call of a service runs inside this frame
+_CLOSE_POLL_SECONDS = 0.005
 
 
 class _Engine:
@@ -454,19 +461,35 @@ def default_threads(cpu_count: int | None) -> int:
     return max(1, min(8, cpu_count or 1))
 
 
-def _threads_reason(threads: int | None, settings: EngineSettings | None, env: Mapping[str, str]) -> str:
-    if settings is not None or threads:
-        return "set by the app for this service"
-    if _threads(env) != default_threads(os.cpu_count()):
-        return f"{THREADS_ENV}={env.get(THREADS_ENV)}"
-    return f"every CPU ({os.cpu_count()}), at most 8: embedding runs in bursts the app waits for"
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask where the OS has one (Linux; a container's
+    or ``taskset``'s limit), else every CPU (``os.process_cpu_count`` from Python 3.13)."""
+    counter = getattr(os, "process_cpu_count", None)
+    if counter is not None:
+        return max(1, counter() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        with suppress(OSError):
+            return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
-def _threads(env: Mapping[str, str]) -> int:
-    explicit = env.get(THREADS_ENV, "").strip()
-    if explicit.isdigit() and int(explicit) > 0:
-        return int(explicit)
-    return default_threads(os.cpu_count())
+def _thread_choice(requested: int | None, env: Mapping[str, str]) -> tuple[int, str]:
+    """The threads a service runs, and why: the app's figure, else EMBEDDING_RUNTIME_THREADS, else
+    the default; never more than the CPUs this process may use (100,000 threads do not finish)."""
+    cpus = usable_cpus()
+    raw = env.get(THREADS_ENV, "").strip()
+    if requested is not None:
+        wanted, why = requested, f"set by the app for this service ({requested})"
+    elif raw.isascii() and raw.isdigit() and (digits := raw.lstrip("0")):
+        wanted, why = int(digits) if len(digits) <= 6 else 10**6, f"{THREADS_ENV}={raw[:20]}"
+    else:
+        wanted = default_threads(cpus)
+        why = f"every CPU this process may use ({cpus}), at most 8: embedding runs in bursts the app waits for"
+        if raw:
+            why = f"{THREADS_ENV}={raw[:20]!r} is not a whole number above 0, so ignored; {why}"
+    if wanted > cpus:
+        return cpus, f"{why}, lowered to the {cpus} CPUs this process may use"
+    return wanted, why
 
 
 def _validated(texts: Sequence[str], cap: int) -> list[str]:
@@ -495,12 +518,29 @@ def _why_nothing_serves(
     blocked = decision.blocked_by and not decision.int8_allowed
     if blocked and any(folder_problem(root.path / profile_id, "int8") is None for root in roots):
         return "cpu_blocked", f"only int8 files are present and int8 is blocked here: {decision.blocked_by}"
-    tried = "; ".join(f"{s.path} [{s.variant}]: {s.reason}" for s in resolution.skipped[:4])
-    more = f" (+{len(resolution.skipped) - 4} more)" if len(resolution.skipped) > 4 else ""
     present = [s for s in resolution.skipped if s.reason != "folder does not exist"]
-    if present and all(s.reason.startswith(CANARY_MISMATCH) for s in present):
-        return CANARY_MISMATCH, f"no folder reproduces the recorded probe vectors: {tried}{more}"
-    return "model_file_missing", f"no complete profile folder: {tried}{more}"
+    absent = len(resolution.skipped) - len(present)
+    tried = "; ".join(f"{s.path} [{s.variant}]: {s.reason}" for s in present) or "none"
+    tried += f" (and {absent} absent)" if absent else ""
+    # A complete folder that was opened and refused says more than the files a folder lacks: the
+    # first such refusal (the most preferred folder's) names the reason; the detail lists every one.
+    refused = [s.reason.split(":", 1)[0] for s in present if s.reason.split(":", 1)[0] in _REFUSALS]
+    if refused:
+        return refused[0], f"no folder serves: {tried}"
+    return "model_file_missing", f"no complete profile folder: {tried}"
+
+
+def _not_importable(name: str, err: ImportError) -> BaseException:
+    """What a failed ``import name`` means: the package is missing or does not load, which disables
+    the service; or a Ctrl-C landed during the import, which pybind11 reports as ImportError
+    ("initialization failed") caused by the KeyboardInterrupt: that stays a Ctrl-C."""
+    if isinstance(err.__cause__, KeyboardInterrupt) or isinstance(err.__context__, KeyboardInterrupt):
+        return KeyboardInterrupt()
+    return _DisabledError(f"{name}_missing", str(err))
+
+
+# Skip reasons of a complete folder refused when opened (see proves_itself in EmbeddingService._load).
+_REFUSALS = ("load_failed", "contract_mismatch", CANARY_MISMATCH, FORGED_MARKER)
 
 
 def _bundled_marker(roots: Sequence[ModelRoot], profile_id: str) -> PreparedMarker | None:

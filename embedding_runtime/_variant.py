@@ -54,12 +54,14 @@ def decide_variant(cpu: CpuFacts, env: Mapping[str, str]) -> VariantDecision:
         if not int8_allowed and blocked is not None:
             return VariantDecision("fp32", False, f"{VARIANT_ENV}=int8 but {blocked.why}", blocked.why)
         return VariantDecision("int8", True, f"{VARIANT_ENV}=int8")
+    # A value that is none of the three is said, not silently taken for "auto".
+    ignored = f"{VARIANT_ENV}={requested[:20]!r} is not fp32, int8 or auto, so ignored; " if requested != "auto" else ""
     if blocked is not None and not forced_int8:
-        return VariantDecision("fp32", False, f"int8 blocked on this CPU: {blocked.why}", blocked.why)
+        return VariantDecision("fp32", False, f"{ignored}int8 blocked on this CPU: {blocked.why}", blocked.why)
     if kernel := _int8_kernel(cpu):
         suffix = f" ({FORCE_INT8_ENV}=1 overrides the block list)" if blocked else ""
-        return VariantDecision("int8", True, f"{cpu.arch} CPU has {kernel}{suffix}")
-    return VariantDecision("fp32", int8_allowed, f"{cpu.arch} CPU lacks fast int8 dot products")
+        return VariantDecision("int8", True, f"{ignored}{cpu.arch} CPU has {kernel}{suffix}")
+    return VariantDecision("fp32", int8_allowed, f"{ignored}{cpu.arch} CPU lacks fast int8 dot products")
 
 
 def _int8_kernel(cpu: CpuFacts) -> str:

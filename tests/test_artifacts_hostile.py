@@ -3,12 +3,15 @@ weights in the override, and what a run leaves behind. Nothing may crash or serv
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +22,7 @@ import pytest
 from devtools.demo_project import APP_NAME, ARTIFACT_SPEC, PROFILE_ID, Project
 from devtools.fixture_model import FixtureSpec, fixture_files
 from embedding_runtime.build_api import HTTP_CLIENTS, MARKER_NAME, STDLIB_ACCELERATORS
+from tests.support import tmpfs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 NOBODY = 65534
@@ -148,7 +152,8 @@ def test_an_app_data_folder_nobody_may_write_is_one_error_line(world: Path) -> N
     (world / "home").chmod(0o555)
     result = run_as_nobody(world, "add", "a note")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("ERROR: cannot use ") and "Permission denied" in result.stderr
+    assert result.stderr.startswith("ERROR: cannot write in ") and "Permission denied" in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
 
 
 def test_a_run_writes_nothing_under_home_and_ships_no_http_client(world: Path) -> None:
@@ -181,3 +186,196 @@ def test_a_cp1252_pipe_carries_the_self_check_and_notes_outside_its_code_page(wo
     found = run_as_nobody(world, "search", "weather", env=cp1252, encoding="cp1252")
     assert found.returncode == 0 and "Traceback" not in found.stderr, found.stderr[-2000:]
     assert note.encode("cp1252", "backslashreplace").decode("cp1252") in found.stdout
+
+
+# -- issue 25: a user's folder, notes and keystrokes -------------------------------------------------
+
+
+def notes_file(world: Path) -> Path:
+    return world / "home" / ".local" / "share" / APP_NAME / "notes.json"
+
+
+def as_nobody(*paths: Path) -> None:
+    for path in paths:
+        os.chown(path, NOBODY, NOBODY)
+
+
+def test_a_fifo_for_the_overrides_marker_is_a_reason_and_nothing_waits(world: Path, artifact_project: Project) -> None:
+    """Opening a named pipe for reading blocks until a writer comes: a folder is only ever looked at."""
+    folder = plant_override(world, artifact_project)
+    (folder / MARKER_NAME).unlink()
+    os.mkfifo(folder / MARKER_NAME)
+    as_nobody(folder / MARKER_NAME)
+    report = self_check_refusing_override(world, f"{MARKER_NAME} is not a regular file")
+    assert report["folder"]["kind"] == "bundled"
+    added = run_as_nobody(world, "add", "a note past the pipe")
+    assert added.returncode == 0 and added.stderr == "", added.stderr[-2000:]
+
+
+def test_an_override_whose_weights_do_not_load_is_skipped_and_the_bundle_serves(
+    world: Path, artifact_project: Project
+) -> None:
+    """The sidecars replaced by same-size bytes, mtimes kept (the marker agrees): the model computes
+    NaN or garbage. Skipped like a failed canary; the intact bundled copy serves."""
+    folder = plant_override(world, artifact_project)
+    for sidecar in sorted((folder / "onnx").glob("*.onnx_data")):
+        st = sidecar.stat()
+        sidecar.write_bytes(b"\xff" * st.st_size)
+        os.utime(sidecar, ns=(st.st_atime_ns, st.st_mtime_ns))
+    result = run_as_nobody(world, "--self-check")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["folder"]["kind"] == "bundled", report["skipped"]
+    reasons = [s["reason"] for s in report["skipped"] if s["kind"] == "override"]
+    assert any(r.startswith("load_failed: ") and "NaN" in r for r in reasons), reasons
+    assert run_as_nobody(world, "add", "a note").returncode == 0
+
+
+def test_eight_windows_adding_at_once_keep_eight_notes(world: Path) -> None:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(world / "home")}
+    command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", str(world / "app" / APP_NAME)]
+    writers = [
+        subprocess.Popen([*command, "add", f"note {n} from window {n}"], env=env, stderr=subprocess.PIPE, text=True)
+        for n in range(8)
+    ]
+    errors = [writer.communicate(timeout=300)[1] for writer in writers]
+    outcomes = [(writer.returncode, err) for writer, err in zip(writers, errors, strict=True)]
+    assert outcomes == [(0, "")] * 8, outcomes
+    texts = sorted(note["text"] for note in json.loads(notes_file(world).read_text()))
+    assert texts == sorted(f"note {n} from window {n}" for n in range(8))
+    assert not list(notes_file(world).parent.glob("*.tmp")), "a temp file was left behind"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [b"garbage", b"{}", b"[1,2,3]", b'[{"text": "x"}]', b'[{"text": "x", "stamp": 5, "vector": ""}]', b"\xff\xfe"],
+)
+def test_a_damaged_notes_file_is_set_aside_with_one_line_never_overwritten(world: Path, damage: bytes) -> None:
+    notes = notes_file(world)
+    notes.parent.mkdir(parents=True)
+    notes.write_bytes(damage)
+    as_nobody(*(world / "home").rglob("*"))
+    searched = run_as_nobody(world, "search", "weather")
+    assert searched.returncode == 0 and searched.stdout == "", searched.stderr[-2000:]
+    line = searched.stderr.strip()
+    assert "\n" not in line and "could not be read as notes" in line and "Traceback" not in line, line
+    aside = sorted(notes.parent.glob("notes.json.damaged-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == damage and str(aside[0]) in line
+    added = run_as_nobody(world, "add", "a note about the weather")
+    assert added.returncode == 0 and added.stderr == "", added.stderr
+    assert [n["text"] for n in json.loads(notes.read_text())] == ["a note about the weather"]
+    assert aside[0].read_bytes() == damage, "the damaged file is kept as it was"
+
+
+@pytest.mark.parametrize("vector", ["not base64!", "AAAA"])
+def test_a_note_with_a_damaged_vector_is_embedded_again_and_kept(world: Path, vector: str) -> None:
+    assert run_as_nobody(world, "add", "a note about the weather").returncode == 0
+    notes = json.loads(notes_file(world).read_text())
+    notes.append({"text": "rain is coming tomorrow", "stamp": notes[0]["stamp"], "vector": vector})
+    notes_file(world).write_text(json.dumps(notes))
+    found = run_as_nobody(world, "search", "rain", "-k", "2")
+    assert found.returncode == 0 and "Traceback" not in found.stderr, found.stderr[-2000:]
+    assert "rain is coming tomorrow" in found.stdout
+    saved = json.loads(notes_file(world).read_text())
+    assert [n["text"] for n in saved] == ["a note about the weather", "rain is coming tomorrow"]
+    assert saved[1]["vector"] != vector and saved[1]["vector"].strip() != ""
+
+
+def test_stale_notes_are_embedded_again_once_and_saved(world: Path) -> None:
+    assert run_as_nobody(world, "add", "a fresh note").returncode == 0
+    stamp = json.loads(notes_file(world).read_text())[0]["stamp"]
+    stale = [
+        {"text": f"old note {n}", "stamp": "another-model-v9-384d-int8-mlen512-in1", "vector": "AAAA"}
+        for n in range(40)
+    ]
+    notes_file(world).write_text(json.dumps(json.loads(notes_file(world).read_text()) + stale))
+    assert run_as_nobody(world, "search", "old note").returncode == 0
+    after_first = notes_file(world).read_bytes()
+    assert {n["stamp"] for n in json.loads(after_first)} == {stamp}, "every stale vector was saved anew"
+    assert run_as_nobody(world, "search", "old note").returncode == 0
+    assert notes_file(world).read_bytes() == after_first, "nothing left to re-embed: the file is not rewritten"
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_notes_and_no_temp_file(world: Path) -> None:
+    data = world / "data"
+    data.mkdir()
+    with tmpfs(data, "64k", f"uid={NOBODY}", f"gid={NOBODY}") as disk:
+        env = {"XDG_DATA_HOME": str(disk)}
+        assert run_as_nobody(world, "add", "the first note", env=env).returncode == 0
+        notes = disk / APP_NAME / "notes.json"
+        kept = notes.read_bytes()
+        filler = disk / "filler"
+        with contextlib.suppress(OSError), filler.open("wb") as fh:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+        added = run_as_nobody(world, "add", "a note that does not fit " * 50, env=env)
+        assert added.returncode == 1 and "Traceback" not in added.stderr, added.stderr[-2000:]
+        assert added.stderr.startswith("ERROR: no space left on the disk holding ") and added.stderr.count("\n") == 1
+        assert notes.read_bytes() == kept
+        assert sorted(p.name for p in notes.parent.iterdir()) == ["notes.json", "notes.json.lock"]
+
+
+def test_a_thread_setting_past_the_cpus_is_lowered_and_said(world: Path) -> None:
+    env = {"EMBEDDING_RUNTIME_THREADS": "100000"}
+    result = subprocess.run(
+        ["taskset", "-c", "0", "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+         str(world / "app" / APP_NAME), "--self-check"],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(world / "home"), **env},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    threads = json.loads(result.stdout)["threads"]
+    assert threads["count"] == 1 and "lowered to the 1 CPUs this process may use" in threads["reason"], threads
+
+
+@pytest.mark.parametrize(
+    "setting",
+    ["PYTHONIOENCODING=ascii", "PYTHONINSPECT=1", "PYTHONWARNINGS=error", "PYTHONOPTIMIZE=2",
+     "PYTHONHASHSEED=7", "PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"],
+)  # fmt: skip
+def test_a_users_python_settings_change_nothing(world: Path, setting: str) -> None:
+    """PyInstaller's program ignores PYTHON* variables; Nuitka's honours them: either way, the same
+    answers and no traceback. (PYTHONMALLOC=debug and PYTHONDEVMODE=1 crash Nuitka's program before
+    any of its code runs: see the README.)"""
+    assert run_as_nobody(world, "add", "café ☕ 数字 and a note about the weather").returncode == 0
+    name, value = setting.split("=")
+    plain = run_as_nobody(world, "search", "weather")
+    for command in (["search", "weather"], ["--help"], ["search"]):
+        with_setting = run_as_nobody(world, *command, env={name: value})
+        without = plain if command == ["search", "weather"] else run_as_nobody(world, *command)
+        assert "Traceback" not in with_setting.stderr, with_setting.stderr[-2000:]
+        assert with_setting.returncode == without.returncode, (command, with_setting.stderr[-2000:])
+        if name != "PYTHONIOENCODING":
+            assert (with_setting.stdout, with_setting.stderr) == (without.stdout, without.stderr), command
+    readable = run_as_nobody(world, "search", "weather", env={name: value})
+    assert "weather" in readable.stdout
+
+
+def test_ctrl_c_at_any_moment_of_start_up_is_one_line(world: Path) -> None:
+    """From the moment the app's code runs (seen from outside: the process maps numpy's library,
+    which the launcher imports right after setting its Ctrl-C handler), Ctrl-C at a spread of
+    moments: "ERROR: interrupted" and 130, or the command had already finished. Never a traceback,
+    never a crash (a KeyboardInterrupt inside onnxruntime's native start-up aborted the program),
+    never a half-written note."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(world / "home")}
+    command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", str(world / "app" / APP_NAME)]
+    outcomes = []
+    for delay in (0.0, 0.01, 0.02, 0.05, 0.08, 0.12, 0.16, 0.2, 0.3, 0.5):
+        child = subprocess.Popen([*command, "add", "a note"], env=env, stderr=subprocess.PIPE, text=True)
+        maps = Path(f"/proc/{child.pid}/maps")
+        deadline = time.monotonic() + 120
+        while "_multiarray_umath" not in maps.read_text() and child.poll() is None:
+            assert time.monotonic() < deadline, "the app never loaded numpy"
+            time.sleep(0.001)
+        time.sleep(delay)  # fixed delays from an event, as wide as start-up itself
+        child.send_signal(signal.SIGINT)
+        err = child.communicate(timeout=120)[1]
+        outcome = (child.returncode, err)
+        assert outcome in ((130, "ERROR: interrupted\n"), (0, "")), (delay, outcome)
+        outcomes.append(outcome[0])
+        if notes_file(world).exists():  # replaced in one step: whole notes, or none yet
+            assert all(n["text"] == "a note" for n in json.loads(notes_file(world).read_text()))
+    assert 130 in outcomes, f"no Ctrl-C landed while the app was starting: {outcomes}"
+    assert run_as_nobody(world, "add", "a last note").returncode == 0
+    assert not list(notes_file(world).parent.glob("*.tmp")), "a temp file left by a Ctrl-C outlived the next write"

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedding_runtime import EmbeddingService, InvalidTextError, ModelRoot, State
+from embedding_runtime import EmbeddingsDisabledError, EmbeddingService, InvalidTextError, ModelRoot, State
 from embedding_runtime._cpu import CpuFacts
 from embedding_runtime._layout import MARKER_MAX_BYTES, MARKER_NAME
 from embedding_runtime._resolve import resolve
@@ -339,3 +339,96 @@ def test_memory_does_not_grow_with_the_length_of_a_call(tmp_path: Path, repo_fil
 
 def test_no_child_process_of_the_suite_runs_as_root_by_accident() -> None:
     assert os.geteuid() == 0, "these tests switch users with setpriv, which needs root (as in CI)"
+
+
+def damage(folder: Path, how: str) -> None:
+    """Files replaced by same-size bytes, their mtimes kept: the marker's sizes still agree, and only
+    loading the model can tell. "refused": onnxruntime cannot parse the graphs; "nan": the weights
+    are 0xFF bytes (NaN as float32), so the model computes NaN."""
+    names = ("onnx/model.onnx", "onnx/model_quantized.onnx") if how == "refused" else ("onnx/model.onnx_data",)
+    for name in names:
+        path = folder / name
+        st = path.stat()
+        path.write_bytes(b"\xff" * st.st_size)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize("how", ["refused", "nan"])
+def test_an_override_that_fails_to_load_is_skipped_and_the_bundle_serves(
+    tmp_path: Path, repo_files_a: dict[str, bytes], how: str
+) -> None:
+    damage(write_profile(tmp_path / "override", repo_files_a), how)
+    write_profile(tmp_path / "bundled", repo_files_a)
+    roots = [ModelRoot(tmp_path / "override", "override"), ModelRoot(tmp_path / "bundled", "bundled")]
+    env = {"EMBEDDING_RUNTIME_VARIANT": "fp32"} if how == "nan" else {}  # the NaN weights are fp32's
+    service = EmbeddingService(FIXTURE_PROFILE, roots=roots, env=env, cpu=VNNI)
+    vectors = service.embed_documents(["hello"])
+    resolution = service.explain()["resolution"]
+    assert resolution["kind"] == "bundled", resolution
+    reason = resolution["skipped"][0]["reason"]
+    assert reason.startswith("load_failed: ") and ("computes NaN" in reason) == (how == "nan"), reason
+    alone = EmbeddingService(FIXTURE_PROFILE, roots=[roots[1]], env=env, cpu=VNNI)
+    np.testing.assert_allclose(vectors, alone.embed_documents(["hello"]), atol=1e-6)
+
+
+def test_when_no_folder_loads_the_reason_lists_each_folders_failure(
+    tmp_path: Path, repo_files_a: dict[str, bytes]
+) -> None:
+    for kind in ("override", "bundled"):
+        damage(write_profile(tmp_path / kind, repo_files_a), "refused")
+    roots = [ModelRoot(tmp_path / "override", "override"), ModelRoot(tmp_path / "bundled", "bundled")]
+    service = EmbeddingService(FIXTURE_PROFILE, roots=roots, env={}, cpu=VNNI)
+    with pytest.raises(EmbeddingsDisabledError) as caught:
+        service.load()
+    assert caught.value.reason == "load_failed"
+    for kind in ("override", "bundled"):
+        for variant in ("int8", "fp32"):
+            assert f"{tmp_path / kind / 'fixture-v1'} [{variant}]: load_failed: " in caught.value.detail
+
+
+# pybind11's module init, interrupted: its error handler raises ImportError("initialization failed")
+# from the KeyboardInterrupt (and a broken install: an ImportError of its own).
+PYBIND11_IMPORT = """
+import importlib.abc, importlib.machinery, sys
+class Interrupted(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path, target=None):
+        return importlib.machinery.ModuleSpec(name, self) if name == "onnxruntime" else None
+    def create_module(self, spec):
+        if sys.argv[1] == "ctrl-c":
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt as err:
+                raise ImportError("initialization failed") from err
+        raise ImportError("libonnxruntime.so: cannot open shared object file")
+    def exec_module(self, module):
+        pass
+sys.modules.pop("onnxruntime", None)
+sys.meta_path.insert(0, Interrupted())
+from embedding_runtime import EmbeddingService, ModelRoot, ProfileContract
+from embedding_runtime._cpu import CpuFacts
+contract = ProfileContract("fixture-v1", 32, (8, 16, 32), "last_token", max_tokens=64, batch_token_budget=256)
+service = EmbeddingService(contract, roots=[ModelRoot(sys.argv[2], "bundled")], env={},
+                           cpu=CpuFacts("x86_64", frozenset({"AVX2"}), "GenuineIntel", 6, 106, "Xeon"))
+try:
+    service.load()
+except KeyboardInterrupt:
+    print("interrupted", service.state.value)
+except Exception as err:
+    print(type(err).__name__, getattr(err, "reason", ""), service.state.value)
+"""
+
+
+@pytest.mark.parametrize(
+    ("how", "said"),
+    [("ctrl-c", "interrupted init"), ("broken", "EmbeddingsDisabledError onnxruntime_missing disabled")],
+)
+def test_ctrl_c_while_onnxruntime_loads_stays_a_ctrl_c(
+    tmp_path: Path, repo_files_a: dict[str, bytes], how: str, said: str
+) -> None:
+    """Not "embeddings disabled (onnxruntime_missing)": the user pressed Ctrl-C, nothing is missing."""
+    write_profile(tmp_path, repo_files_a)
+    result = subprocess.run(
+        [sys.executable, "-c", PYBIND11_IMPORT, how, str(tmp_path)],
+        cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.stdout.strip() == said, result.stderr[-2000:]

@@ -60,6 +60,26 @@ def test_linux_override_honours_xdg_data_home() -> None:
     assert override_root("n", facts("linux", Path("/home/ada"), env)) == Path("/data/ada/n/embedding_models")
 
 
+def test_a_relative_data_home_is_ignored_as_the_xdg_specification_says() -> None:
+    """A relative folder would move with the working folder: a different store in every shell."""
+    for env in ({"XDG_DATA_HOME": "data"}, {"XDG_DATA_HOME": "  "}):
+        assert override_root("n", facts("linux", Path("/home/ada"), env)) == Path(
+            "/home/ada/.local/share/n/embedding_models"
+        )
+    windows = facts("win32", Path("/home/ada"), {"LOCALAPPDATA": r"AppData\Local"})
+    assert override_root("n", windows) == Path("/home/ada/AppData/Local/n/embedding_models")
+
+
+def test_a_variant_setting_that_is_none_of_the_three_is_said_not_swallowed() -> None:
+    from embedding_runtime._cpu import CpuFacts
+    from embedding_runtime._variant import decide_variant
+
+    vnni = CpuFacts("x86_64", frozenset({"AVX512VNNI"}), "GenuineIntel", 6, 106, "Xeon")
+    decision = decide_variant(vnni, {"EMBEDDING_RUNTIME_VARIANT": "fp16"})
+    assert decision.preferred == "int8"
+    assert decision.reason.startswith("EMBEDDING_RUNTIME_VARIANT='fp16' is not fp32, int8 or auto, so ignored; ")
+
+
 def test_env_var_points_the_override_elsewhere() -> None:
     env = {OVERRIDE_ENV: "/srv/models"}
     assert override_root("n", facts("linux", Path("/home/ada"), env)) == Path("/srv/models")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -312,9 +313,14 @@ def test_close_waits_for_calls_in_flight(model_root: Path) -> None:
     assert inside.wait(600), "the call never reached the engine"
     closer = threading.Thread(target=service.close)
     closer.start()
-    # Either close() waits on the service's condition (the call in flight can only end when released),
-    # or it returns at once: both are events, neither a matter of time.
-    wait_until(lambda: bool(service._calls._waiters) or not closer.is_alive(), "close() waiting or returning")  # type: ignore[attr-defined]
+    # Either close() is looking for the call in flight again and again (it can only end when released),
+    # or it has returned: both are events seen from outside, neither a matter of time.
+
+    def close_is_waiting() -> bool:
+        frame = sys._current_frames().get(closer.ident or 0)
+        return frame is not None and frame.f_code is EmbeddingService.close.__code__
+
+    wait_until(lambda: close_is_waiting() or not closer.is_alive(), "close() waiting or returning")
     assert closer.is_alive(), "close() returned while a call was still in flight"
     release.set()
     closer.join(600)
@@ -323,8 +329,99 @@ def test_close_waits_for_calls_in_flight(model_root: Path) -> None:
     assert isinstance(outcome[0], np.ndarray) and outcome[0].shape == (40, 32)
 
 
+def test_close_returns_whatever_line_of_a_call_a_ctrl_c_lands_on(model_root: Path) -> None:
+    """A KeyboardInterrupt raised at each line a call runs through, and as each function it calls
+    starts (where a real Ctrl-C is delivered), then close() from the interrupted thread itself, and
+    once from another thread: close() never waits for ever."""
+    embed_code = EmbeddingService._embed.__code__
+
+    def interrupted_call(service: EmbeddingService, stop_at: int | None, seen: list[int]) -> None:
+        def count(event: str) -> None:
+            seen[0] += 1
+            if seen[0] == stop_at:
+                raise KeyboardInterrupt
+
+        def local(frame: FrameType, event: str, arg: object) -> Any:
+            if event == "line":
+                count(event)
+            return local
+
+        def tracer(frame: FrameType, event: str, arg: object) -> Any:
+            if frame.f_code is embed_code:
+                return local
+            if frame.f_back is not None and frame.f_back.f_code is embed_code:
+                count(event)  # a function the call calls, as it starts
+            return None
+
+        sys.settrace(tracer)
+        try:
+            service.embed_documents(["a note"])
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.settrace(None)
+
+    def run(stop_at: int | None, close_here: bool) -> int:
+        service, seen = service_for(model_root), [0]
+        service.load()
+
+        def call_then_close() -> None:
+            interrupted_call(service, stop_at, seen)
+            if close_here:
+                service.close()
+
+        worker = threading.Thread(target=call_then_close, daemon=True)
+        worker.start()
+        worker.join(60)
+        assert not worker.is_alive(), f"close() hangs after a Ctrl-C on line event {stop_at}"
+        if not close_here:
+            closer = threading.Thread(target=service.close, daemon=True)
+            closer.start()
+            closer.join(60)
+            assert not closer.is_alive(), f"close() from another thread hangs (line event {stop_at})"
+        with pytest.raises(ServiceClosedError):
+            service.embed_documents(["after close"])
+        return seen[0]
+
+    total = run(None, close_here=True)
+    assert total > 5
+    for line in range(1, total + 1):
+        run(line, close_here=line % 2 == 0)
+
+
 def test_default_thread_count_leaves_small_machines_responsive() -> None:
     assert [default_threads(n) for n in (None, 1, 2, 4, 8, 16, 64)] == [1, 1, 2, 4, 8, 8, 8]
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("100000", "EMBEDDING_RUNTIME_THREADS=100000, lowered to the 1 CPUs this process may use"),
+        ("9" * 5000, "lowered to the 1 CPUs"),  # past int()'s digit limit: still a number, still lowered
+        ("many", "EMBEDDING_RUNTIME_THREADS='many' is not a whole number above 0, so ignored"),
+        ("-3", "is not a whole number above 0, so ignored"),
+        ("²", "is not a whole number above 0, so ignored"),
+    ],
+)
+def test_the_thread_setting_never_exceeds_the_cpus_the_process_may_use(value: str, said: str) -> None:
+    """One CPU allowed (taskset), any thread setting: doctor reports one thread and says why."""
+    result = subprocess.run(
+        ["taskset", "-c", "0", sys.executable, "-m", "embedding_runtime", "doctor", "--json"],
+        cwd=REPO_ROOT, env=child_env({"EMBEDDING_RUNTIME_THREADS": value}), capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    report = json.loads(result.stdout)
+    assert report["threads"] == 1 and said in report["threads_reason"], report["threads_reason"]
+
+
+def test_an_apps_thread_count_is_held_to_the_cpus_too(model_root: Path) -> None:
+    from embedding_runtime._service import usable_cpus
+
+    service = EmbeddingService(FIXTURE_PROFILE, roots=[ModelRoot(model_root, "bundled")], threads=100_000, env={})
+    report = service.explain()
+    assert report["threads"] == usable_cpus() and "lowered to the" in report["threads_reason"]
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        EmbeddingService(FIXTURE_PROFILE, roots=[ModelRoot(model_root, "bundled")], threads=0)
 
 
 # -- stamps and packed vectors ------------------------------------------------
@@ -394,7 +491,9 @@ def test_doctor_explains_choice_and_override_path(tmp_path: Path, repo_files_a: 
     result = run_runtime(["doctor", "--json"], {"EMBEDDING_RUNTIME_MODELS_DIR": str(override)})
     report = json.loads(result.stdout)
     assert report["override_folder"] == str(override / "local-text-retrieval-v1")
-    assert report["resolution"]["kind"] == "override"
+    # The override is the only folder; it loads but breaks the contract, so nothing serves.
+    assert report["resolution"]["kind"] is None
+    assert [s["kind"] for s in report["resolution"]["skipped"]] == ["override", "override"]
     assert report["state"] == "disabled" and report["disabled_reason"] == "contract_mismatch"
     assert result.returncode == 1
     readable = run_runtime(["doctor"], {"EMBEDDING_RUNTIME_MODELS_DIR": str(override)}).stdout
@@ -426,6 +525,41 @@ def test_embed_cli_prints_vectors_and_stamp(tmp_path: Path, repo_files_a: dict[s
     payload = json.loads(result.stdout)
     assert payload["model_id"].startswith("fixture-v1-8d-") and len(payload["vectors"]) == 2
     assert len(payload["vectors"][0]) == 8
+
+
+def test_vectors_print_as_the_shortest_decimals_that_read_back_exactly() -> None:
+    from embedding_runtime._cli import shortest_float32
+
+    rng = np.random.default_rng(3)
+    values = (rng.standard_normal((64, 32)) * rng.choice([1e-6, 0.05, 1.0, 300.0], (64, 1))).astype(np.float32)
+    values[0, :6] = [0.1, 0.0, -0.0, 1e-8, np.finfo(np.float32).max, np.finfo(np.float32).tiny]
+    printed = json.loads(json.dumps(shortest_float32(values).tolist()))
+    assert (np.asarray(printed, dtype=np.float32) == values).all(), "every value reads back as the same float32"
+    assert printed[0][0] == 0.1 and repr(printed[0][0]) == "0.1"
+    assert max(len(repr(v)) for row in printed for v in row) <= 15  # sign, 9 digits, point, exponent
+
+
+def test_embed_output_stays_compact_and_streams_over_many_lines(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
+    """600 stdin lines (several output pieces): one JSON document, every row a vector, about 11 bytes a
+    value (round(6) printed float32 values as 17-digit float64, 19 bytes)."""
+    from tests.test_runtime_hostile import CLI
+
+    override = tmp_path / "models"
+    write_profile(override, repo_files_a)
+    lines = [f"note {n}: {'word ' * (n % 40)}" for n in range(600)]
+    result = subprocess.run(
+        [sys.executable, "-c", CLI, "embed"], input="\n".join(lines) + "\n", cwd=REPO_ROOT,
+        env=child_env({"EMBEDDING_RUNTIME_MODELS_DIR": str(override), "EMBEDDING_RUNTIME_VARIANT": "fp32"}),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    vectors = np.asarray(payload["vectors"], dtype=np.float32)
+    assert vectors.shape == (600, 32) and payload["model_id"] == "fixture-v1-32d-fp32-mlen64-in1"
+    unprompted = replace(FIXTURE_PROFILE, query_prompt="", document_prompt="")  # as CLI registers it
+    expected = fp32_service(override, unprompted).embed_documents(lines)
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    assert len(result.stdout) / vectors.size < 12.5, f"{len(result.stdout) / vectors.size:.1f} bytes a value"
 
 
 def test_runtime_imports_no_build_time_package() -> None:
