@@ -4,8 +4,9 @@
     launcher add "some note"         store a note (its vector is cached with its model stamp)
     launcher search "query" [-k 3]   notes closest in meaning
 
-Notes live in <app data>/<app>/notes.json. A stored vector whose stamp differs
-from the running model's is re-embedded, never compared.
+Notes live in <app data>/<app>/notes.json (see notes_store.py). A stored vector
+whose stamp differs from the running model's is re-embedded once and saved,
+never compared.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ def _interrupted(signum: int, frame: object) -> None:
     pybind11 module init calling an audit hook), it aborted the program (std::terminate) or crashed
     it (SIGSEGV). Nothing is lost by leaving at once: notes are replaced in one step, and a temp
     file left behind is removed by the next write."""
-    os.write(2, b"ERROR: interrupted\n")
-    os._exit(130)
+    try:
+        os.write(2, b"ERROR: interrupted\n")
+    finally:  # stderr closed: leave all the same
+        os._exit(130)
 
 
 # First, before the imports that take the start-up time (the rest of this module's imports follow it).
