@@ -4,7 +4,8 @@
     nox -s demo               the same, offline, on a generated model
     nox -s demo-foreign       the same for a second app that adopts the suite (devtools/foreign_app)
     nox -s wheels             the runtime and suite wheels (dist/wheels)
-    nox -s tests / lint       the test suite / ruff + mypy + actionlint
+    nox -s tests / lint       the test suite / ruff + mypy + actionlint + the runtime's API snapshot
+    nox -s adoption / docs    the README's adoption section executed / the API reference
 
 `nox -l` lists them all; see build_hooks/nox_sessions.py for the pipeline's.
 """
@@ -56,6 +57,7 @@ def lint(session: nox.Session) -> None:
     foreign = ROOT / "devtools" / "foreign_app" / "src"
     session.run("mypy", "--config-file=", "--strict", "-p", "pocket_search", env={"MYPYPATH": str(foreign)})
     session.run("lint-imports")
+    session.run("python", "-m", "devtools.api_docs", "check-api")  # the runtime's public API, as recorded
     if shutil.which("actionlint", path=str(Path(session.bin))):
         session.run("actionlint", ".github/workflows/build-desktop.yml", ".github/workflows/embedding-pipeline.yml")
     else:

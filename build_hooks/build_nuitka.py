@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from build_hooks import fsutil
-from build_hooks.build_stamp import rebuild_reason, write_stamp
+from build_hooks.build_stamp import build_message, rebuild_reason, write_stamp
 from build_hooks.bundle import (
     BYTECODE_PACKAGES,
     EXCLUDED_MODULES,
@@ -35,6 +35,8 @@ from build_hooks.manifest import data_problems, write_manifest
 from build_hooks.plan import BuildPlan, make_plan, write_plan
 from build_hooks.sbom import nuitka_collection, nuitka_report_path, write_sbom
 from embedding_runtime.build_api import DATA_FOLDER, STDLIB_ACCELERATORS
+
+__all__ = ["build", "options_for_project"]
 
 READABLE = 0o444
 Log = Callable[[str], None]
@@ -118,7 +120,7 @@ def build(
     if why is None:
         log(f"{dist} is up to date (no input changed; pass --force to rebuild)")
         return dist
-    log(f"building {dist}: {why}")
+    log(build_message(dist, why))
     ccache = shutil.which("ccache")
     log(f"ccache: {'used, ' + ccache if ccache else 'not found (install the build group to speed up rebuilds)'}")
     shutil.rmtree(dist, ignore_errors=True)

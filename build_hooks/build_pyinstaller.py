@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from build_hooks.build_stamp import rebuild_reason
+from build_hooks.build_stamp import build_message, rebuild_reason
 from build_hooks.bundle import Target
 from build_hooks.errors import BuildFailedError, UsageError
 from build_hooks.plan import BuildPlan, make_plan, write_plan
@@ -49,7 +49,7 @@ def build(
     if why is None:
         log(f"{plan.dist} is up to date (no input changed; pass --force to rebuild)")
         return plan.dist
-    log(f"building {plan.dist}: {why}")
+    log(build_message(plan.dist, why))
     if subprocess.run(pyinstaller_command(plan, plan_file, extra_args), check=False).returncode != 0:
         raise BuildFailedError("PyInstaller failed (see its output above)")
     return plan.dist

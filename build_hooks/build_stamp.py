@@ -37,8 +37,13 @@ def rebuild_reason(dist: Path, inputs: Mapping[str, str]) -> str | None:
         return "no record of the inputs it was built from"
     if changed := changed_inputs(recorded, inputs):
         more = f" and {len(changed) - _SHOWN} more" if len(changed) > _SHOWN else ""
-        return f"{len(changed)} input(s) changed: {', '.join(changed[:_SHOWN])}{more}"
+        return f"{', '.join(changed[:_SHOWN])}{more} changed"
     return None
+
+
+def build_message(dist: Path, why: str) -> str:
+    """The line a build logs before it starts: ``rebuilding <dist>: <input> changed``."""
+    return f"{'rebuilding' if dist.is_dir() else 'building'} {dist}: {why}"
 
 
 def changed_inputs(recorded: Mapping[str, str], current: Mapping[str, str]) -> list[str]:

@@ -4,6 +4,28 @@ The model pin (repo, revision, profile id, variants) is checked once, when it
 is resolved; every step then carries the :class:`Pin` it was given. Precedence
 is command-line flag, then environment (as the CI sets it), then the
 ``[tool.embedding-pipeline]`` table.
+
+The table's keys (paths are relative to the project root):
+
+| key | required | what it is | default |
+| --- | --- | --- | --- |
+| ``profile-id`` | yes | the profile the app declares (``register_profile``); the folder's name | |
+| ``repo`` | yes | the hub repository of the model (``owner/name``) | |
+| ``revision`` | yes | the commit it is pinned to (40 hex digits; no branch or tag) | |
+| ``variants`` | no | ``"both"``, ``"fp32"`` or ``"int8"`` | ``"both"`` |
+| ``output-root`` | no | where prepared profiles land | ``"data/embedding_models"`` |
+| ``model-license`` | no | the model's licence, written into the bundle's notice and SBOM | ``""`` |
+| ``tiktoken-encodings`` | no | encodings to warm and bundle | ``["o200k_base"]`` |
+| ``tiktoken-cache`` | no | the warmed cache's folder | ``"data/tiktoken_cache"`` |
+| ``int8-min-cosine`` | no | verify's floor for int8 against fp32 | ``0.80`` |
+| ``app-name`` | yes | the executable's and the app-data folder's name | |
+| ``app-entry`` | yes | the app's entry script | |
+| ``source-root`` | no | where the app's packages import from (``"src"`` in a src layout) | ``"."`` |
+| ``profiles-module`` | no | the app's module that calls ``register_profile`` (imported by the build) | |
+| ``pyinstaller-spec`` | no | the app's spec, for ``build-pyinstaller`` | |
+
+The environment overrides the pin: ``EMBEDDING_MODEL_REPO``, ``EMBEDDING_MODEL_REVISION``,
+``EMBEDDING_MODEL_PROFILE_ID`` (as the reusable workflow's ``revision`` input does).
 """
 
 from __future__ import annotations
@@ -19,13 +41,16 @@ from typing import Any
 from build_hooks.errors import UsageError
 from embedding_runtime.build_api import MODELS_FOLDER, TIKTOKEN_FOLDER, VARIANTS, data_path
 
+__all__ = ["PIN_ENV", "TABLE", "Pin", "PipelineConfig", "load_config"]
+
 TABLE = "embedding-pipeline"
-# Environment variables the CI uses to override the pin, by pin field.
+"""The table's name: ``[tool.embedding-pipeline]``."""
 PIN_ENV = {
     "repo": "EMBEDDING_MODEL_REPO",
     "revision": "EMBEDDING_MODEL_REVISION",
     "profile_id": "EMBEDDING_MODEL_PROFILE_ID",
 }
+"""Environment variables that override the pin, by pin field (as the CI sets them)."""
 # verify-artifact's floor for int8 against fp32 (min cosine over the self-check texts). It is
 # the product's promise on every CPU: per-channel int8 of a real MiniLM-class model gives
 # 0.97 on AVX2-only and VNNI machines alike, scrambled weights 0.27.
@@ -40,9 +65,13 @@ class Pin:
     """The model a build is made from: checked once, then passed from step to step."""
 
     repo: str
+    """The hub repository, ``owner/name``."""
     revision: str
+    """The 40-hex commit the model is pinned to."""
     profile_id: str
+    """The profile the files are prepared as."""
     variants: tuple[str, ...]
+    """``("fp32",)``, ``("int8",)`` or ``("fp32", "int8")``."""
 
     def __str__(self) -> str:
         return f"{self.repo}@{self.revision[:12]} as {self.profile_id} ({'+'.join(self.variants)})"
@@ -53,20 +82,29 @@ class PipelineConfig:
     """The values of the configuration table, paths resolved against the project root."""
 
     project_root: Path
-    pin: Pin  # as the table writes it; resolve_pin applies flags and the environment
+    """The folder holding the ``pyproject.toml``."""
+    pin: Pin
+    """The pin as the table writes it (each step applies its flags and the environment)."""
     output_root: Path
+    """``output-root``."""
     model_license: str
+    """``model-license``."""
     tiktoken_encodings: tuple[str, ...]
+    """``tiktoken-encodings``."""
     tiktoken_cache: Path
+    """``tiktoken-cache``."""
     app_name: str
+    """``app-name``."""
     app_entry: Path
-    # The folder the app's packages import from: the project root, or src/ in a src layout.
+    """``app-entry``."""
     source_root: Path
-    # verify-artifact fails when int8 and fp32 vectors of the self-check texts agree less.
+    """``source-root``: the project root, or ``src/`` in a src layout."""
     int8_min_cosine: float = DEFAULT_INT8_MIN_COSINE
-    # The app's module that declares its profile contracts (register_profile), imported by the build.
+    """``int8-min-cosine``: verify fails when int8 and fp32 vectors of the self-check texts agree less."""
     profiles_module: str | None = None
+    """``profiles-module``: the app's module that declares its profile contracts, imported by the build."""
     pyinstaller_spec: Path | None = None
+    """``pyinstaller-spec``."""
 
 
 def find_pyproject(start: Path | None = None) -> Path:

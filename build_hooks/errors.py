@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+__all__ = ["PipelineError", "PreflightError", "UsageError"]
+
 
 class PipelineError(Exception):
     """Root of every error the pipeline reports to its user."""
 
     exit_code = 1
+    """What a command line exits with: 1 (2 for a :class:`UsageError`)."""
 
     def report(self) -> str:
         """What a command line (or a spec file) prints before it exits with ``exit_code``."""
@@ -24,6 +27,7 @@ class UsageError(PipelineError, ValueError):
     """An argument or configuration value is malformed; nothing was touched."""
 
     exit_code = 2
+    """Usage errors exit with 2."""
 
 
 class OutputLocationError(PipelineError, OSError):
@@ -46,6 +50,7 @@ class PreflightError(PipelineError):
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
+        """Each problem, with what to do about it."""
         super().__init__(f"refusing to build: {len(self.problems)} problem(s): " + "; ".join(self.problems))
 
     def report(self) -> str:

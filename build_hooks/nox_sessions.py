@@ -6,7 +6,7 @@
     nox -s build-pyinstaller  onedir PyInstaller build
     nox -s verify-artifact    prove every built artifact complete and offline
     nox -s nightly            the five steps above, in order, with a result table
-    nox -s clean              remove builds and leftovers
+    nox -s clean              remove builds and leftovers (never by default: name it)
 
 An app's noxfile calls ``register(Path(__file__).parent)`` once. Arguments after
 `--` go to the step (``embedding-pipeline <step> --help``); ``nightly`` takes only
@@ -20,15 +20,25 @@ console script, in the session's environment.
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 
 import nox
+import nox.project
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from build_hooks.errors import UsageError
 from build_hooks.pipeline_steps import CONSOLE_SCRIPT, STEPS, Command, StepOutcome, pin_args, result_table, run_pipeline
 
+__all__ = ["DISTRIBUTION", "PYTHON", "check_suite_version", "install_groups", "register"]
+
 PYTHON = "3.11"
+"""The Python the sessions build with (``register(root, python=...)`` picks another)."""
+DISTRIBUTION = "desktop-embedding-pipeline"
+"""The suite's distribution name, as the app's ``uv.lock`` and the noxfile's PEP 723 block name it."""
 
 
 def install_groups(session: nox.Session, *groups: str) -> None:
@@ -60,16 +70,25 @@ def run_step(session: nox.Session, step: Command, *args: str) -> None:
     session.run(CONSOLE_SCRIPT, step.name, *args)
 
 
-def register(root: Path, python: str = PYTHON) -> None:
+def register(root: Path, python: str = PYTHON, venv_backend: str = "uv") -> None:
     """Declare the pipeline's sessions for the project at ``root``: an app's noxfile calls this once.
 
-    Each session installs the project's ``build`` group (which holds this suite) as locked,
-    and runs the step through the suite's console script, ``embedding-pipeline <step>``.
-    """
-    for step in STEPS:
-        nox.session(name=step.name, python=python, tags=["pipeline"])(_step_session(step))
+    Each session installs the project's ``build`` group (which holds this suite) as locked in
+    ``uv.lock``, with uv (so ``[tool.uv]`` settings and sources apply), and runs the step through
+    the suite's console script, ``embedding-pipeline <step>``. A bare ``nox`` runs ``nightly``
+    only; ``clean`` and the single steps run when named.
 
-    @nox.session(name="nightly", python=python)
+    Raises:
+        SystemExit: the suite nox imported is not the version the app's ``uv.lock`` holds, or the
+            noxfile's PEP 723 block names one that is not (one line saying which to change).
+    """
+    check_suite_version(root)
+    for step in STEPS:
+        nox.session(name=step.name, python=python, venv_backend=venv_backend, tags=["pipeline"], default=False)(
+            _step_session(step)
+        )
+
+    @nox.session(name="nightly", python=python, venv_backend=venv_backend)
     def nightly(session: nox.Session) -> None:
         """Every step in order, stopping at the first failure; always the result table."""
         pin = pin_arguments(session)
@@ -78,11 +97,57 @@ def register(root: Path, python: str = PYTHON) -> None:
         outcomes = run_pipeline(STEPS, lambda step: run_step(session, step, *pin))
         report_outcomes(session, "nightly", outcomes)
 
-    @nox.session(name="clean", python=python)
+    @nox.session(name="clean", python=python, venv_backend=venv_backend, default=False)
     def clean(session: nox.Session) -> None:
         """Remove build outputs, staging folders and temp files; `-- --profile` also the prepared profile."""
         install_groups(session, "build")
         session.run(CONSOLE_SCRIPT, "clean", *session.posargs)
+
+
+def check_suite_version(root: Path) -> None:
+    """The suite this noxfile runs on is the one the app locked: the version nox imported, and
+    the one the noxfile's PEP 723 block names, must be the version in ``uv.lock`` (when there is one)."""
+    locked = locked_version(root / "uv.lock", DISTRIBUTION)
+    if locked is None:
+        return
+    running = running_version()
+    declared = [
+        Requirement(dep)
+        for dep in nox.project.load_toml(str(root / "noxfile.py"), missing_ok=True).get("dependencies", [])
+        if canonicalize_name(Requirement(dep).name) == DISTRIBUTION
+    ]
+    for requirement in declared:
+        if not requirement.specifier.contains(locked, prereleases=True):
+            raise SystemExit(
+                f"ERROR: noxfile.py's script block asks for {requirement} but uv.lock holds {DISTRIBUTION} "
+                f"{locked}: make them the same (edit the block, or `uv lock --upgrade-package {DISTRIBUTION}`)"
+            )
+    if running != locked:
+        raise SystemExit(
+            f"ERROR: nox runs {DISTRIBUTION} {running} but uv.lock holds {DISTRIBUTION} {locked}: pin "
+            f"\"{DISTRIBUTION}=={locked}\" in noxfile.py's script block (or run nox from the app's locked environment)"
+        )
+
+
+def running_version() -> str:
+    """The suite's version as nox imported it: its installed metadata, or (this repository's own
+    noxfile imports the source tree) the version its pyproject.toml declares."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        source = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        return str(tomllib.loads(source.read_text(encoding="utf-8"))["project"]["version"])
+
+
+def locked_version(lock: Path, name: str) -> str | None:
+    """The version of ``name`` in a uv lock file; ``None`` without a lock or without the package."""
+    try:
+        packages = tomllib.loads(lock.read_text(encoding="utf-8")).get("package", [])
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise SystemExit(f"ERROR: {lock} cannot be read ({err}): run `uv lock` in {lock.parent}") from None
+    return next((str(p.get("version")) for p in packages if canonicalize_name(str(p.get("name"))) == name), None)
 
 
 def _step_session(step: Command) -> Callable[[nox.Session], None]:
@@ -106,7 +171,7 @@ def pin_arguments(session: nox.Session) -> list[str]:
 def report_outcomes(session: nox.Session, what: str, outcomes: Sequence[StepOutcome]) -> None:
     """The result table of a pipeline run (run in the project's folder), and the session's failure
     when a step failed. The artifacts' sizes come from the suite's ``sizes`` command."""
-    sizes = json.loads(str(session.run(CONSOLE_SCRIPT, "sizes", silent=True) or "{}"))
+    sizes = json.loads(str(session.run(CONSOLE_SCRIPT, "sizes", silent=True, stderr=None) or "{}"))  # stdout only
     session.log("\n" + result_table(outcomes, [s.name for s in STEPS], sizes))
     if any(o.result != "ok" for o in outcomes):
         session.error(f"{what} failed at step {outcomes[-1].step}")

@@ -34,12 +34,16 @@ from build_hooks.manifest import data_problems, write_manifest
 from build_hooks.plan import BuildPlan, make_plan, read_plan, write_plan
 from build_hooks.sbom import Analysis, pyinstaller_collection, write_sbom
 
+__all__ = ["SpecInputs"]
+
 
 @dataclass(frozen=True)
 class SpecInputs:
-    """The analysis inputs of one build, from its plan."""
+    """The analysis inputs of one build, from its plan: what the spec hands to ``Analysis``,
+    ``EXE`` and ``COLLECT``, and :meth:`finish` after them."""
 
     plan: BuildPlan
+    """The build's plan (every data file with its hash, every input with its digest)."""
 
     @classmethod
     def for_spec(cls, spec_path: str | os.PathLike[str], argv: Sequence[str] | None = None) -> SpecInputs:
@@ -66,14 +70,17 @@ class SpecInputs:
 
     @property
     def name(self) -> str:
+        """The table's ``app-name``: the executable's and the dist folder's name."""
         return self.plan.target.config.app_name
 
     @property
     def entry(self) -> str:
+        """The table's ``app-entry``: the script ``Analysis`` starts from."""
         return str(self.plan.target.config.app_entry)
 
     @property
     def pathex(self) -> list[str]:
+        """The table's ``source-root``: where the app's packages import from."""
         return [str(self.plan.target.config.source_root)]
 
     @property

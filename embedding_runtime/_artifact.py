@@ -100,3 +100,5 @@ class SelfCheckReport(TypedDict, total=False):
     http_clients: list[str]
     network_connections_attempted: list[str]
     processes_started: list[str]
+    mode: str  # "artifact" (build-info.json beside the app) or "source"
+    problems: list[str]  # one line per failed check, with what to do; empty when ok

@@ -18,7 +18,10 @@ class EmbeddingsDisabledError(EmbeddingRuntimeError, RuntimeError):
     """Vectors are disabled for this process; ``reason`` is machine-readable."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason, self.detail = reason, detail
+        self.reason = reason
+        """Machine-readable: the same as :attr:`EmbeddingService.disabled_reason`."""
+        self.detail = detail
+        """What was tried and found, for people."""
         super().__init__(f"embeddings are disabled ({reason})" + (f": {detail}" if detail else ""))
 
 
@@ -35,4 +38,5 @@ class InvalidTextError(EmbeddingRuntimeError, ValueError):
 
     def __init__(self, index: int, message: str) -> None:
         self.index = index
+        """The position of the text in the call's list."""
         super().__init__(message)

@@ -26,7 +26,10 @@ class ModelRoot:
     """A folder that may hold ``<profile id>/``, and what kind of place it is."""
 
     path: Path
+    """The folder holding ``<profile id>/`` (e.g. ``data/embedding_models``)."""
     kind: RootKind
+    """``"override"`` (the user's folder), ``"bundled"`` (inside the artifact) or ``"source"``
+    (the project's ``data/`` on a run from source)."""
 
 
 @dataclass(frozen=True)

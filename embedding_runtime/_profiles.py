@@ -24,30 +24,49 @@ class ProfileContract:
     with :func:`register_profile`; a model folder cannot change it.
 
     Vectors with the same id are comparable, so any change to these fields needs a new id.
-    ``pooling`` is ``"last_token"``, ``"mean"`` or ``"cls"``; ``matryoshka_dims`` lists the
-    dimensions a caller may ask for (the full ``dimension`` among them: ``(384,)`` for a model
-    without Matryoshka training); ``max_tokens`` truncates every text; the prompts are prepended
-    to queries and documents; ``pad_token_id`` and ``padding_side`` shape a batch. The model is
-    fed ``input_ids`` and ``attention_mask`` (and ``token_type_ids`` when it declares that input).
+
+    What the runtime feeds the model: ``input_ids`` and ``attention_mask`` (int64, one row per
+    text, padded to the longest row of the batch with ``pad_token_id`` on ``padding_side``), and
+    ``token_type_ids`` (zeros) when the ONNX graph declares that input. Its first output is the
+    per-token hidden state (batch x tokens x ``dimension``), which ``pooling`` turns into one vector.
+
+    The profile folder holds the variants as ``onnx/model.onnx`` (fp32) and
+    ``onnx/model_quantized.onnx`` (int8), each with its external weights beside it
+    (``onnx/model.onnx_data``, ``onnx/model_quantized.onnx_data``), and ``tokenizer.json``.
     """
 
     profile_id: str
+    """The id vectors and caches are stamped with, e.g. ``"pocket-mini-v1"``. Never the upstream
+    model's name; bump it (``-v2``) when anything below changes."""
     dimension: int
+    """The model's full vector width (its hidden size), e.g. 384 or 768."""
     matryoshka_dims: tuple[int, ...]
+    """The widths a caller may ask for with ``dim=``: ``dimension`` must be among them. A model
+    without Matryoshka training allows only its full width: ``(384,)``."""
     pooling: Pooling
+    """How token states become one vector: ``"mean"`` (the average over real tokens, for
+    sentence-transformers models), ``"cls"`` (the first token's state) or ``"last_token"`` (the
+    last real token's state, for decoder-style embedders)."""
     normalize: bool = True
+    """Scale every vector to unit length (after the Matryoshka cut), so a dot product is the cosine."""
     max_tokens: int = 1024
+    """Texts are truncated to this many tokens (prompt included); at least 2."""
     pad_token_id: int = 0
+    """The token id that pads shorter rows of a batch (masked out; any id the vocabulary has)."""
     padding_side: PaddingSide = "right"
+    """Where padding goes: ``"right"`` or ``"left"``."""
     query_prompt: str = ""
+    """Prepended to every query (``embed_queries``), e.g. ``"query: "`` for E5-style models."""
     document_prompt: str = ""
-    # Bump when what is fed to the model changes (prompts, truncation) without a new model.
+    """Prepended to every document (``embed_documents``)."""
     input_version: int = 1
-    # Per-batch token budget: rows x longest row, so memory stays bounded whatever the texts.
-    # None: one max-length text's worth, which bench/bench_runtime.py found fastest for
-    # attention models (a batch of long texts costs width^2 per row and gains nothing).
+    """Bump when what is fed to the model changes (prompts, truncation) without a new model:
+    it is part of every vector's stamp, so old vectors are re-embedded."""
     batch_token_budget: int | None = None
+    """Tokens per batch, counted as rows x longest row, so memory stays bounded whatever the
+    texts. ``None``: one max-length text's worth (``max_tokens``). At least ``max_tokens``."""
     extra: Mapping[str, str] = field(default_factory=dict)
+    """Free-form notes of the app's (not read by the runtime)."""
 
     def __post_init__(self) -> None:
         if self.dimension not in self.matryoshka_dims:
@@ -90,7 +109,9 @@ _REGISTRY: dict[str, ProfileContract] = {LOCAL_TEXT_RETRIEVAL_V1.profile_id: LOC
 
 
 def register_profile(contract: ProfileContract) -> ProfileContract:
-    """Declare an application's own profile. Re-registering an id with another contract is an error."""
+    """Declare an application's own profile, before its first :class:`EmbeddingService`; returns
+    ``contract``. Registering the same contract again is harmless; an id already declared with
+    another contract raises ``ValueError`` (bump the id)."""
     existing = _REGISTRY.get(contract.profile_id)
     if existing is not None and existing != contract:
         raise ValueError(f"profile {contract.profile_id} is already declared with another contract: bump the id")

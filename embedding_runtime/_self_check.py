@@ -142,22 +142,72 @@ def self_check(
     report["http_clients"] = [name for name in HTTP_CLIENTS if importlib.util.find_spec(name) is not None]
     report["network_connections_attempted"] = list(watch.connections)
     report["processes_started"] = list(watch.processes)
-    ok = (
-        bool(vectors)
-        and report["tiktoken"]["ok"]
-        and not watch.connections
-        and not watch.processes
-        and not report["http_clients"]
-    )
-    report["ok"] = ok
+    report["mode"] = "artifact" if bundled_data_roots() else "source"  # frozen: the bundle's data/
+    report["problems"] = problems = _problems(report, explained, source_root)
+    report["ok"] = ok = not problems
     return report, ok
+
+
+def _problems(report: SelfCheckReport, explained: Mapping[str, Any], source_root: Path | None) -> list[str]:
+    """One line per failed check: what failed, why, and what the app's author can do about it."""
+    source = report["mode"] == "source"
+    problems: list[str] = []
+    if not report["vectors"]:
+        reason = report["disabled_reason"]
+        detail = explained.get("disabled_detail") or ""
+        hint = "run `embedding-pipeline prepare-model` in the project"
+        if source and source_root is None:
+            hint = "pass source_root=<the project folder holding data/> (from source nothing is bundled)"
+        elif source:
+            hint = f"no prepared profile under {source_root}/data: {hint}, or set EMBEDDING_RUNTIME_MODELS_DIR"
+        problems.append(f"vectors: embeddings disabled ({reason}) {detail}; {hint}".replace("  ", " "))
+    tiktoken_report = report["tiktoken"]
+    if not tiktoken_report.get("ok"):
+        problems.append(f"tiktoken: {tiktoken_report.get('problem') or _cache_problem(tiktoken_report)}")
+    if report["network_connections_attempted"]:
+        problems.append(
+            f"network: the process tried to connect to {', '.join(report['network_connections_attempted'][:3])};"
+            " an offline app connects to nothing (see the traceback of the code that did)"
+        )
+    if report["processes_started"]:
+        problems.append(
+            f"processes: the process started {', '.join(report['processes_started'][:3])};"
+            " an offline app starts none (a library probing the system from a child process?)"
+        )
+    # A source environment always has urllib.request (and usually requests): what a freezer bundled
+    # is a property of the artifact, so the HTTP-client check applies to artifacts only.
+    if report["http_clients"] and not source:
+        problems.append(
+            f"http_clients: the artifact bundles {', '.join(report['http_clients'])};"
+            " exclude them in the build (the suite's spec helper and Nuitka options do)"
+        )
+    return problems
+
+
+def _cache_problem(tiktoken_report: Mapping[str, Any]) -> str:
+    bad = {name: state for name, state in tiktoken_report.get("encodings", {}).items() if state != "ok"}
+    folder = tiktoken_report.get("folder")
+    return f"the cache at {folder} fails its manifest: {bad}; run `embedding-pipeline warm-tiktoken`"
 
 
 def self_check_main(
     source_info: Mapping[str, Any] | None = None, *, tiktoken: Any = None, source_root: Path | None = None
 ) -> int:
-    """Print the self-check document; 0 when it passes. ``source_info`` stands in for the
-    artifact's build-info.json when the app runs from source."""
+    """Print the self-check document (and each problem on stderr, one line each); 0 when it passes.
+
+    Args:
+        source_info: stands in for the artifact's ``build-info.json`` when the app runs from
+            source (a frozen app reads its own): ``app_name`` and ``profile_id`` are required,
+            ``tiktoken_encodings`` (the encodings whose token counts are checked) is optional.
+        tiktoken: the app's ``tiktoken`` module; the runtime never imports it.
+        source_root: the app's project folder, the one holding ``data/`` (from source: where
+            the prepared profile and the tiktoken cache are; frozen: ignored, the bundle's own
+            ``data/`` serves).
+
+    Returns:
+        0 when every check passed, 1 when one failed (the document's ``problems`` say which
+        and what to pass), 2 when there is nothing to check.
+    """
     watch_process()
     info = artifact_build_info() or dict(source_info or {})
     if "profile_id" not in info or "app_name" not in info:
@@ -167,6 +217,8 @@ def self_check_main(
     # Plain ASCII JSON: the texts hold CJK and an emoji, which a Windows pipe's code page cannot
     # encode; the escapes parse back to the same strings (see _console).
     print(json.dumps(report))
+    for problem in report["problems"]:
+        print(f"self-check: {problem}", file=sys.stderr)
     return 0 if ok else 1
 
 
@@ -178,7 +230,15 @@ def _token_counts(
     report = cache_report(folder, encodings) if folder else {"folder": None, "ok": True, "encodings": {}}
     counts: dict[str, list[int]] = {}
     if encodings and tiktoken is None:
-        return counts, {**report, "ok": False, "problem": "the app passed no tiktoken module to the self-check"}
+        return counts, {**report, "ok": False, "problem": "the app passed no tiktoken module: pass tiktoken=tiktoken"}
+    if encodings and folder is None and "TIKTOKEN_CACHE_DIR" not in os.environ:
+        # tiktoken would download: an offline app never does, so the count is not attempted.
+        where = (
+            "pass source_root=<the project folder holding data/>"
+            if source_root is None
+            else f"no cache at {source_root}/data/tiktoken_cache: run `embedding-pipeline warm-tiktoken`"
+        )
+        return counts, {**report, "ok": False, "problem": f"no tiktoken cache for {', '.join(encodings)}; {where}"}
     try:
         for name in encodings:
             encoding = tiktoken.get_encoding(name)

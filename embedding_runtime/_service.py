@@ -71,10 +71,15 @@ class State(enum.Enum):
     ``close()``."""
 
     INIT = "init"
+    """Created; nothing loaded yet (the first embed call, or ``load()``, loads the model)."""
     LOADING = "loading"
+    """A thread is loading the model; other calls wait for it."""
     READY = "ready"
+    """The model serves."""
     DISABLED = "disabled"
+    """No folder could serve, for the rest of the process; ``disabled_reason`` says why."""
     CLOSED = "closed"
+    """``close()`` was called; every call raises :class:`ServiceClosedError`."""
 
 
 class _ContractMismatchError(Exception):
@@ -94,7 +99,9 @@ class EmbeddingService:
         profile: a profile id declared with :func:`register_profile`, or a contract.
         app_name: names the user's app-data folder, where an override may live.
         roots: the folders to look in, in order (default: override, bundled, then ``source_root``).
-        source_root: the app's project folder, for runs from source (its ``data/embedding_models``).
+        source_root: the app's project folder, the one holding ``data/``. From source, the prepared
+            profile is found in its ``data/embedding_models`` (pass it, or nothing serves from
+            source); frozen, the bundle's own ``data/`` serves first and this folder is last.
         env: environment for the overrides (default: ``os.environ``).
         cpu: CPU facts (default: detected once, without child processes).
         verify: re-hash model files against ``.prepared.json`` before loading.
@@ -120,6 +127,7 @@ class EmbeddingService:
         source_root: Path | None = None,
     ) -> None:
         self.contract = profile if isinstance(profile, ProfileContract) else get_profile(profile)
+        """The profile's contract (what the vectors mean)."""
         self._app_name = app_name
         self._env = os.environ if env is None else env
         self._roots = list(roots) if roots is not None else model_roots(app_name, _facts(self._env), source_root)
@@ -149,14 +157,18 @@ class EmbeddingService:
 
     @property
     def state(self) -> State:
+        """Where the service is in its life (see :class:`State`)."""
         return self._state
 
     @property
     def disabled_reason(self) -> str | None:
+        """Why vectors are disabled (e.g. ``"model_file_missing"``, ``"cpu_blocked"``,
+        ``"canary_mismatch"``, ``"onnxruntime_missing"``); ``None`` while not disabled."""
         return self._disabled.reason if self._disabled else None
 
     @property
     def variant(self) -> str | None:
+        """The variant serving (``"fp32"`` or ``"int8"``); ``None`` before the model is loaded."""
         return self._engine.variant if self._engine else None
 
     def embed_queries(self, texts: Sequence[str], dim: int | None = None) -> Vectors:
@@ -168,9 +180,11 @@ class EmbeddingService:
         return self._embed(texts, self.contract.document_prompt, dim)
 
     async def aembed_queries(self, texts: Sequence[str], dim: int | None = None) -> Vectors:
+        """:meth:`embed_queries` in a worker thread, for an asyncio app."""
         return await asyncio.to_thread(self.embed_queries, texts, dim)
 
     async def aembed_documents(self, texts: Sequence[str], dim: int | None = None) -> Vectors:
+        """:meth:`embed_documents` in a worker thread, for an asyncio app."""
         return await asyncio.to_thread(self.embed_documents, texts, dim)
 
     def model_id(self, dim: int | None = None) -> str:

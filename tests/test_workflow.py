@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -12,7 +11,6 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Mapping
-from glob import glob
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from build_hooks.config import load_config
 from build_hooks.sbom import sbom_path
 from build_hooks.verify import locate
 from devtools.demo_project import Project
+from devtools.workflow_runner import LocalRunner, WorkflowError
 from tests.artifacts import linked_copy
 from tests.support import REPO_ROOT, child_env
 
@@ -75,7 +74,10 @@ def test_dispatch_revision_overrides_through_the_environment(workflow: Mapping[s
     assert "schedule" in nightly and "workflow_dispatch" in nightly
     assert set(nightly["workflow_dispatch"]["inputs"]) == {"revision", "skip-nuitka"}
     steps = {s.get("name"): s for s in job(workflow)["steps"]}
-    assert steps["Read the model pin from pyproject.toml"]["env"]["REVISION_OVERRIDE"] == "${{ inputs.revision }}"
+    assert (
+        steps["Read the model pin and the cache paths from pyproject.toml"]["env"]["REVISION_OVERRIDE"]
+        == "${{ inputs.revision }}"
+    )
     for name in ("prepare-model", "build-nuitka", "build-pyinstaller", "verify-artifact"):
         assert steps[name]["env"]["EMBEDDING_MODEL_REVISION"] == "${{ steps.pin.outputs.revision }}"
     assert steps["build-nuitka"]["if"] == "${{ !inputs.skip-nuitka }}"
@@ -157,53 +159,69 @@ def test_attestations_cover_every_artifact_file_and_sbom_the_pipeline_writes(
     assert steps[0]["if"].endswith("!inputs.skip-nuitka") and "dist/nuitka/" in steps[0]["with"]["subject-checksums"]
 
 
-# -- the model cache key ------------------------------------------------------
+# -- the cache keys ---------------------------------------------------------------
 
 
 def render(template: str, outputs: Mapping[str, str], root: Path) -> str:
-    """Evaluate the parts of a GitHub expression the cache key uses."""
-
-    def hash_files(patterns: str) -> str:
-        # glob.glob, not Path.glob: like hashFiles, its `**` matches files too.
-        found = {f for p in re.findall(r"'([^']+)'", patterns) for f in glob(str(root / p), recursive=True)}  # noqa: PTH207
-        files = sorted(Path(f) for f in found if Path(f).is_file())
-        assert files, f"hashFiles({patterns}) matches nothing"
-        return hashlib.sha256(b"".join(hashlib.sha256(f.read_bytes()).digest() for f in files)).hexdigest()
-
-    def expression(match: re.Match[str]) -> str:
-        expr = match[1].strip()
-        if expr == "runner.os":
-            return "Linux"
-        if expr.startswith("steps.pin.outputs."):
-            return outputs[expr.removeprefix("steps.pin.outputs.")]
-        if call := re.fullmatch(r"hashFiles\((.*)\)", expr):
-            return hash_files(call[1])
-        raise AssertionError(f"unexpected expression {expr}")
-
-    return re.sub(r"\$\{\{(.*?)\}\}", expression, template)
+    """A step's value with its expressions evaluated as the runner would, for the pin step's ``outputs``."""
+    runner = LocalRunner(root, {}, root)
+    context = {"steps": {"pin": {"outputs": dict(outputs)}}, "runner": {"os": "Linux"}}
+    return str(runner.expand(template, context))
 
 
-def model_cache_key(workflow: Mapping[str, Any]) -> str:
-    step = next(s for s in job(workflow)["steps"] if s.get("name") == "Cache the prepared model profile")
-    return str(step["with"]["key"])
+def cache_step(workflow: Mapping[str, Any], name: str) -> dict[str, Any]:
+    return dict(next(s for s in job(workflow)["steps"] if s.get("name") == name)["with"])
 
 
-def test_model_cache_key_changes_with_the_pin_and_the_prepare_code(workflow: Mapping[str, Any], tmp_path: Path) -> None:
-    key = model_cache_key(workflow)
-    pin = {"repo": "a/b", "revision": "1" * 40, "variants": "both", "profile-id": "p"}
-    base = render(key, pin, REPO_ROOT)
-    assert render(key, pin, REPO_ROOT) == base
-    assert render(key, {**pin, "revision": "2" * 40}, REPO_ROOT) != base
-    assert render(key, {**pin, "repo": "a/c"}, REPO_ROOT) != base
-    assert render(key, {**pin, "variants": "int8"}, REPO_ROOT) != base
+def pin_outputs(project: Path) -> dict[str, str]:
+    """The pin step's own script, run in ``project`` as the runner would; its outputs."""
+    step = next(s for s in job(yaml.safe_load(WORKFLOW.read_text()))["steps"] if s.get("id") == "pin")
+    script = re.search(r"<<'PY'[^\n]*\n(.*)\nPY", step["run"], re.DOTALL)
+    assert script is not None
+    result = subprocess.run(
+        [sys.executable, "-"], input=script[1], cwd=project, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "REVISION_OVERRIDE": ""},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return dict(line.split("=", 1) for line in result.stdout.splitlines())
 
-    copy = tmp_path / "repo"
-    for folder in ("build_hooks", "embedding_runtime"):
-        shutil.copytree(REPO_ROOT / folder, copy / folder)
-    assert render(key, pin, copy) == base
-    prepare = copy / "build_hooks" / "prepare_model" / "prepare.py"
-    prepare.write_text(prepare.read_text() + "\n# a change to the prepare code\n")
-    assert render(key, pin, copy) != base
+
+def test_the_caches_are_keyed_on_the_apps_table_lock_and_suite_version(
+    workflow: Mapping[str, Any], tmp_path: Path
+) -> None:
+    """Any app's keys: its table's profile, output root, pin and variants and the suite's version
+    (the profile), its encodings and lock (tiktoken); never this repository's file paths."""
+    model = cache_step(workflow, "Cache the prepared model profile")
+    tiktoken = cache_step(workflow, "Cache the tiktoken cache")
+    assert "hashFiles" not in model["key"] and "build_hooks" not in model["key"] + tiktoken["key"]
+    app = tmp_path / "app"
+    shutil.copytree(REPO_ROOT / "devtools" / "foreign_app", app)
+    (app / "uv.lock").write_text('version = 1\n[[package]]\nname = "desktop-embedding-pipeline"\nversion = "0.1.0"\n')
+    outputs = pin_outputs(app)
+    assert render(model["path"], outputs, app) == "data/embedding_models/pocket-mini-v1"
+    assert render(tiktoken["path"], outputs, app) == "data/tiktoken_cache"
+    base = {name: render(step["key"], outputs, app) for name, step in (("model", model), ("tiktoken", tiktoken))}
+    changes = {
+        "profile-id": "pocket-mini-v2", "output-root": "assets/models", "repo": "a/c", "revision": "2" * 40,
+        "variants": "int8", "suite-version": "0.2.0",
+    }  # fmt: skip
+    for name, value in changes.items():
+        assert render(model["key"], {**outputs, name: value}, app) != base["model"], name
+    assert render(tiktoken["key"], {**outputs, "encodings": "o200k_base"}, app) != base["tiktoken"]
+    (app / "uv.lock").write_text((app / "uv.lock").read_text() + "# another lock\n")
+    assert render(tiktoken["key"], outputs, app) != base["tiktoken"]
+
+    # The app's table moves the folders: the cached paths follow it.
+    table = (app / "pyproject.toml").read_text()
+    moved = table.replace(
+        "[tool.embedding-pipeline]",
+        '[tool.embedding-pipeline]\noutput-root = "assets/models"\ntiktoken-cache = "assets/tiktoken"',
+    )
+    (app / "pyproject.toml").write_text(moved)
+    outputs = pin_outputs(app)
+    assert render(model["path"], outputs, app) == "assets/models/pocket-mini-v1"
+    assert render(tiktoken["path"], outputs, app) == "assets/tiktoken"
+    assert outputs["suite-version"] == "0.1.0"
 
 
 # -- platform branches the matrix hits ----------------------------------------
@@ -257,20 +275,13 @@ def test_nuitka_cache_is_saved_after_every_run_and_restored_by_prefix(workflow: 
         assert part in prefix
 
 
-def test_the_pin_step_reports_the_pin_and_the_locked_nuitka_version(workflow: Mapping[str, Any]) -> None:
+def test_the_pin_step_reports_the_pin_and_the_locked_nuitka_version() -> None:
     """Run the pin step's own script, as the runner would, and read its outputs."""
-    step = next(s for s in job(workflow)["steps"] if s.get("id") == "pin")
-    script = re.search(r"<<'PY'[^\n]*\n(.*)\nPY", step["run"], re.DOTALL)
-    assert script is not None
-    result = subprocess.run(
-        [sys.executable, "-"], input=script[1], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "REVISION_OVERRIDE": ""},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    outputs = dict(line.split("=", 1) for line in result.stdout.splitlines())
+    outputs = pin_outputs(REPO_ROOT)
     table = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["embedding-pipeline"]
     assert outputs["revision"] == table["revision"] and outputs["repo"] == table["repo"]
     assert outputs["nuitka-version"] == importlib.metadata.version("nuitka"), "the key names the Nuitka that builds"
+    assert outputs["suite-version"] == importlib.metadata.version("desktop-embedding-pipeline")
 
 
 def test_nuitka_reads_its_whole_cache_from_that_variable(tmp_path: Path) -> None:
@@ -281,3 +292,39 @@ def test_nuitka_reads_its_whole_cache_from_that_variable(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     for line in result.stdout.split():
         assert Path(line).is_relative_to(tmp_path / "nuitka-cache"), line
+
+
+# -- the expressions the steps use, as the runner evaluates them -----------------------
+
+
+def test_step_conditions_follow_skip_nuitka_and_the_event(workflow: Mapping[str, Any]) -> None:
+    runner = LocalRunner(REPO_ROOT, {}, REPO_ROOT)
+
+    def running(skip: bool, event: str) -> set[str]:
+        context = {"inputs": {"skip-nuitka": skip}, "github": {"event_name": event}}
+        steps = job(workflow)["steps"]
+        conditions = {s.get("name", s.get("uses")): str(s.get("if", "success()")) for s in steps}
+        return {name for name, c in conditions.items() if runner.evaluate(f"${{{{ {c.strip('${} ')} }}}}", context)}
+
+    everything = {s.get("name", s.get("uses")) for s in job(workflow)["steps"]}
+    nuitka = {"Cache Nuitka's compile cache", "build-nuitka", "Attest the Nuitka artifact's files"}
+    attest = {name for name in everything if name.startswith("Attest")}
+    assert running(False, "schedule") == everything
+    assert running(True, "schedule") == everything - nuitka
+    assert running(False, "pull_request") == everything - attest
+    assert running(True, "pull_request") == everything - attest - nuitka
+
+
+def test_the_runner_reads_expressions_as_github_does() -> None:
+    runner = LocalRunner(REPO_ROOT, {}, REPO_ROOT)
+    context: dict[str, Any] = {"inputs": {"revision": "", "flag": False}, "steps": {"pin": {"outputs": {"a-b": "x"}}}}
+    assert runner.expand("${{ inputs.revision || 'pin' }}", context) == "pin"
+    assert runner.expand("${{ inputs.flag || false }}", context) is False
+    assert runner.expand("k-${{ steps.pin.outputs.a-b }}-${{ 'It''s' }}", context) == "k-x-It's"
+    assert runner.expand("${{ 'Linux' == 'linux' && !inputs.flag }}", context) is True
+    assert runner.expand("${{ fromJSON('[\"ubuntu-latest\"]') }}", context) == ["ubuntu-latest"]
+    assert runner.expand("${{ secrets.HF_TOKEN }}", context) is None
+    with pytest.raises(WorkflowError, match=r"steps\.pin\.outputs\.missing is not set"):
+        runner.expand("${{ steps.pin.outputs.missing }}", context)
+    with pytest.raises(WorkflowError, match="not one this runner knows"):
+        runner.expand("${{ contains('a', 'b') }}", context)

