@@ -10,11 +10,14 @@ reports texts/s, the median of the per-repetition ratios runtime ÷ best bare
 (runs on these machines vary by ~10%: only interleaved ratios mean anything),
 and the peak RSS of one pass of each, measured in a child process of its own.
 
-By default the model is the fixture generator's, shaped like the pinned model
-(last-token pooling, 768 hidden, 1024 tokens, 4 layers); ``--model-dir`` takes
-any profile folder with its contract (``--dim``, ``--pooling``, ``--max-tokens``).
+The model is one of the fixture generator's shapes (``--shape``): ``pin``, shaped
+like the pinned model (last-token pooling, 768 hidden, 1024 tokens, 4 layers);
+``minilm``, a MiniLM-class sentence model (mean pooling, 384 hidden, 256 tokens,
+6 layers); ``long`` (CLS pooling, 512 hidden, 2048 tokens, 4 layers).
+``--model-dir`` takes any profile folder with its contract (``--dim``,
+``--pooling``, ``--max-tokens``).
 
-    python -m bench.bench_runtime [--variant int8] [--texts 240] [--reps 5]
+    python -m bench.bench_runtime [--shape minilm] [--variant int8] [--texts 240] [--reps 5]
 """
 
 from __future__ import annotations
@@ -46,7 +49,24 @@ from embedding_runtime._service import token_budget_batches
 
 PROFILE_ID = "bench-v1"
 PROMPT = "Document: "
-BUDGETS = (0, 512, 1024, 2048, 4096, 8192, 16384)  # 0: one text per run
+BUDGETS = (0, 256, 512, 1024, 2048, 4096, 8192, 16384)  # 0: one text per run
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A fixture model's shape and its contract's pooling and token limit."""
+
+    dim: int
+    layers: int
+    max_tokens: int
+    pooling: str
+
+
+SHAPES = {
+    "pin": Shape(dim=768, layers=4, max_tokens=1024, pooling="last_token"),
+    "minilm": Shape(dim=384, layers=6, max_tokens=256, pooling="mean"),
+    "long": Shape(dim=512, layers=4, max_tokens=2048, pooling="cls"),
+}
 
 
 @dataclass(frozen=True)
@@ -88,7 +108,7 @@ def bare_session(model: Path, config: Bare) -> ort.InferenceSession:
     return ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def bare_pass(session: ort.InferenceSession, ids: list[list[int]], budget: int) -> None:
+def bare_pass(session: ort.InferenceSession, ids: list[list[int]], budget: int, pooling: str = "last_token") -> None:
     batches = [[i] for i in range(len(ids))] if budget == 0 else token_budget_batches([len(r) for r in ids], budget)
     for rows in batches:
         width = max(len(ids[r]) for r in rows)
@@ -98,7 +118,12 @@ def bare_pass(session: ort.InferenceSession, ids: list[list[int]], budget: int) 
             input_ids[i, : len(ids[r])] = ids[r]
             mask[i, : len(ids[r])] = 1
         hidden = session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
-        hidden[np.arange(len(rows)), mask.sum(axis=1) - 1]  # last-token pooling, as the runtime does
+        if pooling == "mean":  # the same pooling as the runtime's, at the same cost
+            (hidden * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+        elif pooling == "cls":
+            hidden[:, 0]
+        else:
+            hidden[np.arange(len(rows)), mask.sum(axis=1) - 1]
 
 
 def runtime_service(root: Path, args: argparse.Namespace, threads: int) -> EmbeddingService:
@@ -114,7 +139,7 @@ def texts_per_second(action: Any, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def sweep(model: Path, ids: list[list[int]], threads: int, reps: int) -> tuple[Bare, dict[Bare, float]]:
+def sweep(model: Path, ids: list[list[int]], threads: int, reps: int, pooling: str) -> tuple[Bare, dict[Bare, float]]:
     """The best bare configuration for ``threads``: options at budget 2048, then budgets."""
     results: dict[Bare, float] = {}
 
@@ -124,7 +149,8 @@ def sweep(model: Path, ids: list[list[int]], threads: int, reps: int) -> tuple[B
         for _ in range(reps):  # interleaved: every configuration once per repetition
             for config in configs:
                 session = sessions[replace_budget(config, 2048)]
-                runs[config].append(texts_per_second(partial(bare_pass, session, ids, config.budget), len(ids)))
+                run = partial(bare_pass, session, ids, config.budget, pooling)
+                runs[config].append(texts_per_second(run, len(ids)))
         results.update({c: statistics.median(r) for c, r in runs.items()})
 
     grid = [Bare(threads, a, s, o) for a, s, o in itertools.product((True, False), (True, False), ("all", "basic"))]
@@ -156,7 +182,7 @@ def child(args: argparse.Namespace) -> None:
         runtime_service(root, args, config.threads).embed_documents(texts)
     else:
         ids = pretokenized(root / PROFILE_ID, texts, args.max_tokens)
-        bare_pass(bare_session(model_file(root, args), config), ids, config.budget)
+        bare_pass(bare_session(model_file(root, args), config), ids, config.budget, args.pooling)
     print(_peak_rss_mib())
 
 
@@ -180,7 +206,7 @@ def prepare_root(args: argparse.Namespace, tmp: Path) -> Path:
     if args.model_dir:
         (root / PROFILE_ID).symlink_to(Path(args.model_dir).resolve())
     else:
-        spec = FixtureSpec(seed=5, hidden=args.dim, heads=max(1, args.dim // 64), ffn=2 * args.dim, layers=4)
+        spec = FixtureSpec(seed=5, hidden=args.dim, heads=max(1, args.dim // 64), ffn=2 * args.dim, layers=args.layers)
         write_fixture_repo(root / PROFILE_ID, spec)
     return root
 
@@ -190,15 +216,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--texts", type=int, default=240)
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions (at least 5)")
     parser.add_argument("--variant", default="int8", choices=("fp32", "int8"))
+    parser.add_argument("--shape", default="pin", choices=sorted(SHAPES), help="the fixture's shape (default: pin)")
     parser.add_argument("--model-dir", help="a profile folder to benchmark instead of the fixture")
-    parser.add_argument("--dim", type=int, default=768)
-    parser.add_argument("--pooling", default="last_token", choices=("last_token", "mean", "cls"))
-    parser.add_argument("--max-tokens", type=int, default=1024)
+    parser.add_argument("--dim", type=int, help="with --model-dir: its width")
+    parser.add_argument("--pooling", choices=("last_token", "mean", "cls"), help="with --model-dir: its pooling")
+    parser.add_argument("--max-tokens", type=int, help="with --model-dir: its token limit")
     parser.add_argument("--threads", type=int, nargs="*", help="thread counts (default: 1, 2 and all cores)")
     parser.add_argument("--child", choices=("runtime", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    shape = SHAPES[args.shape]
+    args.layers = shape.layers
+    args.dim = args.dim or shape.dim
+    args.pooling = args.pooling or shape.pooling
+    args.max_tokens = args.max_tokens or shape.max_tokens
     if args.child:
         child(args)
         return 0
@@ -208,12 +240,12 @@ def main(argv: list[str] | None = None) -> int:
         texts = mixed_length_texts(args.texts)
         ids = pretokenized(root / PROFILE_ID, texts, args.max_tokens)
         model = model_file(root, args)
-        print(f"corpus: {len(texts)} texts, {sum(map(len, ids))} tokens; model: {args.model_dir or 'fixture'} "
+        print(f"corpus: {len(texts)} texts, {sum(map(len, ids))} tokens; model: {args.model_dir or args.shape} "
               f"({args.variant}); {args.reps} interleaved repetitions")  # fmt: skip
         print("| threads | runtime default | best bare configuration | bare | ratio | RSS runtime / bare |")
         print("| --- | --- | --- | --- | --- | --- |")
         for threads in thread_counts:
-            best, swept = sweep(model, ids, threads, max(3, args.reps // 2))
+            best, swept = sweep(model, ids, threads, max(3, args.reps // 2), args.pooling)
             for config, speed in sorted(swept.items(), key=lambda item: -item[1])[:6]:
                 print(f"|   | sweep: {config.label}: {speed:.1f} texts/s |  |  |  |  |")
             service = runtime_service(root, args, threads)
@@ -221,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             ratios, ours, theirs = [], [], []
             for _ in range(args.reps):
                 ours.append(texts_per_second(partial(service.embed_documents, texts), len(texts)))
-                theirs.append(texts_per_second(partial(bare_pass, session, ids, best.budget), len(ids)))
+                theirs.append(texts_per_second(partial(bare_pass, session, ids, best.budget, args.pooling), len(ids)))
                 ratios.append(ours[-1] / theirs[-1])
             rss = (peak_rss_mib("runtime", root, args, best), peak_rss_mib("bare", root, args, best))
             print(f"| {threads} | {statistics.median(ours):.1f} texts/s | {best.label} | "
