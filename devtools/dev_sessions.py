@@ -20,7 +20,7 @@ from pathlib import Path, PurePath
 import nox
 
 from build_hooks.nox_sessions import install_groups, pin_arguments, report_outcomes, run_step
-from build_hooks.pipeline_steps import STEPS, run_pipeline
+from build_hooks.pipeline_steps import STEPS, command, run_pipeline
 from devtools.foreign_project import step_arguments
 
 
@@ -101,9 +101,8 @@ def register_dev(root: Path, python: str) -> None:
         if not demo_models.is_dir():
             install_groups(session, "test")
             session.run("python", "-m", "devtools.demo_project", str(demo))
-            prepare = next(step for step in STEPS if step.name == "prepare-model")
             with session.chdir(demo):
-                run_step(session, prepare, *demo_step_arguments(demo)["prepare-model"])
+                run_step(session, command("prepare-model"), *demo_step_arguments(demo)["prepare-model"])
         out = root / "dist" / "wheels"
         for project in (root / "runtime", root):
             session.run("uv", "build", "--wheel", "--out-dir", str(out), str(project), external=True)

@@ -277,10 +277,9 @@ class LocalRunner:
         status = "success"
         for index, step in enumerate(steps):
             name = str(step.get("name") or step.get("uses") or f"step {index + 1}")
-            functions_status = status
             condition = str(step.get("if", "success()"))
             condition = condition[3:-2] if condition.startswith("${{") else condition
-            if not truthy(self.evaluate(f"${{{{ {condition} }}}}", context, functions_status)):
+            if not truthy(self.evaluate(f"${{{{ {condition} }}}}", context, status)):
                 job.outcomes.append(StepOutcome(name, "skipped"))
                 continue
             self.log(f"workflow > {name}")
@@ -438,7 +437,7 @@ def _typed(value: Any, kind: str | None) -> Any:
 def runner_environ(extra: Mapping[str, str]) -> dict[str, str]:
     """This machine's shell as a runner would have it: its settings (proxies, certificates, caches)
     kept, but no virtual environment active and nothing of the nox session this runs in; plus ``extra``."""
-    leaky = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "UV_PROJECT_ENVIRONMENT", "NOX_CURRENT_SESSION")
+    leaky = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "UV_PROJECT_ENVIRONMENT")
     environ = {k: v for k, v in os.environ.items() if k not in leaky and not k.startswith(("NOX_", "PYTEST_"))}
     active = os.environ.get("VIRTUAL_ENV")
     path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if not active or not p.startswith(active)]

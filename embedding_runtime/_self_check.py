@@ -154,13 +154,13 @@ def _problems(report: SelfCheckReport, explained: Mapping[str, Any], source_root
     problems: list[str] = []
     if not report["vectors"]:
         reason = report["disabled_reason"]
-        detail = explained.get("disabled_detail") or ""
+        detail = f" {explained['disabled_detail']}" if explained.get("disabled_detail") else ""
         hint = "run `embedding-pipeline prepare-model` in the project"
         if source and source_root is None:
             hint = "pass source_root=<the project folder holding data/> (from source nothing is bundled)"
         elif source:
             hint = f"no prepared profile under {source_root}/data: {hint}, or set EMBEDDING_RUNTIME_MODELS_DIR"
-        problems.append(f"vectors: embeddings disabled ({reason}) {detail}; {hint}".replace("  ", " "))
+        problems.append(f"vectors: embeddings disabled ({reason}){detail}; {hint}")
     tiktoken_report = report["tiktoken"]
     if not tiktoken_report.get("ok"):
         problems.append(f"tiktoken: {tiktoken_report.get('problem') or _cache_problem(tiktoken_report)}")

@@ -43,6 +43,7 @@ def test_a_windows_reader_holding_the_notes_delays_the_write_and_loses_nothing(t
     reader = WindowsReader(holds=3)
     store(notes, lines, reader).add(Note("another", NOTE.stamp, "AAAA"))
     assert reader.attempts == 4
+    assert lines == ["notes.json is open in another program; saving as soon as it lets go (up to 10 s)"]
     assert [n["text"] for n in json.loads(notes.read_text())] == ["a note", "another"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.json", "notes.json.lock"], "no temp file left"
 
