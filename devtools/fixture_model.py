@@ -140,6 +140,8 @@ class FixtureSpec:
     # Noise added to every weight, as a share of its scale: 0.1 gives "the same model, 10 % off"
     # (the same weights plus noise from another seed), which the canary must tell from the real one.
     noise: float = 0.0
+    # Positions the model has embeddings for: the longest text it can take, prompt included.
+    max_positions: int = MAX_POSITIONS
 
 
 # Shaped and sized like the pinned model: 128,256 tokens (Llama 3), 768 wide, fp32 850 MB, int8 276 MB.
@@ -243,7 +245,7 @@ def build_model(spec: FixtureSpec) -> onnx.ModelProto:
 
     inits = [
         weight("word_embeddings", vocab_size, hidden, scale=1.0),
-        weight("position_embeddings", MAX_POSITIONS, hidden, scale=0.1),
+        weight("position_embeddings", spec.max_positions, hidden, scale=0.1),
         numpy_helper.from_array(np.ones(hidden, np.float32), "ln0_g"),
         numpy_helper.from_array(np.zeros(hidden, np.float32), "ln0_b"),
         # Layer 0 keeps the unprefixed names (and so the bytes) of the one-layer fixture.

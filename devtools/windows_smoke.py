@@ -424,18 +424,22 @@ def self_check(wine: Wine, project: Path) -> str:
 # access), so `add` while a reader holds notes.json must wait for it, not lose the note. Run on the
 # Windows side, so that every step waits on an event: the add says it waits for the reader (its
 # replace was refused), then it ends once the reader lets go; an add that could replace at once
-# (Wine may allow it) ends without that line.
+# (Wine may allow it) ends without that line. Both adds log the canary: the first launch proves the
+# bundled folder with every probe text and notes it; the second re-proves it with one (Windows' stat
+# and replace make the note's key and file).
 READER_SCENARIO = r"""
-import json, os, subprocess, sys
+import json, os, shutil, subprocess, sys
 exe = sys.argv[1]
 folder = os.path.join(os.environ["LOCALAPPDATA"], "local-notes")
 notes = os.path.join(folder, "notes.json")
 if os.path.exists(notes):
     os.remove(notes)
-subprocess.run([exe, "add", "the first note"], check=True, capture_output=True)
+shutil.rmtree(os.path.join(folder, ".embedding-runtime"), ignore_errors=True)
+env = dict(os.environ, EMBEDDING_RUNTIME_LOG="debug")
+first = subprocess.run([exe, "add", "the first note"], check=True, capture_output=True, env=env)
 reader = open(notes, "rb")
 adder = subprocess.Popen([exe, "add", "a note added while notes.json is being read"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 said = b""
 while b"open in another program" not in said:
     line = adder.stderr.readline()  # blocks until the add says something or ends
@@ -448,8 +452,10 @@ out, err = adder.communicate(timeout=300)
 err = said + err
 kept = [n["text"] for n in json.load(open(notes, encoding="utf-8"))]
 leftovers = [n for n in os.listdir(folder) if n.endswith(".tmp")]
+proofs = [next((p for p in ("full", "remembered") if b"canary " + p.encode() + b" (" in e), None)
+          for e in (first.stderr, err)]
 print("W7", json.dumps({"waited": waited, "exit": adder.returncode, "notes": kept, "tmp": leftovers,
-                        "stderr": err.decode(errors="replace")}))
+                        "proofs": proofs, "stderr": err.decode(errors="replace")}))
 """
 
 
@@ -465,8 +471,10 @@ def notes_with_a_reader(wine: Wine, venv_python: PureWindowsPath, smoke: Path) -
     result = json.loads(line[3:])
     if result["exit"] != 0 or len(result["notes"]) != 2 or result["tmp"]:
         raise SmokeError(f"add while a reader holds notes.json: {result}")
+    if result["proofs"] != ["full", "remembered"]:
+        raise SmokeError(f"the canary's proof was not remembered between launches: {result}")
     how = "waited for the reader" if result["waited"] else "did not need to wait (Wine let it replace)"
-    return f"both notes kept, no temp file left; the add {how}"
+    return f"both notes kept, no temp file left; the add {how}; the second launch re-proved with one text"
 
 
 # CPython 3.12+ asks WMI first and runs `cmd /c ver` when WMI does not answer. Wine 8's WMI crashes

@@ -80,7 +80,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> tuple[str, int]:
-    service = EmbeddingService(args.profile, app_name=args.app_name, verify=args.verify)
+    # The whole canary, as a first launch runs it: a remembered proof would hide what a user asks about.
+    service = EmbeddingService(args.profile, app_name=args.app_name, verify=args.verify, remember_proofs=False)
     report = {"runtime_version": __version__, **service.explain(), "tiktoken": _tiktoken_section()}
     # JSON in plain ASCII: it parses to the same text whatever the stream's encoding.
     return json.dumps(report, indent=2) if args.json else _readable(report), 0 if report["state"] == "ready" else 1
@@ -160,6 +161,9 @@ def _readable(report: dict[str, Any]) -> str:
         status = ", ".join(f"{name}: {state}" for name, state in tiktoken["encodings"].items())
         lines.append(f"tiktoken    {tiktoken['folder']}: {status or tiktoken['problem']}")
     lines.append(f"threads     {report['threads']}: {report['threads_reason']}")
+    if seconds := dict(report["load_seconds"]):
+        phases = ", ".join(f"{phase} {value:.2f}" for phase, value in seconds.items() if phase != "total")
+        lines.append(f"load        {seconds.pop('total'):.2f} s ({phases})")
     if cpu := report["cpu"]:
         lines.append(f"cpu         {cpu['arch']} {cpu['model_name']} ({', '.join(cpu['sources'])})")
     return "\n".join(lines)

@@ -12,7 +12,9 @@ backslash escape, as Python's own stderr does.
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Mapping
 from typing import TextIO
 
 
@@ -22,3 +24,21 @@ def readable_output(stream: TextIO | None = None) -> None:
     reconfigure = getattr(stream, "reconfigure", None)  # None: no console at all, or not a text stream
     if reconfigure is not None and stream.errors != "backslashreplace":
         reconfigure(errors="backslashreplace")
+
+
+LOG_ENV = "EMBEDDING_RUNTIME_LOG"  # debug, info or warning: the runtime's log on stderr
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+
+
+def log_from_env(env: Mapping[str, str]) -> None:
+    """``EMBEDDING_RUNTIME_LOG=debug|info|warning``: the runtime's own log on stderr, for a user
+    asked "what does it do, and how long does it take?" (the load's phases are a debug line).
+    Nothing changes when the variable is unset or names no level, or the app set up a handler."""
+    level = _LEVELS.get(env.get(LOG_ENV, "").strip().lower())
+    runtime_log = logging.getLogger("embedding_runtime")
+    if level is None or runtime_log.handlers:
+        return
+    handler = logging.StreamHandler()  # sys.stderr as it is when a line is written
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    runtime_log.addHandler(handler)
+    runtime_log.setLevel(level)

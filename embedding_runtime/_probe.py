@@ -12,7 +12,7 @@ and return unit vectors; only this comparison shows them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,11 @@ class ProbeRecord:
         if self.int8_agreement is None:
             return self.int8_min_cosine
         return max(self.int8_min_cosine, self.int8_agreement - INT8_CPU_MARGIN)
+
+    def shortest(self) -> ProbeRecord:
+        """This record cut to its shortest probe text: a folder proven before re-proves itself with it."""
+        index = min(range(len(self.texts)), key=lambda i: len(self.texts[i]))
+        return replace(self, texts=(self.texts[index],), fp32=self.fp32[index : index + 1])
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -64,7 +64,9 @@ class ProfileContract:
     it is part of every vector's stamp, so old vectors are re-embedded."""
     batch_token_budget: int | None = None
     """Tokens per batch, counted as rows x longest row, so memory stays bounded whatever the
-    texts. ``None``: one max-length text's worth (``max_tokens``). At least ``max_tokens``."""
+    texts. ``None`` (best left so): the service's own rule, 256 tokens on one intra-op thread and
+    512 per thread from two on (at most 4096), which bench/bench_runtime.py found fastest on every
+    model shape it measured; a text longer than that runs alone. When set, at least ``max_tokens``."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Free-form notes of the app's (not read by the runtime)."""
 
@@ -80,7 +82,9 @@ class ProfileContract:
 
     @property
     def token_budget(self) -> int:
-        """Rows x longest row of one batch."""
+        """The batch this contract itself asks for: ``batch_token_budget``, else one max-length text
+        (``max_tokens``). The service batches by ``batch_token_budget`` when it is set, else by its
+        own rule (see ``batch_token_budget``)."""
         return self.batch_token_budget if self.batch_token_budget is not None else self.max_tokens
 
     def check_dim(self, dim: int | None) -> int:

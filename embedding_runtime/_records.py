@@ -35,9 +35,10 @@ def read_json_record(path: Path, max_bytes: int) -> object | RecordProblem:
         return RecordProblem(f"{path.name} is missing", missing=True)
     except OSError as err:
         return RecordProblem(f"{path.name} cannot be read ({err.strerror or type(err).__name__})")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a folder with an exception
+        os.close(fd)
+        return RecordProblem(f"{path.name} is not a regular file")
     with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            return RecordProblem(f"{path.name} is not a regular file")
         try:
             data = fh.read(max_bytes + 1)
         except OSError as err:

@@ -87,7 +87,10 @@ def self_check(
     """
     watch = watch_process()
     started = time.perf_counter()
-    service = EmbeddingService(info["profile_id"], app_name=info["app_name"], source_root=source_root)
+    # Proves every folder anew (no remembered canary) and writes nothing.
+    service = EmbeddingService(
+        info["profile_id"], app_name=info["app_name"], source_root=source_root, remember_proofs=False
+    )
     report: SelfCheckReport = {
         "schema": SELF_CHECK_SCHEMA,
         "runtime_version": _runtime_version(),

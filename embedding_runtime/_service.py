@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import logging
 import os
 import sys
@@ -28,10 +29,11 @@ import numpy.typing as npt
 from embedding_runtime import _cpu as cpu_facts
 from embedding_runtime._completeness import folder_problem
 from embedding_runtime._errors import EmbeddingsDisabledError, InvalidTextError, ServiceClosedError
-from embedding_runtime._layout import PreparedMarker, read_marker
-from embedding_runtime._locations import ModelRoot, ProcessFacts, model_roots, override_root
+from embedding_runtime._layout import MARKER_NAME, VARIANT_FILES, PreparedMarker, read_marker
+from embedding_runtime._locations import ModelRoot, ProcessFacts, app_data_dir, model_roots, override_root
 from embedding_runtime._probe import ProbeRecord, bundled_probe_record, canary_problem, forged_marker_problem
 from embedding_runtime._profiles import ProfileContract, get_profile
+from embedding_runtime._proof_memo import is_proven, memo_path, proof_key, remember
 from embedding_runtime._resolve import CANARY_MISMATCH, FORGED_MARKER, Resolution, resolve
 from embedding_runtime._variant import VARIANT_ENV, VariantDecision, decide_variant
 from embedding_runtime._vectors import model_id
@@ -61,8 +63,40 @@ class EngineSettings:
     # Workers spin briefly for the next task instead of sleeping: faster batches, at the cost of
     # CPU while a call runs (not between calls).
     spinning: bool = True
-    # None: the contract's token budget.
+    # Rows x longest row of one batch. None: the contract's batch_token_budget, else
+    # default_token_budget(threads).
     token_budget: int | None = None
+    # onnxruntime's graph optimisation level: "basic", "extended" or "all". None: default_optimization().
+    optimization: str | None = None
+
+
+# Tokens per batch when the contract fixes no budget. The sweeps' best budget followed the thread
+# count, not the model's token limit: one thread wants small batches (256 was best, or within 1 %,
+# on every shape: less padding, and no other thread to share the work with), two want 1024 to keep
+# both busy. Past 4096 no shape gained anything but memory.
+_ONE_THREAD_BUDGET = 256
+_TOKENS_PER_THREAD = 512
+_MAX_DEFAULT_BUDGET = 4096
+# A batch's padded size (rows x longest row) is at most this times its real tokens, plus the allowance
+# (short texts cost the call more than their padding). See token_budget_batches.
+_PADDING_SLACK = 1.25
+_PADDING_ALLOWANCE = 32
+
+
+def default_optimization(variant: str) -> str:
+    """The graph optimisation level bench/bench_runtime.py found fastest: basic for int8 (onnxruntime's
+    fused int8 kernels, extended and all, ran up to 27 % slower on one thread and 20 % on two, on a
+    MiniLM-class model, and were never faster on any shape), all for fp32. The basic graph keeps an
+    int32 and a float copy of each product: 40-50 MiB more peak memory at the pin's shape."""
+    return "basic" if variant == "int8" else "all"
+
+
+def default_token_budget(threads: int) -> int:
+    """The batch budget (rows x longest row) of a service running ``threads`` intra-op threads:
+    256 tokens on one thread, 512 per thread from two on (at most 4096)."""
+    if threads <= 1:
+        return _ONE_THREAD_BUDGET
+    return min(_MAX_DEFAULT_BUDGET, _TOKENS_PER_THREAD * threads)
 
 
 class State(enum.Enum):
@@ -110,6 +144,10 @@ class EmbeddingService:
         threads: intra-op threads of this service's model (default: ``EMBEDDING_RUNTIME_THREADS``,
             else every CPU up to 8), never more than the CPUs the process may use. A service for
             bulk re-indexing and one for interactive queries can differ; each loads its own model.
+        remember_proofs: with the default roots, note a folder that passed the canary in the app's
+            data folder (``.embedding-runtime/proven.json``), so that later launches, while its files
+            are unchanged, re-prove it with one probe text instead of all of them (a self-check
+            passes ``False``: it proves everything anew and writes nothing).
     """
 
     def __init__(
@@ -125,6 +163,7 @@ class EmbeddingService:
         threads: int | None = None,
         settings: EngineSettings | None = None,
         source_root: Path | None = None,
+        remember_proofs: bool = True,
     ) -> None:
         self.contract = profile if isinstance(profile, ProfileContract) else get_profile(profile)
         """The profile's contract (what the vectors mean)."""
@@ -136,7 +175,11 @@ class EmbeddingService:
         if probe_record is None and roots is None:
             probe_record = bundled_probe_record(self.contract.profile_id, _facts(self._env))
         self._probe = probe_record
+        # With the default roots, a folder's passed canary is noted in the app's data folder (see _proof_memo).
+        self._memo = memo_path(app_data_dir(app_name, _facts(self._env))) if remember_proofs and roots is None else None
         self._canary_seconds: float | None = None
+        self._canary_proof: str | None = None
+        self._load_seconds: dict[str, float] = {}
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be at least 1, not {threads}")
         chosen, self._threads_reason = _thread_choice(threads or (settings.threads if settings else None), self._env)
@@ -246,6 +289,7 @@ class EmbeddingService:
             "threads": self._settings.threads,
             "threads_reason": self._threads_reason,
             "canary": self._canary_report(),
+            "load_seconds": dict(self._load_seconds),
         }
 
     def _canary_report(self) -> dict[str, Any]:
@@ -254,7 +298,14 @@ class EmbeddingService:
         state = "proven" if self._engine is not None else "not run"
         seconds = round(self._canary_seconds, 4) if self._canary_seconds is not None else None
         floor = round(self._probe.int8_floor, 4)
-        return {"state": state, "texts": len(self._probe.texts), "seconds": seconds, "int8_floor": floor}
+        texts = 1 if self._canary_proof == "remembered" else len(self._probe.texts)
+        return {
+            "state": state,
+            "proof": self._canary_proof,
+            "texts": texts,
+            "seconds": seconds,
+            "int8_floor": floor,
+        }
 
     def close(self) -> None:
         """Refuse new calls, wait for the ones in flight on other threads, release the model."""
@@ -295,8 +346,22 @@ class EmbeddingService:
         return False
 
     def _load(self) -> _Engine:
+        started = time.perf_counter()
+        clock: dict[str, float] = {}
+        try:
+            engine = self._load_timed(clock)
+        finally:
+            clock["total"] = time.perf_counter() - started
+            clock["folders"] = clock["total"] - sum(v for k, v in clock.items() if k != "total")
+            self._load_seconds = {k: round(v, 4) for k, v in clock.items()}
+            logger.debug("load took %s", ", ".join(f"{k} {v:.3f} s" for k, v in clock.items()))
+        return engine
+
+    def _load_timed(self, clock: dict[str, float]) -> _Engine:
+        """Load, adding the seconds of each phase to ``clock`` (what is left is finding and checking folders)."""
         if self._env.get(DISABLE_ENV, "").strip() == "1":
             raise _DisabledError("disabled_by_env", f"{DISABLE_ENV}=1")
+        started = time.perf_counter()
         try:  # imported here, by name, so that both freezers see the imports
             import onnxruntime
         except ImportError as err:
@@ -305,6 +370,8 @@ class EmbeddingService:
             import tokenizers
         except ImportError as err:
             raise _not_importable("tokenizers", err) from err
+        clock["imports"] = time.perf_counter() - started
+        versions = {"onnxruntime": onnxruntime.__version__, "tokenizers": tokenizers.__version__}
         self._cpu = self._cpu or cpu_facts.detect()
         self._decision = decide_variant(self._cpu, self._env)
         strict = self._env.get(VARIANT_ENV, "auto").strip().lower() in ("fp32", "int8")
@@ -317,15 +384,14 @@ class EmbeddingService:
             if (forged := forged_marker_problem(folder, reference)) is not None:
                 return forged  # no inference needed: it contradicts the bundled profile's own record
             try:
-                engine = _Engine.open(onnxruntime, tokenizers, self.contract, folder, variant, settings)
+                engine = _Engine.open(onnxruntime, tokenizers, self.contract, folder, variant, settings, clock)
             except _DisabledError as failure:  # a folder that cannot load is skipped: the next one may
                 return f"{failure.reason}: {failure.detail}"
             if self._probe is not None:
                 started = time.perf_counter()
-                # As the build recorded them: documents, full dimension.
-                prompted = [self.contract.document_prompt + text for text in self._probe.texts]
-                problem = canary_problem(self._probe, variant, lambda _: engine.embed(prompted, engine.full_dim))
+                problem = self._canary(engine, folder, variant, self._probe, versions)
                 self._canary_seconds = time.perf_counter() - started
+                clock["canary"] = clock.get("canary", 0.0) + self._canary_seconds
                 if problem is not None:
                     return problem
             opened.append(engine)
@@ -344,6 +410,34 @@ class EmbeddingService:
                 "variant_unavailable", f"{VARIANT_ENV} asks for {self._decision.preferred}, no folder has it"
             )
         return opened[-1]
+
+    def _canary(
+        self, engine: _Engine, folder: Path, variant: str, record: ProbeRecord, versions: Mapping[str, str]
+    ) -> str | None:
+        """The canary of ``folder``: every probe text, or its shortest when this app proved the same
+        files on this machine before (see _proof_memo); a full pass is noted for the next launch."""
+        key = None
+        if self._memo is not None:
+            facts = {
+                "variant": variant,
+                "contract": _contract_json(self.contract),
+                "probe": [record.texts, hashlib.sha256(record.fp32.tobytes()).hexdigest(), record.int8_floor],
+                "settings": repr(engine.settings),
+                "cpu": self._cpu.to_json() if self._cpu else None,
+                **versions,
+            }
+            key = proof_key(folder, (*VARIANT_FILES[variant], MARKER_NAME), facts)
+        remembered = key is not None and self._memo is not None and is_proven(self._memo, key)
+        probe = record.shortest() if remembered else record
+        # As the build recorded them: documents, full dimension.
+        prompted = [self.contract.document_prompt + text for text in probe.texts]
+        problem = canary_problem(probe, variant, lambda _: engine.embed(prompted, engine.full_dim))
+        self._canary_proof = "remembered" if remembered else "full"
+        count = f"{len(probe.texts)} probe text{'s' if len(probe.texts) != 1 else ''}"
+        logger.debug("%s [%s]: canary %s (%s): %s", folder, variant, self._canary_proof, count, problem or "passed")
+        if problem is None and not remembered and key is not None and self._memo is not None:
+            remember(self._memo, key)
+        return problem
 
 
 _EMBED_CODE = EmbeddingService._embed.__code__  # every call of a service runs inside this frame
@@ -364,7 +458,10 @@ class _Engine:
     ) -> None:
         self.contract, self.session, self.tokenizer = contract, session, tokenizer
         self.model_file, self.variant, self.threads = model_file, variant, settings.threads
-        self.token_budget = settings.token_budget or contract.token_budget
+        self.settings = settings
+        self.token_budget = (
+            settings.token_budget or contract.batch_token_budget or default_token_budget(settings.threads)
+        )
         self.full_dim = contract.dimension
         inputs = {i.name for i in session.get_inputs()}
         self.feeds_token_types = "token_type_ids" in inputs
@@ -372,23 +469,40 @@ class _Engine:
 
     @classmethod
     def open(
-        cls, ort: Any, tokenizers: Any, contract: ProfileContract, folder: Path, variant: str, settings: EngineSettings
+        cls,
+        ort: Any,
+        tokenizers: Any,
+        contract: ProfileContract,
+        folder: Path,
+        variant: str,
+        settings: EngineSettings,
+        clock: dict[str, float],
     ) -> _Engine:
+        """Tokenizer and session of ``folder``'s ``variant``, their seconds added to ``clock``."""
         model_file = folder / ("onnx/model.onnx" if variant == "fp32" else "onnx/model_quantized.onnx")
         try:
+            started = time.perf_counter()
             tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+            tokenized = time.perf_counter()
+            clock["tokenizer"] = clock.get("tokenizer", 0.0) + tokenized - started
             # The contract decides truncation and padding, whatever tokenizer.json carries.
             tokenizer.no_padding()
             tokenizer.enable_truncation(max_length=contract.max_tokens)
             options = ort.SessionOptions()
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            level = settings.optimization or default_optimization(variant)
+            options.graph_optimization_level = _graph_level(ort, level)
             options.intra_op_num_threads = settings.threads
             options.inter_op_num_threads = 1
             options.enable_cpu_mem_arena = settings.arena
             options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spinning else "0")
-            session = ort.InferenceSession(str(model_file), sess_options=options, providers=["CPUExecutionProvider"])
-            engine = cls(contract, session, tokenizer, model_file, variant, settings)
-            probe = engine.embed(["probe"], contract.dimension)
+            try:
+                session = ort.InferenceSession(
+                    str(model_file), sess_options=options, providers=["CPUExecutionProvider"]
+                )
+                engine = cls(contract, session, tokenizer, model_file, variant, settings)
+                probe = engine.embed(["probe"], contract.dimension)  # the first run: part of the session's cost
+            finally:
+                clock["session"] = clock.get("session", 0.0) + time.perf_counter() - tokenized
         except _ContractMismatchError as err:
             raise _DisabledError("contract_mismatch", f"{model_file}: {err}") from err
         except Exception as err:  # any failure to load is the same condition for the caller
@@ -429,6 +543,13 @@ class _Engine:
         return pool(hidden, mask, contract, dim)
 
 
+def _graph_level(ort: Any, name: str) -> Any:
+    levels = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+    if name not in levels:
+        raise ValueError(f"unknown graph optimisation level {name!r}: pick one of {', '.join(levels)}")
+    return getattr(ort.GraphOptimizationLevel, levels[name])
+
+
 def pool(hidden: npt.NDArray[Any], mask: npt.NDArray[np.int64], contract: ProfileContract, dim: int) -> Vectors:
     """Per-token states to one vector per row: pooling, Matryoshka cut, L2 normalisation."""
     if contract.pooling == "last_token":
@@ -449,17 +570,22 @@ def pool(hidden: npt.NDArray[Any], mask: npt.NDArray[np.int64], contract: Profil
 def token_budget_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
     """Row indices grouped so that rows x longest row <= ``budget``; similar lengths share a batch.
 
-    Sorting by length keeps padding small; the caller writes each batch's
-    results back by index, so the caller's order is kept.
+    Sorting by length keeps padding small, and a batch also ends before its padding would pass a
+    quarter of its real tokens (and 32 more): in a large call neighbours differ little anyway, but
+    a dozen mixed texts (the canary's) padded to their longest wasted a third of the work. The caller
+    writes each batch's results back by index, so the caller's order is kept.
     """
     batches: list[list[int]] = []
     current: list[int] = []
+    real = 0  # tokens of the rows in ``current``
     for index in sorted(range(len(lengths)), key=lengths.__getitem__):
         longest = max(lengths[index], 1)  # ascending order: the new row is the longest
-        if current and (len(current) + 1) * longest > budget:
+        padded = (len(current) + 1) * longest
+        if current and (padded > budget or padded > _PADDING_SLACK * (real + longest) + _PADDING_ALLOWANCE):
             batches.append(current)
-            current = []
+            current, real = [], 0
         current.append(index)
+        real += longest
     if current:
         batches.append(current)
     return batches

@@ -138,6 +138,26 @@ def test_the_same_model_ten_percent_off_fails_the_calibrated_canary(world: Path,
     assert report["canary"]["int8_floor"] > 0.80, "the floor comes from the build's own int8 figure"
 
 
+def test_a_later_launch_reproves_with_one_text_and_a_new_override_gets_the_whole_canary(
+    world: Path, artifact_project: Project
+) -> None:
+    debug = {"EMBEDDING_RUNTIME_LOG": "debug"}
+    first = run_as_nobody(world, "add", "the first note", env=debug)
+    assert first.returncode == 0 and "[int8]: canary full (12 probe texts): passed" in first.stderr, first.stderr
+    proven = world / "home" / ".local" / "share" / APP_NAME / ".embedding-runtime" / "proven.json"
+    assert proven.stat().st_uid == NOBODY and len(json.loads(proven.read_text())["proven"]) == 1
+    later = run_as_nobody(world, "add", "the second note", env=debug)
+    assert later.returncode == 0 and "[int8]: canary remembered (1 probe text): passed" in later.stderr
+    # Weights 10 % off planted in the override afterwards: not the folder proven, so the whole canary.
+    noisy = fixture_files(replace(ARTIFACT_SPEC, noise=0.10))
+    folder = plant_override(world, artifact_project, {n: noisy[n] for n in noisy if "quantized" in n})
+    consistent_marker(folder, revision="f" * 40)  # a pin of its own
+    third = run_as_nobody(world, "add", "the third note", env=debug)
+    assert third.returncode == 0, third.stderr[-2000:]
+    assert "canary full (12 probe texts): canary_mismatch" in third.stderr, third.stderr[-3000:]
+    assert "canary remembered (1 probe text): passed" in third.stderr, "the bundled copy, proven before, serves"
+
+
 def test_an_override_claiming_the_bundled_pin_with_other_bytes_is_skipped_at_once(
     world: Path, artifact_project: Project
 ) -> None:
@@ -313,7 +333,9 @@ def test_a_full_disk_is_one_line_and_leaves_the_notes_and_no_temp_file(world: Pa
         assert added.returncode == 1 and "Traceback" not in added.stderr, added.stderr[-2000:]
         assert added.stderr.startswith("ERROR: no space left on the disk holding ") and added.stderr.count("\n") == 1
         assert notes.read_bytes() == kept
-        assert sorted(p.name for p in notes.parent.iterdir()) == ["notes.json", "notes.json.lock"]
+        left = sorted(p.relative_to(notes.parent).as_posix() for p in notes.parent.rglob("*"))
+        # The canary's proof was noted by the first add; the failed one left no temp file of either.
+        assert left == [".embedding-runtime", ".embedding-runtime/proven.json", "notes.json", "notes.json.lock"]
 
 
 def test_a_thread_setting_past_the_cpus_is_lowered_and_said(world: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -31,7 +32,14 @@ from embedding_runtime import (
 )
 from embedding_runtime._cpu import CpuFacts
 from embedding_runtime._profiles import ProfileContract, get_profile, register_profile
-from embedding_runtime._service import EngineSettings, _Engine, default_threads, token_budget_batches
+from embedding_runtime._service import (
+    EngineSettings,
+    _Engine,
+    default_optimization,
+    default_threads,
+    default_token_budget,
+    token_budget_batches,
+)
 from embedding_runtime._vectors import model_id
 from tests.runtime_fixtures import (
     FIXTURE_PROFILE,
@@ -145,6 +153,33 @@ def test_token_budget_batches_sort_and_bound() -> None:
     for batch in batches:
         assert len(batch) * max(lengths[i] for i in batch) <= 128
     assert batches[0] == [6, 1, 3, 4]  # shortest first, together
+
+
+def test_a_batch_pads_at_most_a_quarter_of_its_tokens() -> None:
+    """The canary's dozen mixed texts (token counts at the pin's size): budget-sized batches padded
+    859 tokens to 1,293; now each batch is within a quarter (and 32 tokens) of its real ones."""
+    lengths = [29, 61, 44, 75, 106, 76, 34, 137, 12, 98, 130, 57]
+    batches = token_budget_batches(lengths, budget=1024)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        real, padded = sum(lengths[i] for i in batch), len(batch) * max(lengths[i] for i in batch)
+        assert padded <= min(1024, 1.25 * real + 32), batch
+    assert sum(len(b) * max(lengths[i] for i in b) for b in batches) < 1.3 * sum(lengths)
+    assert len(batches) <= 4, "a few batches, not one text per run"
+
+
+def test_the_batch_budget_follows_the_threads_unless_the_contract_fixes_it(model_root: Path) -> None:
+    assert [default_token_budget(t) for t in (1, 2, 4, 8, 64)] == [256, 1024, 2048, 4096, 4096]
+    assert (default_optimization("int8"), default_optimization("fp32")) == ("basic", "all")
+    roots = [ModelRoot(model_root, "bundled")]
+    free = replace(FIXTURE_PROFILE, batch_token_budget=None)
+    for threads in (1, 2):
+        service = EmbeddingService(free, roots=roots, cpu=VNNI, threads=threads)
+        service.load()
+        assert service._engine is not None and service._engine.token_budget == 256 * threads**2
+    fixed = EmbeddingService(FIXTURE_PROFILE, roots=roots, cpu=VNNI, threads=2)
+    fixed.load()
+    assert fixed._engine is not None and fixed._engine.token_budget == FIXTURE_PROFILE.batch_token_budget == 256
 
 
 def test_truncation_comes_from_the_contract_not_tokenizer_json(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:
@@ -496,8 +531,11 @@ def test_doctor_explains_choice_and_override_path(tmp_path: Path, repo_files_a: 
     assert [s["kind"] for s in report["resolution"]["skipped"]] == ["override", "override"]
     assert report["state"] == "disabled" and report["disabled_reason"] == "contract_mismatch"
     assert result.returncode == 1
+    assert set(report["load_seconds"]) >= {"imports", "folders", "tokenizer", "session", "total"}
     readable = run_runtime(["doctor"], {"EMBEDDING_RUNTIME_MODELS_DIR": str(override)}).stdout
     assert "create " + str(override / "local-text-retrieval-v1") in readable
+    load = next(line for line in readable.splitlines() if line.startswith("load "))
+    assert re.fullmatch(r"load +\d+\.\d\d s \(imports [\d.]+, .*tokenizer [\d.]+, session [\d.]+.*\)", load), load
 
 
 def test_embed_cli_prints_vectors_and_stamp(tmp_path: Path, repo_files_a: dict[str, bytes]) -> None:

@@ -1,0 +1,174 @@
+"""Launch to first vector: the frozen app's ``add`` on the scale fixture, int8 (a benchmark, not a test).
+
+Runs the artifacts of a built project (default: the one ``python -m bench.bench_scale``
+leaves in ``build/bench-scale/project``; after a change, ``python -m build_hooks.cli
+build-pyinstaller`` in that folder rebuilds it) as a user starts them:
+``local-notes add "<note>"``, int8, every CPU up to 8, no network. Two launches:
+
+- first: a new HOME, nothing remembered;
+- later: the same HOME again (the canary's proof remembered, see ``embedding_runtime/_proof_memo.py``).
+
+For each, the median wall time of ``--reps`` launches and their largest peak RSS
+(``VmHWM``, sampled from /proc), then one launch under ``strace`` (timestamps
+of exec, file opens and the runtime's log, ``EMBEDDING_RUNTIME_LOG=debug``)
+split into phases:
+
+    process start     exec to the app's first numpy file
+    imports           numpy, the runtime, argparse; then onnxruntime and tokenizers (the load's first phase)
+    folders           finding and checking the profile folders
+    tokenizer         reading tokenizer.json
+    session           creating the onnxruntime session (and its first run)
+    canary            the probe texts (all of them; the shortest when remembered)
+    first inference   the load's end to the note's lock file (the vector is made)
+    save and exit     the note written, the process gone
+
+(strace slows each traced system call, so the split's sum runs a little over the median. A
+runtime without the debug line, an older build, is split by file opens alone: imports then
+include the folders' checks, session the canary and the first inference, "(left)" marks the
+phases folded into the one to their left.)
+
+    python -m bench.bench_first_vector [--project DIR] [--builders pyinstaller nuitka] [--reps 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from build_hooks.bundle import Builder
+from devtools.demo_project import APP_NAME, Project
+from embedding_runtime.build_api import FORBID_NETWORK_ENV
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTE = "the quarterly report is due on friday, ask ana for the sales figures"
+PHASES = ("process start", "imports", "folders", "tokenizer", "session", "canary", "first inference", "save and exit")
+_EVENT = re.compile(r"^(?P<pid>\d+)\s+(?P<time>\d+\.\d+) (?P<call>\w+)\((?P<args>.*)")
+_LOAD_LINE = re.compile(r"load took ((?:\w+ [\d.]+ s(?:, )?)+)")
+
+
+@dataclass(frozen=True)
+class Launch:
+    seconds: float
+    peak_rss: int  # bytes
+
+
+def launch(executable: Path, home: Path, extra_env: dict[str, str] | None = None) -> Launch:
+    """One ``add`` as a user runs it; peak RSS from /proc (wait4's would carry this process's over exec)."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), FORBID_NETWORK_ENV: "1", **(extra_env or {})}
+    started = time.perf_counter()
+    child = subprocess.Popen([str(executable), "add", NOTE], env=env, stdout=subprocess.DEVNULL)
+    peak, status = 0, Path(f"/proc/{child.pid}/status")
+    while True:  # reaped here, not by Popen, so that /proc/<pid> lasts until the program has ended
+        pid, code, _ = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            break
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            peak = max(peak, int(status.read_text().split("VmHWM:")[1].split()[0]) * 1024)
+        time.sleep(0.005)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(code) != 0:
+        raise SystemExit(f"{executable} add failed with {os.waitstatus_to_exitcode(code)}")
+    return Launch(seconds, peak)
+
+
+def phases(executable: Path, home: Path) -> dict[str, float]:
+    """One traced launch split into :data:`PHASES` (seconds)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = Path(tmp) / "trace"
+        command = ["strace", "-f", "-ttt", "-s", "400", "--seccomp-bpf", "-o", str(trace)]
+        command += ["-e", "trace=execve,openat,write,exit_group", str(executable), "add", NOTE]
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(home), FORBID_NETWORK_ENV: "1", "EMBEDDING_RUNTIME_LOG": "debug"}
+        subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        events = [m.groupdict() for line in trace.read_text().splitlines() if (m := _EVENT.match(line))]
+    start = float(events[0]["time"])
+
+    def first(call: str, needle: str) -> float:
+        return next(float(e["time"]) for e in events if e["call"] == call and needle in e["args"]) - start
+
+    def last_before(call: str, needle: str, limit: float) -> float:
+        times = [float(e["time"]) - start for e in events if e["call"] == call and needle in e["args"]]
+        return max(t for t in times if t <= limit)
+
+    numpy_at, saved_at = first("openat", "numpy"), first("openat", "notes.json")
+    end = max(float(e["time"]) for e in events) - start
+    logged = next((e for e in events if e["call"] == "write" and "load took" in e["args"]), None)
+    match = _LOAD_LINE.search(logged["args"]) if logged else None
+    if logged is None or match is None:  # a runtime without the line: what file opens tell
+        session_at = last_before("openat", "model_quantized.onnx", saved_at)
+        tokenizer_at = last_before("openat", "tokenizer.json", session_at)
+        return {
+            "process start": numpy_at,
+            "imports": tokenizer_at - numpy_at,  # with the folders' checks
+            "tokenizer": session_at - tokenizer_at,
+            "session": saved_at - session_at,  # with the canary and the first inference
+            "save and exit": end - saved_at,
+        }
+    loaded_at = float(logged["time"]) - start
+    load = {k: float(v) for k, v in re.findall(r"(\w+) ([\d.]+) s", match.group(1))}
+    load_started = loaded_at - load["total"]
+    return {
+        "process start": numpy_at,
+        "imports": load_started - numpy_at + load.get("imports", 0.0),
+        "folders": load.get("folders", 0.0),
+        "tokenizer": load.get("tokenizer", 0.0),
+        "session": load.get("session", 0.0),
+        "canary": load.get("canary", 0.0),
+        "first inference": saved_at - loaded_at,
+        "save and exit": end - saved_at,
+    }
+
+
+def measure(executable: Path, reps: int) -> list[tuple[str, Launch, dict[str, float]]]:
+    rows = []
+    for case in ("first", "later"):
+        launches = []
+        for _ in range(reps):
+            with tempfile.TemporaryDirectory() as home:
+                if case == "later":
+                    launch(executable, Path(home))  # the first launch of this HOME: its proof is noted
+                launches.append(launch(executable, Path(home)))
+        with tempfile.TemporaryDirectory() as home:
+            if case == "later":
+                launch(executable, Path(home))
+            split = phases(executable, Path(home))
+        median = Launch(statistics.median(x.seconds for x in launches), max(x.peak_rss for x in launches))
+        rows.append((case, median, split))
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--project", type=Path, default=REPO_ROOT / "build" / "bench-scale" / "project")
+    parser.add_argument("--builders", nargs="+", choices=("pyinstaller", "nuitka"), default=["pyinstaller", "nuitka"])
+    parser.add_argument("--reps", type=int, default=7)
+    args = parser.parse_args(argv)
+    if shutil.which("strace") is None:
+        parser.error("strace is not installed (apt-get install strace): it times the phases")
+    target = Project(args.project).target
+    builders: list[Builder] = args.builders
+    for builder in builders:
+        executable = target.dist_dir(builder) / APP_NAME
+        if not executable.is_file():
+            parser.error(f"{executable} is missing: run python -m bench.bench_scale first, or build {builder}")
+    print(f"| artifact | launch | wall (median of {args.reps}) | peak RSS | " + " | ".join(PHASES) + " |")
+    print("| --- " * (4 + len(PHASES)) + "|")
+    for builder in builders:
+        for case, median, split in measure(target.dist_dir(builder) / APP_NAME, args.reps):
+            cells = " | ".join(f"{split[p]:.3f}" if p in split else "(left)" for p in PHASES)
+            print(f"| {builder} | {case} | {median.seconds:.3f} s | {median.peak_rss / 2**20:.0f} MiB | {cells} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
