@@ -33,19 +33,16 @@ phases folded into the one to their left.)
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from bench.bench_scale import SampledRun, sampled_run
 from build_hooks.bundle import Builder
 from devtools.demo_project import APP_NAME, Project
 from embedding_runtime.build_api import FORBID_NETWORK_ENV
@@ -57,29 +54,13 @@ _EVENT = re.compile(r"^(?P<pid>\d+)\s+(?P<time>\d+\.\d+) (?P<call>\w+)\((?P<args
 _LOAD_LINE = re.compile(r"load took ((?:\w+ [\d.]+ s(?:, )?)+)")
 
 
-@dataclass(frozen=True)
-class Launch:
-    seconds: float
-    peak_rss: int  # bytes
-
-
-def launch(executable: Path, home: Path, extra_env: dict[str, str] | None = None) -> Launch:
-    """One ``add`` as a user runs it; peak RSS from /proc (wait4's would carry this process's over exec)."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), FORBID_NETWORK_ENV: "1", **(extra_env or {})}
-    started = time.perf_counter()
-    child = subprocess.Popen([str(executable), "add", NOTE], env=env, stdout=subprocess.DEVNULL)
-    peak, status = 0, Path(f"/proc/{child.pid}/status")
-    while True:  # reaped here, not by Popen, so that /proc/<pid> lasts until the program has ended
-        pid, code, _ = os.wait4(child.pid, os.WNOHANG)
-        if pid:
-            break
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            peak = max(peak, int(status.read_text().split("VmHWM:")[1].split()[0]) * 1024)
-        time.sleep(0.005)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(code) != 0:
-        raise SystemExit(f"{executable} add failed with {os.waitstatus_to_exitcode(code)}")
-    return Launch(seconds, peak)
+def launch(executable: Path, home: Path) -> SampledRun:
+    """One ``add`` as a user runs it, its peak RSS sampled from /proc."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), FORBID_NETWORK_ENV: "1"}
+    run = sampled_run([str(executable), "add", NOTE], env, subprocess.DEVNULL, None, every=0.005)
+    if run.returncode != 0:
+        raise SystemExit(f"{executable} add failed with {run.returncode}")
+    return run
 
 
 def phases(executable: Path, home: Path) -> dict[str, float]:
@@ -129,7 +110,8 @@ def phases(executable: Path, home: Path) -> dict[str, float]:
     }
 
 
-def measure(executable: Path, reps: int) -> list[tuple[str, Launch, dict[str, float]]]:
+def measure(executable: Path, reps: int) -> list[tuple[str, float, int, dict[str, float]]]:
+    """Per case (first, later): the median seconds and largest peak RSS of ``reps`` launches, and a split."""
     rows = []
     for case in ("first", "later"):
         launches = []
@@ -142,8 +124,8 @@ def measure(executable: Path, reps: int) -> list[tuple[str, Launch, dict[str, fl
             if case == "later":
                 launch(executable, Path(home))
             split = phases(executable, Path(home))
-        median = Launch(statistics.median(x.seconds for x in launches), max(x.peak_rss for x in launches))
-        rows.append((case, median, split))
+        median = statistics.median(x.seconds for x in launches)
+        rows.append((case, median, max(x.peak_rss for x in launches), split))
     return rows
 
 
@@ -164,9 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"| artifact | launch | wall (median of {args.reps}) | peak RSS | " + " | ".join(PHASES) + " |")
     print("| --- " * (4 + len(PHASES)) + "|")
     for builder in builders:
-        for case, median, split in measure(target.dist_dir(builder) / APP_NAME, args.reps):
+        for case, median, peak, split in measure(target.dist_dir(builder) / APP_NAME, args.reps):
             cells = " | ".join(f"{split[p]:.3f}" if p in split else "(left)" for p in PHASES)
-            print(f"| {builder} | {case} | {median.seconds:.3f} s | {median.peak_rss / 2**20:.0f} MiB | {cells} |")
+            print(f"| {builder} | {case} | {median:.3f} s | {peak / 2**20:.0f} MiB | {cells} |")
     return 0
 
 

@@ -31,6 +31,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from build_hooks import fsutil
 from build_hooks.bundle import Builder
@@ -84,34 +85,49 @@ def run_step(project: Path, name: str, args: Sequence[str], probe_dir: Path, lab
     return _figures(label or name, seconds, records, child.pid)
 
 
-def run_binary(name: str, executable: Path, args: Sequence[str], home: Path) -> StepFigures:
-    """A frozen binary (no sitecustomize reaches it): its reads and peak RSS sampled from /proc.
+@dataclass(frozen=True)
+class SampledRun:
+    """A program's run as seen from /proc while it ran."""
+
+    returncode: int
+    seconds: float
+    peak_rss: int  # bytes: the largest VmHWM sampled
+    read: int  # bytes: rchar
+
+
+def sampled_run(command: Sequence[str], env: Mapping[str, str], stdout: Any, stderr: Any, every: float) -> SampledRun:
+    """Run ``command``, sampling its reads and peak RSS from /proc every ``every`` seconds.
 
     Not wait4's ``ru_maxrss``: Linux carries the forking process's RSS into the child's figure
-    (exec keeps the old memory's high-water mark), and this process holds the fixture it generated
-    and the hub's mapped files. ``VmHWM`` belongs to the program's own memory after exec."""
+    (exec keeps the old memory's high-water mark), and this process may hold a fixture it generated
+    and a hub's mapped files. ``VmHWM`` belongs to the program's own memory after exec; being a
+    high-water mark, only the last interval can be missed."""
+    started = time.perf_counter()
+    child = subprocess.Popen(list(command), env=dict(env), stdout=stdout, stderr=stderr)
+    read, peak, proc = 0, 0, Path(f"/proc/{child.pid}")
+    while True:  # reaped here, not by Popen, so that /proc/<pid> lasts until it has ended
+        pid, status, _ = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            break
+        with contextlib.suppress(OSError, ValueError, IndexError):  # gone once the process has exited
+            read = max(read, _io_field((proc / "io").read_text(), "rchar"))
+            peak = max(peak, int((proc / "status").read_text().split("VmHWM:")[1].split()[0]) * 1024)
+        time.sleep(every)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return SampledRun(child.returncode, time.perf_counter() - started, peak, read)
+
+
+def run_binary(name: str, executable: Path, args: Sequence[str], home: Path) -> StepFigures:
+    """A frozen binary's self-check (no sitecustomize reaches it): reads and peak RSS from /proc."""
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), FORBID_NETWORK_ENV: "1"}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        child = subprocess.Popen([str(executable), *args], env=env, stdout=out, stderr=err)
-        read, peak, proc = 0, 0, Path(f"/proc/{child.pid}")
-        while True:  # reaped here, not by Popen, so that /proc/<pid> lasts until it has ended
-            pid, status, _ = os.wait4(child.pid, os.WNOHANG)
-            if pid:
-                break
-            with contextlib.suppress(OSError, ValueError, IndexError):  # gone once the process has exited
-                read = max(read, _io_field((proc / "io").read_text(), "rchar"))
-                hwm = (proc / "status").read_text().split("VmHWM:")[1].split()[0]
-                peak = max(peak, int(hwm) * 1024)  # a high-water mark: only the last 20 ms can be missed
-            time.sleep(0.02)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        seconds = time.perf_counter() - started
+        run = sampled_run([str(executable), *args], env, out, err, every=0.02)
         out.seek(0), err.seek(0)
-        if child.returncode != 0:
+        if run.returncode != 0:
             raise SystemExit(f"{executable} {' '.join(args)} failed:\n{err.read().decode()[-2000:]}")
         report = json.loads(out.read())
     note = f"vectors of {'+'.join(sorted(report.get('vectors') or {}))}, canary {report.get('canary', {}).get('state')}"
-    return StepFigures(name, seconds, peak, read, 0, note=note)
+    return StepFigures(name, run.seconds, run.peak_rss, run.read, 0, note=note)
 
 
 def kill_and_resume(project: Path, hub: LoopbackHub, probe_dir: Path, sidecar_size: int) -> list[StepFigures]:

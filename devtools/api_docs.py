@@ -102,11 +102,20 @@ def api_surface() -> dict[str, Any]:
 
 
 def _without(value: Any, keys: set[str]) -> Any:
+    """``value`` without ``keys`` and without private members (``_roots``, ``_embed``: how a class works,
+    not what an app calls; dunders such as ``__init__`` stay)."""
     if isinstance(value, dict):
-        return {k: _without(v, keys) for k, v in value.items() if k not in keys}
+        shaped = {k: _without(v, keys) for k, v in value.items() if k not in keys}
+        if isinstance(shaped.get("members"), dict):
+            shaped["members"] = {k: v for k, v in shaped["members"].items() if not _private(k)}
+        return shaped
     if isinstance(value, list):
         return [_without(v, keys) for v in value]
     return value
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
 
 def _as_griffe(surface: dict[str, Any]) -> Any:

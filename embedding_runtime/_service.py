@@ -169,14 +169,15 @@ class EmbeddingService:
         """The profile's contract (what the vectors mean)."""
         self._app_name = app_name
         self._env = os.environ if env is None else env
-        self._roots = list(roots) if roots is not None else model_roots(app_name, _facts(self._env), source_root)
+        facts = _facts(self._env)
+        self._roots = list(roots) if roots is not None else model_roots(app_name, facts, source_root)
         self._cpu = cpu
         self._verify = verify
         if probe_record is None and roots is None:
-            probe_record = bundled_probe_record(self.contract.profile_id, _facts(self._env))
+            probe_record = bundled_probe_record(self.contract.profile_id, facts)
         self._probe = probe_record
         # With the default roots, a folder's passed canary is noted in the app's data folder (see _proof_memo).
-        self._memo = memo_path(app_data_dir(app_name, _facts(self._env))) if remember_proofs and roots is None else None
+        self._memo = memo_path(app_data_dir(app_name, facts)) if remember_proofs and roots is None else None
         self._canary_seconds: float | None = None
         self._canary_proof: str | None = None
         self._load_seconds: dict[str, float] = {}
@@ -416,8 +417,8 @@ class EmbeddingService:
     ) -> str | None:
         """The canary of ``folder``: every probe text, or its shortest when this app proved the same
         files on this machine before (see _proof_memo); a full pass is noted for the next launch."""
-        key = None
-        if self._memo is not None:
+        memo, key = self._memo, None
+        if memo is not None:
             facts = {
                 "variant": variant,
                 "contract": _contract_json(self.contract),
@@ -427,7 +428,7 @@ class EmbeddingService:
                 **versions,
             }
             key = proof_key(folder, (*VARIANT_FILES[variant], MARKER_NAME), facts)
-        remembered = key is not None and self._memo is not None and is_proven(self._memo, key)
+        remembered = memo is not None and key is not None and is_proven(memo, key)
         probe = record.shortest() if remembered else record
         # As the build recorded them: documents, full dimension.
         prompted = [self.contract.document_prompt + text for text in probe.texts]
@@ -435,8 +436,8 @@ class EmbeddingService:
         self._canary_proof = "remembered" if remembered else "full"
         count = f"{len(probe.texts)} probe text{'s' if len(probe.texts) != 1 else ''}"
         logger.debug("%s [%s]: canary %s (%s): %s", folder, variant, self._canary_proof, count, problem or "passed")
-        if problem is None and not remembered and key is not None and self._memo is not None:
-            remember(self._memo, key)
+        if problem is None and not remembered and memo is not None and key is not None:
+            remember(memo, key)
         return problem
 
 
