@@ -68,6 +68,9 @@ def nuitka_options(plan: BuildPlan, platform: str = sys.platform) -> list[str]:
         "--no-deployment-flag=excluded-module-usage",
         # What was compiled and included, by module and distribution: the SBOM is made from it.
         f"--report={nuitka_report_path(plan.dist)}",
+        # The same inputs give the same bytes (Nuitka's default everywhere but Windows, where it stamps
+        # the build time): verify-artifact builds the program again and compares.
+        "--reproducible=yes",
         *(f"--noinclude-dlls={pattern}" for pattern in UNUSED_LIBRARIES.get(_os_family(platform), ())),
     ]  # fmt: skip
     options += [f"--include-data-files={f.source}={f.dest}" for f in plan.data]

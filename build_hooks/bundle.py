@@ -221,7 +221,7 @@ def generated_files(target: Target, builder: Builder) -> dict[str, bytes]:
     info = json.dumps(build_info(target, builder), indent=2).encode() + b"\n"
     files = {BUILD_INFO_FILE: info, MODEL_NOTICE_FILE: model_notice(target).encode()}
     if (record := probe_record(target)) is not None:
-        files[PROBE_RECORD_FILE] = json.dumps(record.to_json(), sort_keys=True).encode() + b"\n"
+        files[PROBE_RECORD_FILE] = record.to_bytes()
     return files
 
 

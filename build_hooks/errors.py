@@ -63,6 +63,11 @@ class BuildFailedError(PipelineError):
     """A freezer failed (its own output says why), or its dist does not hold what the plan lists."""
 
 
+class AnchorUnavailableError(PipelineError):
+    """verify cannot derive here what an artifact must be (its freezer is missing, or a re-run of it
+    failed): the artifact is not passed, and the message says what verify needs."""
+
+
 class SourceError(PipelineError, ConnectionError):
     """No source could deliver what was asked; ``attempts`` says what each one answered."""
 

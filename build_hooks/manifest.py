@@ -64,10 +64,17 @@ def read_build_manifest(dist: Path) -> dict[str, FileDigest] | None:
         return None
 
 
-def data_problems(plan: BuildPlan, dist: Path, entries: Mapping[str, FileDigest]) -> list[str]:
+def data_problems(
+    plan: BuildPlan,
+    dist: Path,
+    entries: Mapping[str, FileDigest],
+    by_content: Mapping[str, Callable[[], list[str]]] | None = None,
+) -> list[str]:
     """The one data check: the dist's ``data/`` holds exactly the plan's files, each with the plan's
     size and sha256. ``entries`` maps files by their path inside ``dist`` to their digests (the
-    manifest's, or verify's own); problems name each file by that path.
+    manifest's, or verify's own); problems name each file by that path. A file of ``by_content``
+    (its destination in ``data/`` -> its check) that differs from the plan's bytes is held to that
+    check instead: verify's probe record, computed on another CPU than the build's.
 
     It catches what Nuitka's ``--include-data-dir`` drops by suffix, a spec that lost a ``datas``
     entry, a file changed between the plan and the copy, and anything no plan lists.
@@ -77,11 +84,13 @@ def data_problems(plan: BuildPlan, dist: Path, entries: Mapping[str, FileDigest]
     expected = {root + f.dest: f for f in plan.data}
     shipped = {rel: entry for rel, entry in entries.items() if rel.startswith(f"{root}{DATA_FOLDER}/")}
     problems = [f"{rel} is missing from {root}{DATA_FOLDER}/" for rel in sorted(expected.keys() - shipped.keys())]
-    problems += [
-        f"{rel} is not the plan's (size or sha256 differs: {_which(plan, expected[rel].dest)})"
-        for rel in sorted(expected.keys() & shipped.keys())
-        if not expected[rel].matches(shipped[rel])
-    ]
+    for rel in sorted(expected.keys() & shipped.keys()):
+        if expected[rel].matches(shipped[rel]):
+            continue
+        if (check := (by_content or {}).get(expected[rel].dest)) is not None:
+            problems += [f"{rel} {problem}" for problem in check()]
+        else:
+            problems.append(f"{rel} is not the plan's (size or sha256 differs: {_which(plan, expected[rel].dest)})")
     problems += [f"{rel} is not part of the plan" for rel in sorted(shipped.keys() - expected.keys())]
     return problems
 

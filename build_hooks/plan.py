@@ -19,7 +19,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, cast
 
@@ -76,6 +76,15 @@ class BuildPlan:
     def pin(self) -> Pin:
         return self.target.pin
 
+    def relocated(self, dist: Path, generated_dir: Path) -> BuildPlan:
+        """The same plan building into ``dist``, its generated files written to ``generated_dir`` (by
+        :func:`write_plan`): verify's re-run of a freezer, never beside the build's own."""
+        data = tuple(
+            replace(f, source=generated_dir / PurePosixPath(f.dest).name) if f.dest in self.generated else f
+            for f in self.data
+        )
+        return replace(self, dist=dist, data=data)
+
     def pyinstaller_datas(self) -> list[tuple[str, str]]:
         """``Analysis(datas=...)``: (file, destination folder) pairs, file by file."""
         return [(str(f.source), str(PurePosixPath(f.dest).parent)) for f in self.data]
@@ -97,15 +106,24 @@ class BuildPlan:
         }
 
 
-def make_plan(target: Target, builder: Builder, *, dist: Path | None = None, options: Sequence[str] = ()) -> BuildPlan:
+def make_plan(
+    target: Target,
+    builder: Builder,
+    *,
+    dist: Path | None = None,
+    options: Sequence[str] = (),
+    generated_dir: Path | None = None,
+) -> BuildPlan:
     """The plan of ``builder``'s build of ``target`` into ``dist`` (default: the project's
     ``dist/<builder>/`` folder): :class:`PreflightError` when it must not be built.
 
-    ``options`` are what the user passes to the freezer besides what the plan itself sets.
+    ``options`` are what the user passes to the freezer besides what the plan itself sets;
+    ``generated_dir`` is where the generated data files are to be written (default: the
+    build's, :meth:`Target.generated_dir`; verify writes its own elsewhere).
     """
     if problems := preflight_problems(target):
         raise PreflightError(problems)
-    folder = target.generated_dir(builder)
+    folder = generated_dir or target.generated_dir(builder)
     generated = {data_path(name): content for name, content in generated_files(target, builder).items()}
     data = [*_profile_data(target), *_tiktoken_data(target)]
     data += [_bytes_file(dest, content, folder / PurePosixPath(dest).name) for dest, content in generated.items()]
@@ -114,17 +132,18 @@ def make_plan(target: Target, builder: Builder, *, dist: Path | None = None, opt
     return BuildPlan(target, builder, dist or target.dist_dir(builder), tuple(data), inputs, generated)
 
 
-def write_plan(plan: BuildPlan) -> Path:
-    """Write the generated data files (those that changed) and the plan file; the plan file's path."""
-    folder = plan.target.generated_dir(plan.builder)
-    wanted = {PurePosixPath(dest).name: content for dest, content in plan.generated.items()}
-    for stale in (p for p in folder.glob("*") if p.is_file() and p.name not in wanted):
-        stale.unlink()  # a probe record left by a build with vectors, when this one has none
-    for name, content in wanted.items():
-        path = folder / name
-        if not path.is_file() or path.read_bytes() != content:
-            fsutil.atomic_write_bytes(path, content)
-    path = plan.target.plan_path(plan.builder)
+def write_plan(plan: BuildPlan, path: Path | None = None) -> Path:
+    """Write the generated data files (those that changed, where the plan says they are) and the plan
+    file (default: :meth:`Target.plan_path`); the plan file's path."""
+    sources = {f.dest: f.source for f in plan.data}
+    wanted = {sources[dest]: content for dest, content in plan.generated.items()}
+    for folder in {source.parent for source in wanted}:
+        for stale in (p for p in folder.glob("*") if p.is_file() and p not in wanted):
+            stale.unlink()  # a probe record left by a build with vectors, when this one has none
+    for source, content in wanted.items():
+        if not source.is_file() or source.read_bytes() != content:
+            fsutil.atomic_write_bytes(source, content)
+    path = path or plan.target.plan_path(plan.builder)
     fsutil.atomic_write_bytes(path, json.dumps(plan.to_json(), indent=1, sort_keys=True).encode() + b"\n")
     return path
 

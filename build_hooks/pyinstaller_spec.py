@@ -91,7 +91,9 @@ class SpecInputs:
     @property
     def excludes(self) -> list[str]:
         """HTTP clients and build-time packages: an offline artifact carries none."""
-        return list(EXCLUDED_MODULES)
+        # PyInstaller adds "__main__" to the list it is given, in place, so that the analysis it saved
+        # never matches the next one's and its incremental analysis (which verify re-runs) never applies.
+        return [*EXCLUDED_MODULES, "__main__"]
 
     def finish(self, analysis: Analysis) -> Path:
         """After COLLECT: write the manifest of every file, check the data copies against the plan

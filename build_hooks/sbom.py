@@ -242,14 +242,22 @@ def read_sbom(dist: Path) -> dict[str, Any] | None:
 
 
 def sbom_components(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """Every component of the document, nested ones included."""
+    """Every component of the document, nested ones included (:class:`ValueError` when a
+    ``components`` is not a list of objects, as CycloneDX has it)."""
     found: list[Mapping[str, Any]] = []
-    pending = list(document.get("components", ()))
+    pending = _component_list(document)
     while pending:
         component = pending.pop()
         found.append(component)
-        pending += component.get("components", ())
+        pending += _component_list(component)
     return found
+
+
+def _component_list(holder: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    components = holder.get("components", [])
+    if not isinstance(components, list) or not all(isinstance(c, dict) for c in components):
+        raise ValueError("its components are not a list of objects")
+    return list(components)
 
 
 def sbom_files(document: Mapping[str, Any]) -> dict[str, str]:
@@ -271,7 +279,7 @@ def sbom_problems(
     try:
         named = sbom_files(document or {})
         root_sha = _sha256_of((document or {})["metadata"]["component"])
-    except (KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError, ValueError):
         document = None
     if document is None:
         return [f"{path} is missing or invalid: rebuild with the build step, which writes it"]

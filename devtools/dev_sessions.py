@@ -6,7 +6,7 @@ nox -s wheels          build both distributions; install the runtime wheel alone
 nox -s adoption        the README's adoption section executed; the reusable workflow run for two apps
 nox -s docs            the API reference (build/docs) and the runtime's API snapshot check
 nox -s windows-smoke   Linux only, opt-in: the Windows PyInstaller build under Wine, self-checked and verified
-nox -s canary-cpus     Linux only, opt-in: int8 against fp32 on this CPU and an emulated AVX2-only one
+nox -s canary-cpus     Linux only, opt-in: int8 against fp32 here and on an emulated AVX2-only CPU; verify there
 """
 
 from __future__ import annotations
@@ -87,9 +87,11 @@ def register_dev(root: Path, python: str) -> None:
     @nox.session(name="canary-cpus", python=python, default=False)
     def canary_cpus(session: nox.Session) -> None:
         """Linux only: int8 against fp32 on the probe texts, here and on an emulated AVX2-only CPU
-        (qemu-user, installed from Debian when missing): the figures behind the canary's margin."""
+        (qemu-user, installed from Debian when missing): the figures behind the canary's margin; then
+        verify itself on that CPU, which must pass the good artifacts and fail a forged one."""
         install_groups(session, "test")  # the fixture models
         session.run("python", "-m", "devtools.canary_cpus", *session.posargs)
+        session.run("python", "-m", "pytest", "tests/test_verify_emulated.py", "--run-emulated")
 
     @nox.session(python=python)
     def wheels(session: nox.Session) -> None:

@@ -41,9 +41,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 
+from build_hooks.manifest import manifest_path
 from build_hooks.pipeline_steps import STEPS
-from devtools.demo_project import APP_NAME
+from build_hooks.sbom import sbom_path
+from devtools.demo_project import APP_NAME, Project
 from devtools.dev_sessions import demo_step_arguments
+from devtools.tampering import WINDOWS_CASES, forge_records
 from embedding_runtime.build_api import CpuFacts, decide_variant
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -517,6 +520,33 @@ def newer_platform(wine: Wine, python: PureWindowsPath, smoke: Path) -> str:
     return f"no process with the runtime (without it: {without}); same answers ({results['runtime']['facts'][3]})"
 
 
+def tampered_copies(wine: Wine, smoke: Path, project: Path) -> str:
+    """Each Windows row of the tamper table (devtools.tampering.WINDOWS_CASES) on a copy of the .exe
+    build, its manifest and SBOM forged to match: verify-artifact, run by Windows Python, must fail
+    it naming the file, and write no SHA256SUMS."""
+    built = project / "dist" / "pyinstaller" / APP_NAME
+    console_script = wine.windows_path(smoke / "venv" / "Scripts" / "embedding-pipeline.exe")
+    caught = []
+    for index, (how, change) in enumerate(WINDOWS_CASES.items()):
+        copy = project / "dist" / "tampered" / str(index) / APP_NAME
+        shutil.rmtree(copy.parent, ignore_errors=True)
+        shutil.copytree(built, copy)
+        for record in (manifest_path, sbom_path):
+            shutil.copy(record(built), record(copy))
+        changed = change(copy, Project(project)).relative_to(copy).as_posix()
+        forge_records(copy)
+        reports = copy.parent / "reports"
+        args = ["verify-artifact", str(wine.windows_path(copy)), "--reports", str(wine.windows_path(reports))]
+        code, output = wine.run(console_script, *args, "--static-only", cwd=project)
+        named = [line for line in output.splitlines() if line.lstrip(" |").startswith("ERROR") and
+                 changed.replace("/", "\\") in line.replace("/", "\\")]  # fmt: skip
+        if code != 1 or not named or (reports / f"{APP_NAME}.SHA256SUMS").exists():
+            raise SmokeError(f"{how}: verify did not fail naming {changed} (exit {code})")
+        caught.append(f"{how}: {named[0].split('anchors: ', 1)[-1][:90]}")
+    print("\n".join(f"  caught: {line}" for line in caught))
+    return f"{len(caught)} of {len(WINDOWS_CASES)} tamperings fail verify, each naming its file, no SHA256SUMS"
+
+
 def _check(outcome: tuple[int, str], what: str) -> None:
     code, output = outcome
     if code != 0:
@@ -557,6 +587,7 @@ class WindowsRun:
             *((step.name, functools.partial(self._step, step.name)) for step in STEPS),
             ("self-check of the .exe", lambda: self_check(self.wine, self.project)),
             ("add while a reader holds notes", lambda: notes_with_a_reader(self.wine, self.venv_python, self.smoke)),
+            ("tampered copies fail verify", lambda: tampered_copies(self.wine, self.smoke, self.project)),
             ("windows cpython 3.13", self._newer_python),
             ("platform on cpython 3.13", lambda: newer_platform(self.wine, self.newer_python, self.smoke)),
         ]

@@ -11,6 +11,7 @@ and return unit vectors; only this comparison shows them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -63,6 +64,10 @@ class ProbeRecord:
         """This record cut to its shortest probe text: a folder proven before re-proves itself with it."""
         index = min(range(len(self.texts)), key=lambda i: len(self.texts[i]))
         return replace(self, texts=(self.texts[index],), fp32=self.fp32[index : index + 1])
+
+    def to_bytes(self) -> bytes:
+        """The record file's bytes, as the build writes them (and verify expects them)."""
+        return json.dumps(self.to_json(), sort_keys=True).encode() + b"\n"
 
     def to_json(self) -> dict[str, object]:
         return {

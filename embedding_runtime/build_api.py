@@ -39,7 +39,7 @@ from embedding_runtime._layout import (
     read_marker,
 )
 from embedding_runtime._locations import ProcessFacts, bundled_data_roots, model_roots
-from embedding_runtime._probe import ProbeRecord
+from embedding_runtime._probe import FP32_MIN_COSINE, ProbeRecord, read_probe_record
 from embedding_runtime._profiles import get_profile
 from embedding_runtime._records import RecordProblem, read_json_record
 from embedding_runtime._self_check import self_check
@@ -62,6 +62,7 @@ __all__ = [
     "DATA_FOLDER",
     "DEFAULT_PROFILE_ID",
     "FORBID_NETWORK_ENV",
+    "FP32_MIN_COSINE",
     "HTTP_CLIENTS",
     "MARKER_NAME",
     "MARKER_SCHEMA",
@@ -101,6 +102,7 @@ __all__ = [
     "model_roots",
     "read_json_record",
     "read_marker",
+    "read_probe_record",
     "read_tiktoken_manifest",
     "self_check",
     "sha256_file",

@@ -22,7 +22,7 @@ import numpy as np
 from build_hooks.manifest import manifest_path
 from build_hooks.prepare_model import HubSource, PrepareRequest, prepare_profile
 from build_hooks.sbom import sbom_path
-from build_hooks.verify import run_offline
+from build_hooks.verification.selfcheck import run_offline
 from build_hooks.warm_tiktoken import WarmRequest, warm_cache
 from devtools.demo_project import (
     APP_NAME,

@@ -94,3 +94,24 @@ def nuitka_artifact(artifact_project: Project) -> Path:
     result = run_nuitka(artifact_project)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return artifact_project.nuitka_artifact
+
+
+# -- opt-in: tests that run verify on an emulated CPU (nox -s canary-cpus runs them) ---------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-emulated",
+        action="store_true",
+        help="also run the tests marked emulated (verify under qemu-user as another CPU; slow, needs qemu-user)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``emulated`` are opt-in: `nox -s canary-cpus` (which installs qemu-user) runs them."""
+    if config.getoption("--run-emulated"):
+        return
+    kept = [item for item in items if item.get_closest_marker("emulated") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept

@@ -14,7 +14,7 @@ import pytest
 
 from build_hooks.bundle import preflight_problems
 from build_hooks.manifest import manifest_path
-from build_hooks.verify import run_offline
+from build_hooks.verification.selfcheck import run_offline
 from devtools.demo_project import ARTIFACT_REPO, ARTIFACT_REVISION, PROFILE_ID, Project
 from embedding_runtime import _completeness
 from embedding_runtime.build_api import BUILD_INFO_FILE, PROBE_RECORD_FILE, data_path, sha256_file

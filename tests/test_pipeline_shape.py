@@ -75,7 +75,7 @@ def test_the_step_list_is_spelled_once() -> None:
 
 def test_importing_the_plan_loads_no_download_client() -> None:
     """verify and the plan need no hub client and no freezer (filelock is the suite's own lock, not the hub's)."""
-    code = "import sys, build_hooks.plan, build_hooks.verify; print(' '.join(sorted(sys.modules)))"
+    code = "import sys, build_hooks.plan, build_hooks.verification.verify; print(' '.join(sorted(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     loaded = {name.split(".")[0] for name in result.stdout.split()}

@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import pytest
 
-from build_hooks.verify import _why, offline_env
+from build_hooks.verification.selfcheck import offline_env, why
 from devtools.demo_project import Project
 from embedding_runtime._completeness import leads_elsewhere
 from embedding_runtime._cpu import (
@@ -118,9 +118,9 @@ def test_verify_names_the_childs_error_not_the_last_line_a_library_printed() -> 
         "[PYI-1234:ERROR] Failed to execute script 'launcher' due to unhandled exception!\n"
         "Failed to create DXGI factory.\n"
     )
-    assert _why(stderr).startswith("UnicodeEncodeError: 'charmap' codec")
-    assert _why("something went wrong\n") == "something went wrong"
-    assert _why("") == "no output"
+    assert why(stderr).startswith("UnicodeEncodeError: 'charmap' codec")
+    assert why("something went wrong\n") == "something went wrong"
+    assert why("") == "no output"
 
 
 # -- W4: the int8 block list on every OS, from what each OS gives -----------------------------------

@@ -15,7 +15,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from build_hooks.bundle import PYINSTALLER_CONTENTS
 from build_hooks.sbom import is_native, sbom_components, sbom_files, sbom_path
-from build_hooks.verify import verify
+from build_hooks.verification.verify import verify
 from devtools.demo_project import ARTIFACT_REPO, ARTIFACT_REVISION, Project
 from embedding_runtime.build_api import DATA_FOLDER, HTTP_CLIENTS
 from tests.artifacts import linked_copy

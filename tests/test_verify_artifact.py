@@ -13,7 +13,8 @@ import pytest
 
 from build_hooks.bundle import MODEL_NOTICE_FILE, Target
 from build_hooks.manifest import manifest_path
-from build_hooks.verify import locate, run_offline, verify, write_outputs
+from build_hooks.verification.selfcheck import placement_problems, run_offline
+from build_hooks.verification.verify import locate, publish, verify
 from devtools.demo_project import ARTIFACT_SPEC, PROFILE_ID, Project
 from devtools.fixture_model import fixture_files
 from embedding_runtime.build_api import MARKER_NAME, MODELS_FOLDER, TIKTOKEN_FOLDER, data_path
@@ -166,12 +167,8 @@ def test_an_app_data_override_cannot_shadow_the_bundle(
     assert verdict.ok, verdict.failures
     assert verdict.report["self_check"]["folder"]["kind"] == "bundled"
 
-    from build_hooks.verify import _placement_problems
-
     report = json.loads(shadowed.stdout)
-    problems = _placement_problems(
-        report, locate(pyinstaller_artifact, artifact_project.target), artifact_project.target
-    )
+    problems = placement_problems(report, pyinstaller_artifact, artifact_project.target)
     assert any("used override folder" in p and "not the artifact's bundled profile" in p for p in problems)
 
 
@@ -239,9 +236,12 @@ def test_any_change_after_the_build_fails_verify_naming_the_file(
 def test_sha256sums_come_from_the_build_manifest_in_sha256sum_format(
     artifact_project: Project, pyinstaller_artifact: Path, tmp_path: Path
 ) -> None:
-    verdict = verify(pyinstaller_artifact, artifact_project.target, run_self_check=False)
+    verdict, _, sums = publish(
+        pyinstaller_artifact,
+        tmp_path,
+        lambda: verify(pyinstaller_artifact, artifact_project.target, run_self_check=False),
+    )
     assert verdict.ok, verdict.failures
-    _, sums = write_outputs(verdict, tmp_path)
     assert sums is not None, "a passing artifact has its checksums"
     result = subprocess.run(
         ["sha256sum", "--check", "--quiet", str(sums)], cwd=pyinstaller_artifact.parent, capture_output=True, text=True

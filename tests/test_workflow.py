@@ -20,7 +20,7 @@ import yaml
 from build_hooks.bundle import target_for
 from build_hooks.config import load_config
 from build_hooks.sbom import sbom_path
-from build_hooks.verify import locate
+from build_hooks.verification.verify import locate
 from devtools.demo_project import Project
 from devtools.workflow_runner import LocalRunner, WorkflowError
 from tests.artifacts import linked_copy

@@ -1,0 +1,86 @@
+"""The build environment verify holds artifacts to: the installed distributions and their RECORDs,
+this interpreter's library folders and the system's. Read once per process.
+
+Never a source checkout or the working directory: a file of the suite's own clone, or of the
+folder verify runs in, anchors nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import functools
+import sysconfig
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from build_hooks.bundle import NATIVE_BACKED, UNSHIPPED_NATIVES
+
+NATIVE_SUFFIXES = (".so", ".pyd", ".dll", ".dylib")
+_SYSTEM_LIBRARY_DIRS = (
+    *(f"{prefix}/lib/{arch}-linux-gnu" for prefix in ("", "/usr") for arch in ("x86_64", "aarch64")),
+    *("/lib64", "/usr/lib64", "/lib", "/usr/lib", "/usr/local/lib"),
+)
+
+
+def is_native(name: str) -> bool:
+    """A native library or extension module, by its file name (``libssl.so.3`` included)."""
+    return name.endswith(NATIVE_SUFFIXES) or ".so." in name
+
+
+@dataclass(frozen=True)
+class BuildEnvironment:
+    """Where an artifact's files came from: the installed distributions (with their RECORD hashes),
+    this interpreter's library folders and the system's."""
+
+    import_path: tuple[Path, ...]  # site-packages and the standard library, never a checkout or the cwd
+    library_dirs: tuple[Path, ...]  # lib-dynload, libpython's folder, the system's
+    record: dict[Path, str]  # installed file -> its sha256 in its distribution's RECORD
+    by_name: dict[str, list[Path]]  # native library file name -> installed files of that name
+    # Every native library of the native-backed distributions an artifact must ship: (path in the
+    # distribution, installed file).
+    required: tuple[tuple[str, Path], ...] = ()
+
+    @classmethod
+    def current(cls) -> BuildEnvironment:
+        """This interpreter's (read once per process: verify checks each artifact against it)."""
+        return _current()
+
+
+@functools.lru_cache(maxsize=1)
+def _current() -> BuildEnvironment:
+    paths = sysconfig.get_paths()
+    path = [Path(paths[name]) for name in ("purelib", "platlib", "stdlib", "platstdlib") if name in paths]
+    libs = [sysconfig.get_config_var("DESTSHARED"), sysconfig.get_config_var("LIBDIR"), *_SYSTEM_LIBRARY_DIRS]
+    record: dict[Path, str] = {}
+    by_name: dict[str, list[Path]] = {}
+    for dist in metadata.distributions():
+        base = Path(str(dist.locate_file(""))).resolve()  # once per distribution: lookups are by resolved path
+        for file in dist.files or ():
+            located = base / str(file)
+            if file.hash is not None and file.hash.mode == "sha256":
+                record[located] = base64.urlsafe_b64decode(file.hash.value + "==").hex()
+            if is_native(located.name):
+                by_name.setdefault(located.name, []).append(located)
+    return BuildEnvironment(
+        import_path=tuple(dict.fromkeys(p.resolve() for p in path if p.is_dir())),
+        library_dirs=tuple(dict.fromkeys(Path(d) for d in libs if d and Path(d).is_dir())),
+        record=record,
+        by_name=by_name,
+        required=tuple(_required_natives()),
+    )
+
+
+def _required_natives() -> Iterator[tuple[str, Path]]:
+    """(path in its distribution, installed file) of every native library every artifact must ship."""
+    for name in NATIVE_BACKED:
+        try:
+            distribution = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        for file in distribution.files or ():
+            rel = str(file).replace("\\", "/")
+            if is_native(Path(rel).name) and not any(fnmatch.fnmatch(rel, p) for p in UNSHIPPED_NATIVES):
+                yield rel, Path(str(distribution.locate_file(file)))
