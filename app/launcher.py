@@ -6,7 +6,8 @@
 
 Notes live in <app data>/<app>/notes.json (see notes_store.py). A stored vector
 whose stamp differs from the running model's is re-embedded once and saved,
-never compared.
+never compared: a few hundred notes at a time, saved every 10 to 30 s (a
+Ctrl-C keeps what was done), with its progress on stderr when that is a terminal.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import numpy.typing as npt
 from notes_store import Note, NotesError, NotesStore
 
 from embedding_runtime import (
+    AppDataUnavailableError,
     EmbeddingsDisabledError,
     EmbeddingService,
     InvalidTextError,
@@ -84,14 +86,15 @@ def _say(line: str) -> None:
 
 
 def add_note(info: dict[str, Any], text: str) -> None:
+    store = notes_store(info)  # first: an environment with no place for notes fails before any work
     service = EmbeddingService(info["profile_id"], app_name=info["app_name"], source_root=PROJECT_ROOT)
     vector = service.embed_documents([text])[0]
-    notes_store(info).add(Note(text, service.model_id(), pack_vector(vector)))
+    store.add(Note(text, service.model_id(), pack_vector(vector)))
 
 
 def search(info: dict[str, Any], query: str, k: int) -> list[tuple[float, str]]:
-    service = EmbeddingService(info["profile_id"], app_name=info["app_name"], source_root=PROJECT_ROOT)
     store = notes_store(info)
+    service = EmbeddingService(info["profile_id"], app_name=info["app_name"], source_root=PROJECT_ROOT)
     notes = store.notes()
     if not notes:
         return []
@@ -101,14 +104,10 @@ def search(info: dict[str, Any], query: str, k: int) -> list[tuple[float, str]]:
         with suppress(VectorFormatError):  # another model's stamp, or damaged bytes: re-embedded below
             vectors[note] = unpack_vector(note.vector, stamp=note.stamp, expected_stamp=stamp)
     stale = [note for note in notes if note not in vectors]
-    if stale:  # once: the new vectors are saved, so the next search finds them
-        renewed = service.embed_documents([note.text for note in stale])
-        fresh = {note: Note(note.text, stamp, pack_vector(v)) for note, v in zip(stale, renewed, strict=True)}
-        vectors.update(zip(stale, renewed, strict=True))
-        try:
-            store.refresh(fresh)
-        except NotesError as err:  # the search still answers; the vectors are made again next time
-            _say(f"WARNING: the re-embedded vectors were not saved: {err}")
+    # Once: the new vectors are saved as they are made, so the next search finds them (and folds into
+    # the notes what an interrupted one saved beside them).
+    if stale or os.path.lexists(store.journal):
+        vectors.update(store.renew(stale, service.embed_documents, lambda vector: (stamp, pack_vector(vector))))
     query_vector = service.embed_queries([query])[0]
     scored = [(float(query_vector @ vectors[note]), note.text) for note in notes]
     return sorted(scored, reverse=True)[:k]
@@ -127,13 +126,28 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command is over: a late Ctrl-C changes nothing
 
 
+def _stdout_closed() -> bool:
+    """Was the program started with stdout closed? Python then has no sys.stdout; Nuitka's program
+    opens the null device in its place (by that name: a `> /dev/null` of the user's is "<stdout>")."""
+    return sys.stdout is None or getattr(sys.stdout, "name", "<stdout>") in ("/dev/null", "NUL:")
+
+
 def exit_with(code: int) -> NoReturn:
     """End the program with ``code`` once the command is done, skipping the interpreter's shutdown:
     everything is written and closed by now, and a Ctrl-C during Nuitka's shutdown crashed it
-    (SIGSEGV), while PYTHONINSPECT made a Nuitka program print SystemExit as a traceback."""
-    for stream in (sys.stdout, sys.stderr):
-        with suppress(Exception):  # a closed pipe: nothing more can reach the reader anyway
-            stream.flush()
+    (SIGSEGV), while PYTHONINSPECT made a Nuitka program print SystemExit as a traceback. Output
+    that could not be written (a full disk, `> /dev/full`) is an error, not a quiet success."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (`| head`): as a program killed by SIGPIPE
+        code = code or 141
+    except (OSError, ValueError) as err:
+        with suppress(Exception):
+            print(f"ERROR: the output could not be written ({getattr(err, 'strerror', None) or err})", file=sys.stderr)
+        code = code or 1
+    with suppress(Exception):  # stderr closed: nothing more can reach anyone
+        sys.stderr.flush()
     os._exit(code)
 
 
@@ -154,6 +168,9 @@ def _main(argv: list[str] | None) -> int:
 
         return self_check_main(info, tiktoken=tiktoken, source_root=PROJECT_ROOT)
     use_bundled_tiktoken_cache(source_root=PROJECT_ROOT)
+    if args.command == "search" and _stdout_closed():
+        print("ERROR: there is no standard output to print the results to (was it closed?)", file=sys.stderr)
+        return 1
     try:
         if args.command == "add":
             add_note(info, args.text)
@@ -168,7 +185,7 @@ def _main(argv: list[str] | None) -> int:
     except InvalidTextError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
-    except NotesError as err:  # the notes: a read-only folder, a full disk, a stuck writer
+    except (NotesError, AppDataUnavailableError) as err:  # a read-only folder, a full disk, no HOME
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
     return 0

@@ -8,6 +8,13 @@ build-pyinstaller`` in that folder rebuilds it) as a user starts them:
 - first: a new HOME, nothing remembered;
 - later: the same HOME again (the canary's proof remembered, see ``embedding_runtime/_proof_memo.py``).
 
+Beside them, interleaved with them, the floor: a bare script on the build
+environment's interpreter that imports numpy, onnxruntime and tokenizers, reads
+tokenizer.json, creates the session with the runtime's settings (int8: basic
+graph optimisation, arena and spinning on, the same threads) and embeds the one
+note, and nothing else. The launches are reported as ratios to it: absolute
+times differ too much between machines.
+
 For each, the median wall time of ``--reps`` launches and their largest peak RSS
 (``VmHWM``, sampled from /proc), then one launch under ``strace`` (timestamps
 of exec, file opens and the runtime's log, ``EMBEDDING_RUNTIME_LOG=debug``)
@@ -33,6 +40,7 @@ phases folded into the one to their left.)
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import statistics
@@ -45,13 +53,44 @@ from pathlib import Path
 from bench.bench_scale import SampledRun, sampled_run
 from build_hooks.bundle import Builder
 from devtools.demo_project import APP_NAME, Project
-from embedding_runtime.build_api import FORBID_NETWORK_ENV
+from embedding_runtime.build_api import FORBID_NETWORK_ENV, MODELS_FOLDER, data_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTE = "the quarterly report is due on friday, ask ana for the sales figures"
 PHASES = ("process start", "imports", "folders", "tokenizer", "session", "canary", "first inference", "save and exit")
 _EVENT = re.compile(r"^(?P<pid>\d+)\s+(?P<time>\d+\.\d+) (?P<call>\w+)\((?P<args>.*)")
 _LOAD_LINE = re.compile(r"load took ((?:\w+ [\d.]+ s(?:, )?)+)")
+
+
+# The floor: what any program embedding this note with this model must do (see the module docstring).
+FLOOR = """
+import sys
+import numpy as np, onnxruntime as ort, tokenizers
+folder, threads, text = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+tokenizer = tokenizers.Tokenizer.from_file(folder + "/tokenizer.json")
+tokenizer.no_padding()
+tokenizer.enable_truncation(max_length=1024)
+options = ort.SessionOptions()
+options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+options.enable_cpu_mem_arena = True
+options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+session = ort.InferenceSession(folder + "/onnx/model_quantized.onnx", sess_options=options,
+                               providers=["CPUExecutionProvider"])
+ids = np.array([tokenizer.encode("Document: " + text).ids], dtype=np.int64)
+hidden = session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
+vector = hidden[0, -1] / np.linalg.norm(hidden[0, -1])
+"""
+
+
+def floor(profile: Path) -> SampledRun:
+    """The bare script on ``profile`` (the artifact's bundled copy), its peak RSS sampled from /proc."""
+    threads = str(min(8, os.cpu_count() or 1))
+    command = [sys.executable, "-c", FLOOR, str(profile), threads, NOTE]
+    run = sampled_run(command, {"PATH": "/usr/bin:/bin"}, subprocess.DEVNULL, None, every=0.005)
+    if run.returncode != 0:
+        raise SystemExit(f"the floor script failed with {run.returncode}")
+    return run
 
 
 def launch(executable: Path, home: Path) -> SampledRun:
@@ -110,22 +149,24 @@ def phases(executable: Path, home: Path) -> dict[str, float]:
     }
 
 
-def measure(executable: Path, reps: int) -> list[tuple[str, float, int, dict[str, float]]]:
-    """Per case (first, later): the median seconds and largest peak RSS of ``reps`` launches, and a split."""
+def measure(executable: Path, profile: Path, reps: int) -> list[tuple[str, float, int, dict[str, float]]]:
+    """Per case (floor, first, later): the median seconds and largest peak RSS of ``reps`` runs, taken in
+    turns (a floor, a first launch, a later one, then again), and a split of each launch."""
+    runs: dict[str, list[SampledRun]] = {"floor": [], "first": [], "later": []}
+    for _ in range(reps):
+        runs["floor"].append(floor(profile))
+        with tempfile.TemporaryDirectory() as home:
+            runs["first"].append(launch(executable, Path(home)))  # a new HOME: nothing remembered
+            runs["later"].append(launch(executable, Path(home)))  # the same HOME again
     rows = []
-    for case in ("first", "later"):
-        launches = []
-        for _ in range(reps):
+    for case, done in runs.items():
+        split: dict[str, float] = {}
+        if case != "floor":
             with tempfile.TemporaryDirectory() as home:
                 if case == "later":
-                    launch(executable, Path(home))  # the first launch of this HOME: its proof is noted
-                launches.append(launch(executable, Path(home)))
-        with tempfile.TemporaryDirectory() as home:
-            if case == "later":
-                launch(executable, Path(home))
-            split = phases(executable, Path(home))
-        median = statistics.median(x.seconds for x in launches)
-        rows.append((case, median, max(x.peak_rss for x in launches), split))
+                    launch(executable, Path(home))
+                split = phases(executable, Path(home))
+        rows.append((case, statistics.median(x.seconds for x in done), max(x.peak_rss for x in done), split))
     return rows
 
 
@@ -143,12 +184,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         executable = target.dist_dir(builder) / APP_NAME
         if not executable.is_file():
             parser.error(f"{executable} is missing: run python -m bench.bench_scale first, or build {builder}")
-    print(f"| artifact | launch | wall (median of {args.reps}) | peak RSS | " + " | ".join(PHASES) + " |")
-    print("| --- " * (4 + len(PHASES)) + "|")
+    print(
+        f"| artifact | launch | wall (median of {args.reps}) | of the floor | peak RSS | " + " | ".join(PHASES) + " |"
+    )
+    print("| --- " * (5 + len(PHASES)) + "|")
     for builder in builders:
-        for case, median, peak, split in measure(target.dist_dir(builder) / APP_NAME, args.reps):
-            cells = " | ".join(f"{split[p]:.3f}" if p in split else "(left)" for p in PHASES)
-            print(f"| {builder} | {case} | {median:.3f} s | {peak / 2**20:.0f} MiB | {cells} |")
+        dist = target.dist_dir(builder)
+        profile = target.data_root(dist) / data_path(MODELS_FOLDER, target.pin.profile_id)
+        rows = measure(dist / APP_NAME, profile, args.reps)
+        bare = rows[0][1]
+        for case, median, peak, split in rows:
+            cells = " | ".join(f"{split[p]:.3f}" if p in split else ("-" if not split else "(left)") for p in PHASES)
+            print(f"| {builder} | {case} | {median:.3f} s | {median / bare:.2f}x | {peak / 2**20:.0f} MiB | {cells} |")
     return 0
 
 

@@ -93,6 +93,7 @@ class SampledRun:
     seconds: float
     peak_rss: int  # bytes: the largest VmHWM sampled
     read: int  # bytes: rchar
+    written: int = 0  # bytes: wchar (files, pipes and terminals alike)
 
 
 def sampled_run(command: Sequence[str], env: Mapping[str, str], stdout: Any, stderr: Any, every: float) -> SampledRun:
@@ -104,17 +105,18 @@ def sampled_run(command: Sequence[str], env: Mapping[str, str], stdout: Any, std
     high-water mark, only the last interval can be missed."""
     started = time.perf_counter()
     child = subprocess.Popen(list(command), env=dict(env), stdout=stdout, stderr=stderr)
-    read, peak, proc = 0, 0, Path(f"/proc/{child.pid}")
+    read, written, peak, proc = 0, 0, 0, Path(f"/proc/{child.pid}")
     while True:  # reaped here, not by Popen, so that /proc/<pid> lasts until it has ended
         pid, status, _ = os.wait4(child.pid, os.WNOHANG)
         if pid:
             break
         with contextlib.suppress(OSError, ValueError, IndexError):  # gone once the process has exited
-            read = max(read, _io_field((proc / "io").read_text(), "rchar"))
+            io = (proc / "io").read_text()
+            read, written = max(read, _io_field(io, "rchar")), max(written, _io_field(io, "wchar"))
             peak = max(peak, int((proc / "status").read_text().split("VmHWM:")[1].split()[0]) * 1024)
         time.sleep(every)
     child.returncode = os.waitstatus_to_exitcode(status)
-    return SampledRun(child.returncode, time.perf_counter() - started, peak, read)
+    return SampledRun(child.returncode, time.perf_counter() - started, peak, read, written)
 
 
 def run_binary(name: str, executable: Path, args: Sequence[str], home: Path) -> StepFigures:

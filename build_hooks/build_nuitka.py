@@ -39,6 +39,8 @@ from embedding_runtime.build_api import DATA_FOLDER, STDLIB_ACCELERATORS
 __all__ = ["build", "options_for_project"]
 
 READABLE = 0o444
+# The suite's Nuitka plugin (a file Nuitka imports itself: importing it here would import Nuitka).
+NUITKA_PLUGIN = Path(__file__).with_name("nuitka_plugin.py")
 Log = Callable[[str], None]
 
 # The onnxruntime wheel ships its C API library beside the Python binding, which carries its
@@ -71,6 +73,8 @@ def nuitka_options(plan: BuildPlan, platform: str = sys.platform) -> list[str]:
         # The same inputs give the same bytes (Nuitka's default everywhere but Windows, where it stamps
         # the build time): verify-artifact builds the program again and compares.
         "--reproducible=yes",
+        # A Ctrl-C during the program's own start-up ends it with one line instead of a crash.
+        f"--user-plugin={NUITKA_PLUGIN}",
         *(f"--noinclude-dlls={pattern}" for pattern in UNUSED_LIBRARIES.get(_os_family(platform), ())),
     ]  # fmt: skip
     options += [f"--include-data-files={f.source}={f.dest}" for f in plan.data]

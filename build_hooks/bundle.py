@@ -261,7 +261,10 @@ def probe_record(target: Target) -> ProbeRecord | None:
     fp32 = vectors("fp32")
     marker = read_marker(target.profile_dir)
     agreement = float((vectors("int8") * fp32).sum(axis=1).min()) if marker and "int8" in marker.variants else None
-    return ProbeRecord(target.pin.profile_id, PROBE_TEXTS, fp32, target.config.int8_min_cosine, agreement)
+    # The bytes the vectors come from, as the marker records them (the build checks every copy against
+    # it): a folder holding these very bytes needs only this CPU's word for them (see the runtime's canary).
+    sources = {name: entry.sha256 for name, entry in marker.files.items()} if marker else {}
+    return ProbeRecord(target.pin.profile_id, PROBE_TEXTS, fp32, target.config.int8_min_cosine, agreement, sources)
 
 
 def model_notice(target: Target) -> str:

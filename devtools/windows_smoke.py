@@ -38,15 +38,17 @@ import time
 import urllib.request
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path, PureWindowsPath
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from build_hooks.manifest import manifest_path
 from build_hooks.pipeline_steps import STEPS
 from build_hooks.sbom import sbom_path
-from devtools.demo_project import APP_NAME, Project
+from devtools.demo_project import APP_NAME, ARTIFACT_SPEC, PROFILE_ID, Project
 from devtools.dev_sessions import demo_step_arguments
-from devtools.tampering import WINDOWS_CASES, forge_records
+from devtools.fixture_model import fixture_files
+from devtools.tampering import WINDOWS_CASES, forge_records, internal
+from embedding_runtime._artifact import MODELS_FOLDER, data_path
 from embedding_runtime.build_api import CpuFacts, decide_variant
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -427,9 +429,8 @@ def self_check(wine: Wine, project: Path) -> str:
 # access), so `add` while a reader holds notes.json must wait for it, not lose the note. Run on the
 # Windows side, so that every step waits on an event: the add says it waits for the reader (its
 # replace was refused), then it ends once the reader lets go; an add that could replace at once
-# (Wine may allow it) ends without that line. Both adds log the canary: the first launch proves the
-# bundled folder with every probe text and notes it; the second re-proves it with one (Windows' stat
-# and replace make the note's key and file).
+# (Wine may allow it) ends without that line. Both adds log the canary: the bundled folder holds the
+# very bytes the probe record was made from, so each launch proves it with one probe text.
 READER_SCENARIO = r"""
 import json, os, shutil, subprocess, sys
 exe = sys.argv[1]
@@ -455,7 +456,7 @@ out, err = adder.communicate(timeout=300)
 err = said + err
 kept = [n["text"] for n in json.load(open(notes, encoding="utf-8"))]
 leftovers = [n for n in os.listdir(folder) if n.endswith(".tmp")]
-proofs = [next((p for p in ("full", "remembered") if b"canary " + p.encode() + b" (" in e), None)
+proofs = [next((p for p in ("full", "remembered", "identical") if b"canary " + p.encode() + b" (" in e), None)
           for e in (first.stderr, err)]
 print("W7", json.dumps({"waited": waited, "exit": adder.returncode, "notes": kept, "tmp": leftovers,
                         "proofs": proofs, "stderr": err.decode(errors="replace")}))
@@ -474,10 +475,10 @@ def notes_with_a_reader(wine: Wine, venv_python: PureWindowsPath, smoke: Path) -
     result = json.loads(line[3:])
     if result["exit"] != 0 or len(result["notes"]) != 2 or result["tmp"]:
         raise SmokeError(f"add while a reader holds notes.json: {result}")
-    if result["proofs"] != ["full", "remembered"]:
-        raise SmokeError(f"the canary's proof was not remembered between launches: {result}")
+    if result["proofs"] != ["identical", "identical"]:
+        raise SmokeError(f"the bundled bytes were not proven as the record's own, with one text: {result}")
     how = "waited for the reader" if result["waited"] else "did not need to wait (Wine let it replace)"
-    return f"both notes kept, no temp file left; the add {how}; the second launch re-proved with one text"
+    return f"both notes kept, no temp file left; the add {how}; the bundled bytes proven with one text"
 
 
 # CPython 3.12+ asks WMI first and runs `cmd /c ver` when WMI does not answer. Wine 8's WMI crashes
@@ -518,6 +519,104 @@ def newer_platform(wine: Wine, python: PureWindowsPath, smoke: Path) -> str:
         raise SmokeError(f"platform's answers changed: {results['bare']['facts']} -> {results['runtime']['facts']}")
     without = len(results["bare"]["started"])
     return f"no process with the runtime (without it: {without}); same answers ({results['runtime']['facts'][3]})"
+
+
+# Issue 33 on Windows, run by a Windows parent so that every step waits on what the child says:
+# - a proven override rewritten in place as a backup restore does (same sizes, its marker too, the
+#   modified times set back; Windows' "ctime" is the creation time): the next launch proves it in full;
+# - no LOCALAPPDATA and no USERPROFILE: one line naming them, nothing written under C:\nonexistent;
+# - notes.json held by a program that shares nothing (share mode 0, winerror 32): the add waits for it.
+WINDOWS_SCENARIO = r"""
+import ctypes, hashlib, json, os, shutil, subprocess, sys
+exe, noisy, bundled = sys.argv[1], sys.argv[2], sys.argv[3]
+app = os.path.join(os.environ["LOCALAPPDATA"], "local-notes")
+override = os.path.join(app, "embedding_models", os.path.basename(bundled))
+shutil.rmtree(app, ignore_errors=True)
+shutil.copytree(bundled, override)
+env = dict(os.environ, EMBEDDING_RUNTIME_LOG="debug")
+first = subprocess.run([exe, "add", "the first note"], capture_output=True, env=env)
+marker_path = os.path.join(override, ".prepared.json")
+text = open(marker_path, "rb").read()
+recorded = json.loads(text)
+files = recorded["files"]
+text = text.replace(recorded["revision"].encode(), b"f" * 40)  # a pin of its own, the same length
+for name in ("model_quantized.onnx", "model_quantized.onnx_data"):
+    target = os.path.join(override, "onnx", name)
+    data = open(os.path.join(noisy, name), "rb").read()
+    text = text.replace(files["onnx/" + name]["sha256"].encode(), hashlib.sha256(data).hexdigest().encode())
+    before = os.stat(target)
+    assert len(data) == before.st_size
+    with open(target, "r+b") as fh:  # in place: the same file, its creation time kept
+        fh.write(data)
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+before = os.stat(marker_path)
+with open(marker_path, "r+b") as fh:  # the same size: only the hashes differ
+    fh.write(text)
+os.utime(marker_path, ns=(before.st_atime_ns, before.st_mtime_ns))
+second = subprocess.run([exe, "add", "the second note"], capture_output=True, env=env)
+shutil.rmtree(os.path.join(app, "embedding_models"))
+bare = {k: v for k, v in os.environ.items() if k.upper() not in ("LOCALAPPDATA", "USERPROFILE", "APPDATA")}
+nowhere = subprocess.run([exe, "add", "a note with no home"], capture_output=True, env=bare)
+notes = os.path.join(app, "notes.json")
+kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+kernel32.CreateFileW.restype = ctypes.c_void_p
+handle = kernel32.CreateFileW(notes, 0x80000000, 0, None, 3, 0x80, None)  # GENERIC_READ, share nothing
+adder = subprocess.Popen([exe, "add", "a note added while notes.json is locked"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+said = b""
+while b"open in another program" not in said:
+    line = adder.stderr.readline()
+    if not line:
+        break
+    said += line
+waited = b"open in another program" in said and adder.poll() is None
+kernel32.CloseHandle(ctypes.c_void_p(handle))
+out, err = adder.communicate(timeout=300)
+kept = [n["text"] for n in json.load(open(notes, encoding="utf-8"))]
+print("W33", json.dumps({
+    "first": first.returncode, "first_stderr": first.stderr.decode(errors="replace"),
+    "second": second.returncode, "second_stderr": second.stderr.decode(errors="replace"),
+    "nowhere": nowhere.returncode, "nowhere_stderr": nowhere.stderr.decode(errors="replace"),
+    "nonexistent": os.path.exists("C:\\nonexistent"),
+    "handle": bool(handle), "waited": waited, "locked_exit": adder.returncode, "notes": kept,
+    "locked_stderr": (said + err).decode(errors="replace"),
+}))
+"""
+
+
+def windows_canary_and_notes(wine: Wine, venv_python: PureWindowsPath, smoke: Path) -> str:
+    """Issue 33's Windows rows (WINDOWS_SCENARIO): a restored override proven in full and refused, no
+    home named in one line, and notes.json held with share mode 0 waited for."""
+    noisy = smoke / "noisy-int8"
+    noisy.mkdir(exist_ok=True)
+    for name, data in fixture_files(replace(ARTIFACT_SPEC, noise=0.05)).items():
+        if "quantized" in name:
+            (noisy / PurePosixPath(name).name).write_bytes(data)
+    scenario = smoke / "scenario_33.py"
+    scenario.write_text(WINDOWS_SCENARIO, encoding="utf-8")
+    dist = smoke / "project" / "dist" / "pyinstaller" / APP_NAME
+    bundled = internal(dist).joinpath(*data_path(MODELS_FOLDER, PROFILE_ID).split("/"))
+    scenario_args = (str(wine.windows_path(p)) for p in (scenario, dist / f"{APP_NAME}.exe", noisy, bundled))
+    code, output = wine.run(venv_python, *scenario_args)
+    line = next((line for line in output.splitlines() if line.startswith("W33 ")), None)
+    if code != 0 or line is None:
+        raise SmokeError(f"the scenario failed (exit {code})")
+    result = json.loads(line[4:])
+    override = r"local-notes\embedding_models\local-text-retrieval-v1 [int8]: canary"
+    seen = [row for row in result["second_stderr"].splitlines() if override in row]
+    if result["first"] != 0 or "canary identical (1 probe text): passed" not in result["first_stderr"]:
+        raise SmokeError(f"the override (the bundled bytes) did not serve at first: {result['first_stderr'][-500:]}")
+    if result["second"] != 0 or not seen or "canary full (12 probe texts): canary_mismatch" not in seen[0]:
+        raise SmokeError(f"the restored override was not proven in full and refused: {result['second_stderr'][-800:]}")
+    if result["nowhere"] != 1 or "neither LOCALAPPDATA nor USERPROFILE" not in result["nowhere_stderr"]:
+        raise SmokeError(f"no home was not one line naming it: {result['nowhere_stderr'][-500:]}")
+    if result["nonexistent"] or not result["handle"] or result["locked_exit"] != 0 or len(result["notes"]) != 3:
+        raise SmokeError(f"notes.json held with share mode 0: {result}")
+    waited = "waited for it" if result["waited"] else "did not need to wait (Wine let it read)"
+    return (
+        "a restored override (same sizes, times set back) proven in full and refused; no LOCALAPPDATA and "
+        f"no USERPROFILE: one line naming them; notes.json shared with no one: the add {waited}"
+    )
 
 
 def tampered_copies(wine: Wine, smoke: Path, project: Path) -> str:
@@ -588,6 +687,7 @@ class WindowsRun:
             ("self-check of the .exe", lambda: self_check(self.wine, self.project)),
             ("add while a reader holds notes", lambda: notes_with_a_reader(self.wine, self.venv_python, self.smoke)),
             ("tampered copies fail verify", lambda: tampered_copies(self.wine, self.smoke, self.project)),
+            ("canary memory and notes", lambda: windows_canary_and_notes(self.wine, self.venv_python, self.smoke)),
             ("windows cpython 3.13", self._newer_python),
             ("platform on cpython 3.13", lambda: newer_platform(self.wine, self.newer_python, self.smoke)),
         ]

@@ -37,8 +37,9 @@ import os
 # (creating a missing HOME); only this variable, set before the first import, stops it.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-from embedding_runtime._console import log_from_env, readable_output
+from embedding_runtime._console import log_from_env, quiet_library_logger, readable_output
 from embedding_runtime._errors import (
+    AppDataUnavailableError,
     EmbeddingRuntimeError,
     EmbeddingsDisabledError,
     InvalidTextError,
@@ -57,12 +58,14 @@ from embedding_runtime._windows_version import ver_without_a_process
 # Before anything imports onnxruntime (the service does, on first use): onnxruntime asks
 # platform.system(), which on Windows would run `cmd /c ver`. See _windows_version.
 ver_without_a_process()
+quiet_library_logger()  # the app decides what is printed
 log_from_env(os.environ)  # EMBEDDING_RUNTIME_LOG=debug: the runtime's log on stderr
 
 __version__ = "0.1.0"
 """The runtime's version; its public API (``__all__``) changes incompatibly only with a new version."""
 
 __all__ = [
+    "AppDataUnavailableError",
     "EmbeddingRuntimeError",
     "EmbeddingService",
     "EmbeddingsDisabledError",

@@ -92,6 +92,8 @@ class SelfCheckReport(TypedDict, total=False):
     cpu: dict[str, Any] | None
     threads: dict[str, Any]  # count, and why (the setting, lowered to the CPUs the process may use)
     canary: dict[str, Any]
+    settings: list[str]  # each environment setting the runtime does not understand, and that it is ignored
+    app_data: dict[str, Any]  # the app's data folder, or why there is none (then no override, no memory)
     vectors: dict[str, list[list[float]]]
     disabled_reason: str | None
     token_counts: dict[str, list[int]]

@@ -53,14 +53,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    if sys.stdout is None:  # started with stdout closed: nowhere to answer
+        print("ERROR: there is no standard output to print to (was it closed?)", file=sys.stderr)
+        return 1
     try:
-        return _run(args)
+        code = _run(args)
+        sys.stdout.flush()  # here, not at exit: output that cannot be written is an error
+        return code
     except KeyboardInterrupt:
         print("ERROR: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`embed ... | head`): nothing more to tell it
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at exit, when Python flushes
         return 141  # as a program killed by SIGPIPE
+    except OSError as err:  # a full disk, `> /dev/full`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"ERROR: the output could not be written ({err.strerror or err})", file=sys.stderr)
+        return 1
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -156,7 +165,12 @@ def _readable(report: dict[str, Any]) -> str:
             lines.append(f"using       {resolution['folder']} ({resolution['kind']}, {resolution['variant']})")
         for skipped in resolution["skipped"]:
             lines.append(f"skipped     {skipped['path']} [{skipped['variant']}]: {skipped['reason']}")
-    lines.append(f"override    create {report['override_folder']} to use your own copy of the model")
+    if report["override_folder"]:
+        lines.append(f"override    create {report['override_folder']} to use your own copy of the model")
+    if problem := report["app_data"]["problem"]:
+        lines.append(f"app data    {problem}")
+    for setting in report["settings"]:
+        lines.append(f"setting     {setting}")
     if tiktoken := report["tiktoken"]:
         status = ", ".join(f"{name}: {state}" for name, state in tiktoken["encodings"].items())
         lines.append(f"tiktoken    {tiktoken['folder']}: {status or tiktoken['problem']}")

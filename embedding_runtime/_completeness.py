@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from embedding_runtime._hashing import sha256_file
@@ -81,6 +81,19 @@ def _folder_problem(folder: Path, variant: str, *, verify: bool, rehash_touched:
         touched = rehash_touched and st.st_mtime_ns != recorded.mtime_ns
         if (verify or touched) and sha256_file(folder / name) != recorded.sha256:
             return f"{name} does not match its sha256 in {MARKER_NAME}"
+    return None
+
+
+def loaded_bytes_problem(folder: Path, digests: Mapping[str, str]) -> str | None:
+    """Why the bytes a model was made from (``digests``: sha256 by path in ``folder``) are not the
+    ones the folder's ``.prepared.json`` records, or ``None`` (also when there is no marker)."""
+    marker = marker_or_problem(folder)
+    if marker is None or isinstance(marker, str):
+        return None if marker is None else marker
+    for name, digest in digests.items():
+        recorded = marker.files.get(name)
+        if recorded is None or recorded.sha256 != digest:
+            return f"{name} as loaded does not match its sha256 in {MARKER_NAME}"
     return None
 
 

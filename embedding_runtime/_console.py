@@ -17,6 +17,8 @@ import sys
 from collections.abc import Mapping
 from typing import TextIO
 
+from embedding_runtime._settings import LOG_ENV, LOG_LEVELS
+
 
 def readable_output(stream: TextIO | None = None) -> None:
     """Make ``stream`` (default stdout) escape what its encoding cannot hold instead of raising."""
@@ -26,17 +28,23 @@ def readable_output(stream: TextIO | None = None) -> None:
         reconfigure(errors="backslashreplace")
 
 
-LOG_ENV = "EMBEDDING_RUNTIME_LOG"  # debug, info or warning: the runtime's log on stderr
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+def quiet_library_logger() -> None:
+    """The runtime's logger writes nowhere until the app (or ``EMBEDDING_RUNTIME_LOG``) gives it a
+    handler: a library never prints by itself (Python's last-resort handler would print its
+    warnings on stderr, beside the app's own line for the same event)."""
+    runtime_log = logging.getLogger("embedding_runtime")
+    if not runtime_log.handlers:
+        runtime_log.addHandler(logging.NullHandler())
 
 
 def log_from_env(env: Mapping[str, str]) -> None:
-    """``EMBEDDING_RUNTIME_LOG=debug|info|warning``: the runtime's own log on stderr, for a user
-    asked "what does it do, and how long does it take?" (the load's phases are a debug line).
-    Nothing changes when the variable is unset or names no level, or the app set up a handler."""
-    level = _LEVELS.get(env.get(LOG_ENV, "").strip().lower())
+    """``EMBEDDING_RUNTIME_LOG=debug|info|warning|error``: the runtime's own log on stderr, for a
+    user asked "what does it do, and how long does it take?" (the load's phases are a debug line).
+    Nothing changes when the variable is unset or names no level (doctor says so), or the app set
+    up a handler of its own."""
+    level = LOG_LEVELS.get(env.get(LOG_ENV, "").strip().lower())
     runtime_log = logging.getLogger("embedding_runtime")
-    if level is None or runtime_log.handlers:
+    if level is None or any(not isinstance(h, logging.NullHandler) for h in runtime_log.handlers):
         return
     handler = logging.StreamHandler()  # sys.stderr as it is when a line is written
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))

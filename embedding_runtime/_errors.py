@@ -25,6 +25,11 @@ class EmbeddingsDisabledError(EmbeddingRuntimeError, RuntimeError):
         super().__init__(f"embeddings are disabled ({reason})" + (f": {detail}" if detail else ""))
 
 
+class AppDataUnavailableError(EmbeddingRuntimeError, OSError):
+    """The environment names no per-user data folder to trust (an empty or relative HOME; on
+    Windows neither LOCALAPPDATA nor USERPROFILE); the message names the variable to set."""
+
+
 class ServiceClosedError(EmbeddingRuntimeError, RuntimeError):
     """The service was closed."""
 

@@ -12,8 +12,8 @@ and return unit vectors; only this comparison shows them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from embedding_runtime._locations import ProcessFacts, bundled_data_roots
 from embedding_runtime._records import read_json_record
 from embedding_runtime._resolve import CANARY_MISMATCH, FORGED_MARKER
 
-PROBE_SCHEMA = 2
+PROBE_SCHEMA = 3
 # Honest differences between CPUs and thread counts move fp32 vectors by about 1e-6.
 FP32_MIN_COSINE = 0.9999
 # How far int8 may agree less with fp32 on the user's CPU than on the build's: onnxruntime runs int8
@@ -51,6 +51,13 @@ class ProbeRecord:
     fp32: npt.NDArray[np.float32]  # (len(texts), full dimension), L2-normalised
     int8_min_cosine: float  # the configuration's absolute floor
     int8_agreement: float | None = None  # the bundled int8's min cosine to fp32, on the build's CPU
+    # The sha256 of each file of the profile the vectors were made from (path in the folder -> digest).
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def made_from(self, digests: Mapping[str, str]) -> bool:
+        """Were these very bytes (``digests``: sha256 by path in the folder) what the record was made
+        from? Then they need no proof that they compute its vectors, only that this CPU does."""
+        return bool(digests) and all(self.sources.get(name) == digest for name, digest in digests.items())
 
     @property
     def int8_floor(self) -> float:
@@ -77,6 +84,7 @@ class ProbeRecord:
             "int8_min_cosine": self.int8_min_cosine,
             "int8_agreement": None if self.int8_agreement is None else round(self.int8_agreement, 6),
             "fp32": [[round(float(x), 7) for x in row] for row in self.fp32],
+            "sources": dict(sorted(self.sources.items())),
         }
 
 
@@ -92,7 +100,8 @@ def read_probe_record(path: Path) -> ProbeRecord | None:
             return None
         agreement = raw.get("int8_agreement")
         agreement = None if agreement is None else float(agreement)
-        return ProbeRecord(str(raw["profile_id"]), texts, vectors, float(raw["int8_min_cosine"]), agreement)
+        sources = {str(name): str(digest) for name, digest in dict(raw["sources"]).items()}
+        return ProbeRecord(str(raw["profile_id"]), texts, vectors, float(raw["int8_min_cosine"]), agreement, sources)
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
 
@@ -136,6 +145,6 @@ def canary_problem(record: ProbeRecord, variant: str, embed: Embed) -> str | Non
     if low < floor:
         return (
             f"{CANARY_MISMATCH}: {variant} probe vectors agree with the recorded fp32 ones at min cosine "
-            f"{low:.4f}, below {floor} (wrong or damaged weights)"
+            f"{low:.4f}, below {floor:.4f} (wrong or damaged weights)"
         )
     return None

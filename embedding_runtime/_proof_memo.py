@@ -1,19 +1,24 @@
 """Remembered canaries: a folder proven once is not proven in full at every launch.
 
 At the pinned model's size the canary (``_probe``) is most of an app's time to
-its first vector. Once a folder has passed it, the runtime notes the proof in
-the app's own data folder (``<app data>/.embedding-runtime/proven.json``) under
-a key made of everything the verdict depends on: each file the variant loads
-(and the marker) as the OS describes it (device, inode, size, modified and
-changed times: a write moves a file's change time, which no program sets back),
-the folder's real path, the probe record, the contract, the session options,
-the onnxruntime and tokenizers versions and the CPU. A later launch with the
-same key re-proves the folder with its shortest probe text instead of all of
-them: weights that no longer compute are still caught, while a changed,
-replaced or re-linked file (a new override, a re-installed app, a repair)
-changes the key and gets the whole canary again. (Windows' stat has no change
-time: there a same-size rewrite that also sets the modified time back keeps
-the key, and the one probe text is what stands in its way.)
+its first vector. Once a model has passed it, the runtime notes the proof in the
+app's own data folder (``<app data>/.embedding-runtime/proven.json``) under a key
+made of everything the verdict depends on: the sha256 of every file the model was
+made from, as the tokenizer and the session were built from those very bytes
+(``_model_bytes``), the probe record, the contract, the session options, the
+onnxruntime and tokenizers versions and the CPU. A later launch with the same key
+re-proves the model with its shortest probe text instead of all of them.
+
+So no change to the files, at any moment, can leave a proof standing for other
+bytes: a same-size rewrite with its times set back (a backup restore; on
+Windows, where stat has no change time), or files swapped while onnxruntime was
+loading the right ones, give other hashes, and the whole canary runs again.
+
+What it defends against: accidents, partial writes, wrong or noisy models,
+restores that keep sizes and times, and races. What no local check can defend
+against: someone who can write the user's app data can write this note too, as
+they can any record kept there (a forged note gets a model that passes the one
+probe text served): that is out of its reach, and of any local check's.
 
 The note is a cache and nothing else: missing, unreadable, damaged or not
 writable (a read-only HOME, a full disk) is the same as empty, and the full
@@ -30,7 +35,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from embedding_runtime._records import read_json_record
@@ -49,20 +54,13 @@ def memo_path(app_data: Path) -> Path:
     return app_data / MEMO_FOLDER / MEMO_FILE
 
 
-def proof_key(folder: Path, files: Iterable[str], facts: Mapping[str, object]) -> str | None:
-    """The key of a proof of ``folder`` loading ``files`` under ``facts`` (everything else the verdict
-    depends on, JSON-serialisable); ``None`` when a file cannot be described (nothing is remembered)."""
+def proof_key(digests: Mapping[str, str], facts: Mapping[str, object]) -> str | None:
+    """The key of a proof of the bytes whose sha256 ``digests`` holds (by path in the folder), under
+    ``facts`` (everything else the verdict depends on, JSON-serialisable); ``None`` when ``facts``
+    cannot be written down (nothing is remembered)."""
     try:
-        described = {}
-        for name in files:
-            path = folder / name
-            if not os.path.lexists(path):  # an optional file (an int8 without a sidecar)
-                continue
-            st = path.stat()
-            described[name] = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-        document = {"folder": os.path.realpath(folder), "files": described, **facts}
-        text = json.dumps(document, sort_keys=True, default=str)
-    except (OSError, ValueError, TypeError):
+        text = json.dumps({"files": dict(digests), **facts}, sort_keys=True, default=str)
+    except (ValueError, TypeError):
         return None
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

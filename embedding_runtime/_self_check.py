@@ -49,7 +49,9 @@ class ProcessWatch:
 
     def __call__(self, event: str, args: tuple[Any, ...]) -> None:
         if event in _PROCESS_EVENTS:
-            self.processes.append(f"{event} {args[0]!r}"[:200])
+            # subprocess.Popen's executable is None on Windows (and often elsewhere): the command line names it.
+            what = args[0] if args and args[0] is not None else (args[1] if len(args) > 1 else None)
+            self.processes.append(f"{event} {what!r}"[:200])
         if event == "socket.connect":
             self.connections.append(repr(args[1]))
             if os.environ.get(FORBID_NETWORK_ENV) == "1":
@@ -125,7 +127,11 @@ def self_check(
     report["cpu"] = explained["cpu"]
     report["threads"] = {"count": explained["threads"], "reason": explained["threads_reason"]}
     report["canary"] = explained["canary"]
-    if service.variant and folder:
+    report["settings"] = explained["settings"]
+    report["app_data"] = explained["app_data"]
+    served = service.variant
+    service.close()  # its model is not needed now: the next variant loads beside nothing
+    if served and folder:
         # Every other variant in the same folder, so verify can compare int8 with fp32.
         folder_root = ModelRoot(Path(folder).parent, resolution["kind"])
         for variant in VARIANTS:
@@ -158,15 +164,22 @@ def _problems(report: SelfCheckReport, explained: Mapping[str, Any], source_root
     if not report["vectors"]:
         reason = report["disabled_reason"]
         detail = f" {explained['disabled_detail']}" if explained.get("disabled_detail") else ""
-        hint = "run `embedding-pipeline prepare-model` in the project"
+        # Who reads this decides the hint: a frozen app's user has the app, not its build suite.
+        override = explained.get("override_folder")
+        hint = "reinstall the app (its bundled model is missing or damaged)" + (
+            f", or put a complete copy of the model in {override}" if override else ""
+        )
         if source and source_root is None:
             hint = "pass source_root=<the project folder holding data/> (from source nothing is bundled)"
         elif source:
-            hint = f"no prepared profile under {source_root}/data: {hint}, or set EMBEDDING_RUNTIME_MODELS_DIR"
+            hint = (
+                f"no prepared profile under {source_root}/data: run `embedding-pipeline prepare-model` in the "
+                "project, or set EMBEDDING_RUNTIME_MODELS_DIR"
+            )
         problems.append(f"vectors: embeddings disabled ({reason}){detail}; {hint}")
     tiktoken_report = report["tiktoken"]
     if not tiktoken_report.get("ok"):
-        problems.append(f"tiktoken: {tiktoken_report.get('problem') or _cache_problem(tiktoken_report)}")
+        problems.append(f"tiktoken: {tiktoken_report.get('problem') or _cache_problem(tiktoken_report, source)}")
     if report["network_connections_attempted"]:
         problems.append(
             f"network: the process tried to connect to {', '.join(report['network_connections_attempted'][:3])};"
@@ -187,10 +200,11 @@ def _problems(report: SelfCheckReport, explained: Mapping[str, Any], source_root
     return problems
 
 
-def _cache_problem(tiktoken_report: Mapping[str, Any]) -> str:
+def _cache_problem(tiktoken_report: Mapping[str, Any], source: bool) -> str:
     bad = {name: state for name, state in tiktoken_report.get("encodings", {}).items() if state != "ok"}
     folder = tiktoken_report.get("folder")
-    return f"the cache at {folder} fails its manifest: {bad}; run `embedding-pipeline warm-tiktoken`"
+    fix = "run `embedding-pipeline warm-tiktoken` in the project" if source else "reinstall the app"
+    return f"the cache at {folder} fails its manifest: {bad}; {fix}"
 
 
 def self_check_main(

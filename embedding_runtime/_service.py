@@ -27,21 +27,21 @@ import numpy as np
 import numpy.typing as npt
 
 from embedding_runtime import _cpu as cpu_facts
-from embedding_runtime._completeness import folder_problem
+from embedding_runtime._completeness import folder_problem, loaded_bytes_problem
 from embedding_runtime._errors import EmbeddingsDisabledError, InvalidTextError, ServiceClosedError
-from embedding_runtime._layout import MARKER_NAME, VARIANT_FILES, PreparedMarker, read_marker
-from embedding_runtime._locations import ModelRoot, ProcessFacts, app_data_dir, model_roots, override_root
+from embedding_runtime._layout import VARIANT_FILES, PreparedMarker, read_marker
+from embedding_runtime._locations import ModelRoot, ProcessFacts, app_data_location, model_roots, override_root
+from embedding_runtime._model_bytes import ModelBytes
 from embedding_runtime._probe import ProbeRecord, bundled_probe_record, canary_problem, forged_marker_problem
 from embedding_runtime._profiles import ProfileContract, get_profile
 from embedding_runtime._proof_memo import is_proven, memo_path, proof_key, remember
 from embedding_runtime._resolve import CANARY_MISMATCH, FORGED_MARKER, Resolution, resolve
+from embedding_runtime._settings import DISABLE_ENV, THREADS_ENV, not_understood, say_once, switch
 from embedding_runtime._variant import VARIANT_ENV, VariantDecision, decide_variant
 from embedding_runtime._vectors import model_id
 
 logger = logging.getLogger(__name__)
 
-DISABLE_ENV = "EMBEDDING_RUNTIME_DISABLE"  # 1: never load, report disabled_by_env
-THREADS_ENV = "EMBEDDING_RUNTIME_THREADS"
 DEFAULT_APP_NAME = "embedding-runtime"
 # Text beyond this many characters per allowed token cannot survive truncation;
 # cutting it first keeps a pasted megabyte from costing a megabyte of tokenizing.
@@ -145,9 +145,10 @@ class EmbeddingService:
             else every CPU up to 8), never more than the CPUs the process may use. A service for
             bulk re-indexing and one for interactive queries can differ; each loads its own model.
         remember_proofs: with the default roots, note a folder that passed the canary in the app's
-            data folder (``.embedding-runtime/proven.json``), so that later launches, while its files
-            are unchanged, re-prove it with one probe text instead of all of them (a self-check
-            passes ``False``: it proves everything anew and writes nothing).
+            data folder (``.embedding-runtime/proven.json``), so that later launches, while its bytes
+            are unchanged, re-prove it with one probe text instead of all of them; and prove a folder
+            holding the very bytes the probe record was made from (the bundled copy) with one text
+            (a self-check passes ``False``: it proves everything with every text, and writes nothing).
     """
 
     def __init__(
@@ -176,8 +177,14 @@ class EmbeddingService:
         if probe_record is None and roots is None:
             probe_record = bundled_probe_record(self.contract.profile_id, facts)
         self._probe = probe_record
-        # With the default roots, a folder's passed canary is noted in the app's data folder (see _proof_memo).
-        self._memo = memo_path(app_data_dir(app_name, facts)) if remember_proofs and roots is None else None
+        # With the default roots, a folder's passed canary is noted in the app's data folder (see _proof_memo);
+        # an environment that names no such folder gets neither an override folder nor a memory (explain() says why).
+        self._app_data = app_data_location(app_name, facts)
+        remembers = remember_proofs and roots is None
+        self._memo = memo_path(self._app_data) if remembers and isinstance(self._app_data, Path) else None
+        self._shortcuts = remember_proofs  # a self-check, or doctor, proves every folder with every probe text
+        self._settings_problems = not_understood(self._env, facts.platform)
+        say_once(self._settings_problems)
         self._canary_seconds: float | None = None
         self._canary_proof: str | None = None
         self._load_seconds: dict[str, float] = {}
@@ -277,12 +284,15 @@ class EmbeddingService:
             with suppress(EmbeddingsDisabledError):
                 self.load()
         facts = _facts(self._env)
+        override = override_root(self._app_name, facts)
         return {
             "profile": _contract_json(self.contract),
             "state": self._state.value,
             "disabled_reason": self.disabled_reason,
             "disabled_detail": self._disabled.detail if self._disabled else None,
-            "override_folder": str(override_root(self._app_name, facts) / self.contract.profile_id),
+            "override_folder": str(override / self.contract.profile_id) if isinstance(override, Path) else None,
+            "app_data": _app_data_json(self._app_data),
+            "settings": list(self._settings_problems),
             "roots": [{"path": str(r.path), "kind": r.kind} for r in self._roots],
             "variant": self._decision.to_json() if self._decision else None,
             "resolution": self._resolution.to_json() if self._resolution else None,
@@ -299,7 +309,7 @@ class EmbeddingService:
         state = "proven" if self._engine is not None else "not run"
         seconds = round(self._canary_seconds, 4) if self._canary_seconds is not None else None
         floor = round(self._probe.int8_floor, 4)
-        texts = 1 if self._canary_proof == "remembered" else len(self._probe.texts)
+        texts = len(self._probe.texts) if self._canary_proof == "full" else 1
         return {
             "state": state,
             "proof": self._canary_proof,
@@ -360,19 +370,8 @@ class EmbeddingService:
 
     def _load_timed(self, clock: dict[str, float]) -> _Engine:
         """Load, adding the seconds of each phase to ``clock`` (what is left is finding and checking folders)."""
-        if self._env.get(DISABLE_ENV, "").strip() == "1":
-            raise _DisabledError("disabled_by_env", f"{DISABLE_ENV}=1")
-        started = time.perf_counter()
-        try:  # imported here, by name, so that both freezers see the imports
-            import onnxruntime
-        except ImportError as err:
-            raise _not_importable("onnxruntime", err) from err
-        try:
-            import tokenizers
-        except ImportError as err:
-            raise _not_importable("tokenizers", err) from err
-        clock["imports"] = time.perf_counter() - started
-        versions = {"onnxruntime": onnxruntime.__version__, "tokenizers": tokenizers.__version__}
+        if switch(self._env, DISABLE_ENV):
+            raise _DisabledError("disabled_by_env", f"{DISABLE_ENV}={self._env.get(DISABLE_ENV, '').strip()}")
         self._cpu = self._cpu or cpu_facts.detect()
         self._decision = decide_variant(self._cpu, self._env)
         strict = self._env.get(VARIANT_ENV, "auto").strip().lower() in ("fp32", "int8")
@@ -380,14 +379,27 @@ class EmbeddingService:
         opened: list[_Engine] = []
 
         reference = _bundled_marker(self._roots, self.contract.profile_id)
+        versions: dict[str, str] = {}
 
         def proves_itself(folder: Path, variant: str) -> str | None:
             if (forged := forged_marker_problem(folder, reference)) is not None:
                 return forged  # no inference needed: it contradicts the bundled profile's own record
+            # Only bytes a canary judges need to be the bytes hashed (a build's or a source run's service,
+            # with no probe record, loads the files as they are, mapped by onnxruntime). They are read
+            # and hashed on a thread from now on, while the libraries are imported and the tokenizer loads.
+            files = ModelBytes.start(folder, variant) if self._probe is not None else None
             try:
-                engine = _Engine.open(onnxruntime, tokenizers, self.contract, folder, variant, settings, clock)
-            except _DisabledError as failure:  # a folder that cannot load is skipped: the next one may
-                return f"{failure.reason}: {failure.detail}"
+                ort, tokenizers = _import_libraries(clock)  # not the folder's fault: raised through resolve
+                versions.update(onnxruntime=ort.__version__, tokenizers=tokenizers.__version__)
+                try:
+                    engine = _Engine.open(ort, tokenizers, self.contract, folder, variant, settings, clock, files)
+                except _DisabledError as failure:  # a folder that cannot load is skipped: the next one may
+                    return f"{failure.reason}: {failure.detail}"
+            finally:
+                if files is not None:
+                    files.release()  # onnxruntime and tokenizers hold their own copies (or failed)
+            if engine.digests and (changed := loaded_bytes_problem(folder, engine.digests)) is not None:
+                return f"load_failed: {changed}"
             if self._probe is not None:
                 started = time.perf_counter()
                 problem = self._canary(engine, folder, variant, self._probe, versions)
@@ -403,6 +415,7 @@ class EmbeddingService:
         )
         resolution = self._resolution
         if resolution.folder is None or resolution.variant is None:
+            _import_libraries(clock)  # a library that does not import says so first, as when a folder loads
             raise _DisabledError(
                 *_why_nothing_serves(resolution, self._decision, self._roots, self.contract.profile_id)
             )
@@ -415,8 +428,12 @@ class EmbeddingService:
     def _canary(
         self, engine: _Engine, folder: Path, variant: str, record: ProbeRecord, versions: Mapping[str, str]
     ) -> str | None:
-        """The canary of ``folder``: every probe text, or its shortest when this app proved the same
-        files on this machine before (see _proof_memo); a full pass is noted for the next launch."""
+        """The canary of ``folder``: its shortest probe text when the model was made from the very bytes
+        the record was (the bundled copy: only this CPU's kernels are left to prove) or when this app
+        proved the same bytes on this machine before (see _proof_memo); else every probe text, and a
+        full pass is noted for the next launch."""
+        if self._shortcuts and record.made_from(engine.digests):
+            return self._run_canary(engine, folder, variant, record.shortest(), "identical")
         memo, key = self._memo, None
         if memo is not None:
             facts = {
@@ -427,17 +444,22 @@ class EmbeddingService:
                 "cpu": self._cpu.to_json() if self._cpu else None,
                 **versions,
             }
-            key = proof_key(folder, (*VARIANT_FILES[variant], MARKER_NAME), facts)
+            key = proof_key(engine.digests, facts)
         remembered = memo is not None and key is not None and is_proven(memo, key)
-        probe = record.shortest() if remembered else record
+        if remembered:
+            return self._run_canary(engine, folder, variant, record.shortest(), "remembered")
+        problem = self._run_canary(engine, folder, variant, record, "full")
+        if problem is None and memo is not None and key is not None:
+            remember(memo, key)
+        return problem
+
+    def _run_canary(self, engine: _Engine, folder: Path, variant: str, probe: ProbeRecord, proof: str) -> str | None:
         # As the build recorded them: documents, full dimension.
         prompted = [self.contract.document_prompt + text for text in probe.texts]
         problem = canary_problem(probe, variant, lambda _: engine.embed(prompted, engine.full_dim))
-        self._canary_proof = "remembered" if remembered else "full"
+        self._canary_proof = proof
         count = f"{len(probe.texts)} probe text{'s' if len(probe.texts) != 1 else ''}"
-        logger.debug("%s [%s]: canary %s (%s): %s", folder, variant, self._canary_proof, count, problem or "passed")
-        if problem is None and not remembered and memo is not None and key is not None:
-            remember(memo, key)
+        logger.debug("%s [%s]: canary %s (%s): %s", folder, variant, proof, count, problem or "passed")
         return problem
 
 
@@ -456,10 +478,12 @@ class _Engine:
         model_file: Path,
         variant: str,
         settings: EngineSettings,
+        digests: Mapping[str, str],
     ) -> None:
         self.contract, self.session, self.tokenizer = contract, session, tokenizer
         self.model_file, self.variant, self.threads = model_file, variant, settings.threads
         self.settings = settings
+        self.digests = digests  # sha256 of each file the tokenizer and the session were made from
         self.token_budget = (
             settings.token_budget or contract.batch_token_budget or default_token_budget(settings.threads)
         )
@@ -478,12 +502,18 @@ class _Engine:
         variant: str,
         settings: EngineSettings,
         clock: dict[str, float],
+        files: ModelBytes | None,
     ) -> _Engine:
-        """Tokenizer and session of ``folder``'s ``variant``, their seconds added to ``clock``."""
-        model_file = folder / ("onnx/model.onnx" if variant == "fp32" else "onnx/model_quantized.onnx")
+        """Tokenizer and session of ``folder``'s ``variant``, their seconds added to ``clock``. Made from
+        ``files`` (bytes read once and hashed meanwhile: the engine's ``digests``), as the canary needs;
+        without, from the files as they are (no digests)."""
+        model_file = folder / VARIANT_FILES[variant][1]
         try:
             started = time.perf_counter()
-            tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+            if files is None:
+                tokenizer = tokenizers.Tokenizer.from_file(str(folder / VARIANT_FILES[variant][0]))
+            else:
+                tokenizer = tokenizers.Tokenizer.from_buffer(files.tokenizer)
             tokenized = time.perf_counter()
             clock["tokenizer"] = clock.get("tokenizer", 0.0) + tokenized - started
             # The contract decides truncation and padding, whatever tokenizer.json carries.
@@ -497,10 +527,18 @@ class _Engine:
             options.enable_cpu_mem_arena = settings.arena
             options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spinning else "0")
             try:
-                session = ort.InferenceSession(
-                    str(model_file), sess_options=options, providers=["CPUExecutionProvider"]
-                )
-                engine = cls(contract, session, tokenizer, model_file, variant, settings)
+                if files is None:
+                    model: str | bytes = str(model_file)
+                else:
+                    model, sidecar = files.graph, files.sidecar
+                    if sidecar is not None and files.sidecar_location is not None:
+                        options.add_external_initializers_from_files_in_memory(
+                            [files.sidecar_location], [sidecar], [len(sidecar)]
+                        )
+                session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+                del model
+                digests = files.digests() if files is not None else {}
+                engine = cls(contract, session, tokenizer, model_file, variant, settings, digests)
                 probe = engine.embed(["probe"], contract.dimension)  # the first run: part of the session's cost
             finally:
                 clock["session"] = clock.get("session", 0.0) + time.perf_counter() - tokenized
@@ -671,6 +709,22 @@ def _why_nothing_serves(
     return "model_file_missing", f"no complete profile folder: {tried}"
 
 
+def _import_libraries(clock: dict[str, float]) -> tuple[Any, Any]:
+    """onnxruntime and tokenizers, their seconds added to ``clock`` (imported here, by name, so that both
+    freezers see the imports); a library that does not import disables the service."""
+    started = time.perf_counter()
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise _not_importable("onnxruntime", err) from err
+    try:
+        import tokenizers
+    except ImportError as err:
+        raise _not_importable("tokenizers", err) from err
+    clock["imports"] = clock.get("imports", 0.0) + time.perf_counter() - started
+    return onnxruntime, tokenizers
+
+
 def _not_importable(name: str, err: ImportError) -> BaseException:
     """What a failed ``import name`` means: the package is missing or does not load, which disables
     the service; or a Ctrl-C landed during the import, which pybind11 reports as ImportError
@@ -690,6 +744,13 @@ def _bundled_marker(roots: Sequence[ModelRoot], profile_id: str) -> PreparedMark
         if root.kind == "bundled" and (marker := read_marker(root.path / profile_id)) is not None:
             return marker
     return None
+
+
+def _app_data_json(location: Path | str) -> dict[str, str | None]:
+    """The app's data folder, or why there is none (then no override folder and no remembered proofs)."""
+    if isinstance(location, Path):
+        return {"folder": str(location), "problem": None}
+    return {"folder": None, "problem": f"{location} (so no override folder, and no proof is remembered)"}
 
 
 def _facts(env: Mapping[str, str]) -> ProcessFacts:

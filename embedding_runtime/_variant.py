@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from embedding_runtime._cpu import CpuFacts
+from embedding_runtime._settings import FORCE_INT8_ENV, VARIANT_ENV, switch
 
-VARIANT_ENV = "EMBEDDING_RUNTIME_VARIANT"  # auto, fp32 or int8
-FORCE_INT8_ENV = "EMBEDDING_RUNTIME_FORCE_INT8"  # 1: ignore the block list
+__all__ = ["FORCE_INT8_ENV", "INT8_BLOCK_LIST", "VARIANT_ENV", "BlockedCpu", "VariantDecision", "decide_variant"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class VariantDecision:
 def decide_variant(cpu: CpuFacts, env: Mapping[str, str]) -> VariantDecision:
     """The preferred variant for ``cpu``, honouring the env overrides, with the reason."""
     blocked = _blocked(cpu)
-    forced_int8 = env.get(FORCE_INT8_ENV, "").strip() == "1"
+    forced_int8 = switch(env, FORCE_INT8_ENV)
     int8_allowed = blocked is None or forced_int8
     requested = env.get(VARIANT_ENV, "auto").strip().lower() or "auto"
     if requested == "fp32":

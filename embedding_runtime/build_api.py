@@ -43,7 +43,7 @@ from embedding_runtime._probe import FP32_MIN_COSINE, ProbeRecord, read_probe_re
 from embedding_runtime._profiles import get_profile
 from embedding_runtime._records import RecordProblem, read_json_record
 from embedding_runtime._self_check import self_check
-from embedding_runtime._service import THREADS_ENV
+from embedding_runtime._settings import THREADS_ENV
 from embedding_runtime._tiktoken_cache import CACHE_ENV as TIKTOKEN_CACHE_ENV
 from embedding_runtime._tiktoken_cache import (
     TIKTOKEN_MANIFEST_NAME,

@@ -421,6 +421,7 @@ except KeyboardInterrupt:
     print("interrupted", service.state.value)
 except Exception as err:
     print(type(err).__name__, getattr(err, "reason", ""), service.state.value)
+    import traceback; traceback.print_exc()
 """
 
 
@@ -437,4 +438,4 @@ def test_ctrl_c_while_onnxruntime_loads_stays_a_ctrl_c(
         [sys.executable, "-c", PYBIND11_IMPORT, how, str(tmp_path)],
         cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert result.stdout.strip() == said, result.stderr[-2000:]
+    assert result.stdout.strip() == said, result.stdout + result.stderr[-4000:]

@@ -9,8 +9,17 @@ import pytest
 
 from embedding_runtime._completeness import folder_problem
 from embedding_runtime._cpu import CpuFacts, cpu_facts, detect, identity_from_cpuinfo
+from embedding_runtime._errors import AppDataUnavailableError
 from embedding_runtime._layout import read_marker
-from embedding_runtime._locations import OVERRIDE_ENV, ModelRoot, ProcessFacts, model_roots, override_root
+from embedding_runtime._locations import (
+    OVERRIDE_ENV,
+    ModelRoot,
+    ProcessFacts,
+    app_data_dir,
+    app_data_location,
+    model_roots,
+    override_root,
+)
 from embedding_runtime._resolve import resolve
 from embedding_runtime._variant import FORCE_INT8_ENV, VARIANT_ENV, VariantDecision, decide_variant
 from tests.runtime_fixtures import FIXTURE_PROFILE, write_profile
@@ -45,8 +54,39 @@ def test_windows_override_lives_in_local_app_data(tmp_path: Path) -> None:
 
 
 def test_windows_without_local_app_data_falls_back_to_the_profile_folder() -> None:
-    root = override_root("local-notes", facts("win32", Path("/home/ada")))
-    assert root == Path("/home/ada/AppData/Local/local-notes/embedding_models")
+    root = override_root("local-notes", facts("win32", Path("/home/ada"), {"USERPROFILE": r"C:\Users\ada"}))
+    assert root == Path(r"C:\Users\ada") / "AppData" / "Local" / "local-notes" / "embedding_models"
+
+
+@pytest.mark.parametrize(
+    ("platform", "env", "named"),
+    [
+        ("win32", {}, "neither LOCALAPPDATA nor USERPROFILE"),
+        ("win32", {"LOCALAPPDATA": "AppData", "USERPROFILE": ""}, "neither LOCALAPPDATA nor USERPROFILE"),
+        ("linux", {"HOME": ""}, "HOME is empty"),
+        ("linux", {"HOME": "ada"}, "HOME is a relative path ('ada')"),
+        ("darwin", {"HOME": " "}, "HOME is empty"),
+    ],
+)
+def test_an_environment_that_names_no_home_has_no_app_data_and_says_which_variable(
+    platform: str, env: dict[str, str], named: str
+) -> None:
+    """Not C:\\nonexistent, not /.local/share, not wherever the app was started: none, and why."""
+    location = app_data_location("local-notes", facts(platform, Path("/home/ada"), env))
+    assert isinstance(location, str) and location.startswith(named), location
+    with pytest.raises(AppDataUnavailableError) as raised:
+        app_data_dir("local-notes", facts(platform, Path("/home/ada"), env))
+    assert str(raised.value).startswith(f"cannot tell where local-notes keeps its data: {named}")
+    assert isinstance(override_root("local-notes", facts(platform, Path("/home/ada"), env)), str)
+    roots = model_roots("local-notes", facts(platform, Path("/home/ada"), env))
+    assert [r.kind for r in roots] == [], "no override folder without a place for it"
+
+
+def test_without_home_the_user_database_names_it() -> None:
+    """``env -i``: HOME unset, the system's user database has the home (as Python's own Path.home)."""
+    assert app_data_location("n", facts("linux", Path("/home/ada"), {"PATH": "/usr/bin"})) == Path(
+        "/home/ada/.local/share/n"
+    )
 
 
 def test_macos_override_lives_in_application_support() -> None:
@@ -66,8 +106,8 @@ def test_a_relative_data_home_is_ignored_as_the_xdg_specification_says() -> None
         assert override_root("n", facts("linux", Path("/home/ada"), env)) == Path(
             "/home/ada/.local/share/n/embedding_models"
         )
-    windows = facts("win32", Path("/home/ada"), {"LOCALAPPDATA": r"AppData\Local"})
-    assert override_root("n", windows) == Path("/home/ada/AppData/Local/n/embedding_models")
+    windows = facts("win32", Path("/home/ada"), {"LOCALAPPDATA": r"AppData\Local", "USERPROFILE": r"C:\Users\ada"})
+    assert override_root("n", windows) == Path(r"C:\Users\ada") / "AppData" / "Local" / "n" / "embedding_models"
 
 
 def test_a_variant_setting_that_is_none_of_the_three_is_said_not_swallowed() -> None:
@@ -87,9 +127,11 @@ def test_env_var_points_the_override_elsewhere() -> None:
 
 def test_pyinstaller_roots_come_after_the_override(tmp_path: Path) -> None:
     internal = tmp_path / "app" / "_internal"
-    roots = model_roots(
-        "n", facts("win32", tmp_path, executable=tmp_path / "app" / "app.exe", frozen=True, meipass=internal)
-    )
+    windows = facts(
+        "win32", tmp_path, {"LOCALAPPDATA": r"C:\Users\ada\AppData\Local"},
+        executable=tmp_path / "app" / "app.exe", frozen=True, meipass=internal,
+    )  # fmt: skip
+    roots = model_roots("n", windows)
     assert [r.kind for r in roots] == ["override", "bundled", "bundled"]
     assert roots[1].path == internal / "data" / "embedding_models"
     assert roots[2].path == tmp_path / "app" / "data" / "embedding_models"
@@ -326,3 +368,19 @@ def test_damaged_override_falls_back_to_the_bundle(tmp_path: Path, repo_files_a:
     found = resolve(PROFILE, roots_for(tmp_path), decide_variant(VNNI, {}))
     assert found.kind == "bundled"
     assert "empty" in found.skipped[0].reason
+
+
+def test_a_root_named_by_a_str_or_any_path_like_is_the_path_it_names(
+    tmp_path: Path, repo_files_a: dict[str, bytes]
+) -> None:
+    write_profile(tmp_path, repo_files_a)
+
+    class PathLike:
+        def __fspath__(self) -> str:
+            return str(tmp_path)
+
+    for given in (str(tmp_path), PathLike(), tmp_path):
+        root = ModelRoot(given, "bundled")  # type: ignore[arg-type]
+        assert root.path == tmp_path and isinstance(root.path, Path)
+        found = resolve(FIXTURE_PROFILE.profile_id, [root], decide_variant(VNNI, {VARIANT_ENV: "fp32"}))
+        assert found.folder == tmp_path / FIXTURE_PROFILE.profile_id, found

@@ -6,7 +6,7 @@ artifact's record need not be byte-identical to verify's. It is held instead to:
 
 - exactly the bytes the runtime's own writer makes of what it holds (nothing else
   hides in the file), readable by the runtime;
-- the same profile, probe texts and configured int8 floor, exactly;
+- the same profile, probe texts, configured int8 floor and model files (their sha256), exactly;
 - fp32 vectors that agree with verify's at cosine 0.9999 (the runtime's own fp32 floor);
 - an int8 figure within the measured cross-CPU spread of verify's own: a forged
   lower figure cannot lower the floor the runtime derives from it, nor a forged
@@ -39,6 +39,8 @@ def probe_record_problems(shipped: Path, expected: Path) -> list[str]:
     problems = []
     if (record.profile_id, record.texts) != (mine.profile_id, mine.texts):
         problems.append("records another profile or other probe texts than the plan")
+    if dict(record.sources) != dict(mine.sources):
+        problems.append("records other model files than the prepared profile's (their sha256 differ)")
     if record.int8_min_cosine != mine.int8_min_cosine:
         problems.append(f"records the int8 floor {record.int8_min_cosine}, the configuration {mine.int8_min_cosine}")
     if record.fp32.shape != mine.fp32.shape:
