@@ -14,7 +14,9 @@ and the peak RSS of one pass of each, measured in a child process of its own.
 The model is one of the fixture generator's shapes (``--shape``): ``pin``, shaped
 like the pinned model (last-token pooling, 768 hidden, 1024 tokens, 4 layers);
 ``minilm``, a MiniLM-class sentence model (mean pooling, 384 hidden, 256 tokens,
-6 layers); ``long`` (CLS pooling, 512 hidden, 2048 tokens, 4 layers).
+6 layers); ``long`` (CLS pooling, 512 hidden, 2048 tokens, 4 layers). The real architectures of
+``bench.real_shapes`` (``bert-minilm``, ``xlmr-small``, ``llama-pin``: exported from
+``transformers`` by ``nox -s bench-models``) are shapes too.
 ``--model-dir`` takes any profile folder with its contract (``--dim``,
 ``--pooling``, ``--max-tokens``).
 
@@ -28,6 +30,7 @@ import itertools
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -43,6 +46,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from bench.real_shapes import REAL_SHAPES, RealShape, exported_folder
 from devtools.corpus import mixed_length_texts
 from devtools.fixture_model import MAX_POSITIONS, FixtureSpec, write_fixture_repo
 from embedding_runtime import EmbeddingService, ModelRoot, ProfileContract
@@ -215,11 +219,18 @@ def model_file(root: Path, args: argparse.Namespace) -> Path:
     return root / PROFILE_ID / "onnx" / ("model.onnx" if args.variant == "fp32" else "model_quantized.onnx")
 
 
+def _link_or_copy(source: str, dest: str) -> None:
+    try:
+        os.link(source, dest)
+    except OSError:  # another file system
+        shutil.copy2(source, dest)
+
+
 def prepare_root(args: argparse.Namespace, tmp: Path) -> Path:
     root = tmp / "roots"
     root.mkdir()
-    if args.model_dir:
-        (root / PROFILE_ID).symlink_to(Path(args.model_dir).resolve())
+    if args.model_dir:  # linked file by file: the runtime refuses a profile folder that is a symlink
+        shutil.copytree(Path(args.model_dir), root / PROFILE_ID, copy_function=_link_or_copy)
     else:
         spec = FixtureSpec(
             seed=5,
@@ -238,7 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--texts", type=int, default=240)
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions (at least 5)")
     parser.add_argument("--variant", default="int8", choices=("fp32", "int8"))
-    parser.add_argument("--shape", default="pin", choices=sorted(SHAPES), help="the fixture's shape (default: pin)")
+    parser.add_argument(
+        "--shape",
+        default="pin",
+        choices=sorted(SHAPES) + sorted(REAL_SHAPES),
+        help="a hand-built fixture's shape (default: pin), or a real architecture's (nox -s bench-models exports them)",
+    )
     parser.add_argument("--model-dir", help="a profile folder to benchmark instead of the fixture")
     parser.add_argument("--dim", type=int, help="with --model-dir: its width")
     parser.add_argument("--pooling", choices=("last_token", "mean", "cls"), help="with --model-dir: its pooling")
@@ -248,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    shape = SHAPES[args.shape]
+    shape: Shape | RealShape = SHAPES[args.shape] if args.shape in SHAPES else REAL_SHAPES[args.shape]
+    if isinstance(shape, RealShape) and not args.model_dir:
+        args.model_dir = str(exported_folder(args.shape))
     args.layers = shape.layers
     args.dim = args.dim or shape.dim
     args.pooling = args.pooling or shape.pooling
@@ -269,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         print("| --- | --- | --- | --- | --- | --- |")
         for threads in thread_counts:
             best, swept = sweep(model, tokenizer, texts, threads, max(3, args.reps // 2), args.pooling)
-            for config, speed in sorted(swept.items(), key=lambda item: -item[1])[:6]:
+            for config, speed in sorted(swept.items(), key=lambda item: -item[1]):  # all: rules are chosen from it
                 print(f"|   | sweep: {config.label}: {speed:.1f} texts/s |  |  |  |  |")
             service = runtime_service(root, args, threads)
             session = bare_session(model, best)

@@ -7,6 +7,8 @@ nox -s adoption        the README's adoption section executed; the reusable work
 nox -s docs            the API reference (build/docs) and the runtime's API snapshot check
 nox -s windows-smoke   Linux only, opt-in: the Windows PyInstaller build under Wine, self-checked and verified
 nox -s canary-cpus     Linux only, opt-in: int8 against fp32 here and on an emulated AVX2-only CPU; verify there
+nox -s bench-models    opt-in: real-architecture bench models exported from transformers (torch, pip)
+nox -s bench-peers     opt-in: the runtime beside fastembed on those models
 """
 
 from __future__ import annotations
@@ -92,6 +94,20 @@ def register_dev(root: Path, python: str) -> None:
         install_groups(session, "test")  # the fixture models
         session.run("python", "-m", "devtools.canary_cpus", *session.posargs)
         session.run("python", "-m", "pytest", "tests/test_verify_emulated.py", "--run-emulated")
+
+    @nox.session(name="bench-models", python=python, default=False, venv_backend="venv")
+    def bench_models(session: nox.Session) -> None:
+        """Export the real-architecture bench models (bench/real_shapes.py) into build/bench-models:
+        transformers encoders with random weights, exported by torch and quantized as the hub's repos
+        are; then `bench_runtime --shape <name>` runs on them. pip, not uv: see bench/requirements-models.txt."""
+        session.install("-r", str(root / "bench" / "requirements-models.txt"))
+        session.run("python", "-m", "bench.export_models", *session.posargs)
+
+    @nox.session(name="bench-peers", python=python, default=False, venv_backend="venv")
+    def bench_peers(session: nox.Session) -> None:
+        """The runtime beside fastembed on the exported bench models (`nox -s bench-models` first)."""
+        session.install("-r", str(root / "bench" / "requirements-peers.txt"))
+        session.run("python", "-m", "bench.bench_peers", *session.posargs)
 
     @nox.session(python=python)
     def wheels(session: nox.Session) -> None:

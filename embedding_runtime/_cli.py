@@ -175,6 +175,8 @@ def _readable(report: dict[str, Any]) -> str:
         status = ", ".join(f"{name}: {state}" for name, state in tiktoken["encodings"].items())
         lines.append(f"tiktoken    {tiktoken['folder']}: {status or tiktoken['problem']}")
     lines.append(f"threads     {report['threads']}: {report['threads_reason']}")
+    if optimization := report.get("optimization"):
+        lines.append(f"graph       {optimization['level']}: {optimization['why']}")
     if seconds := dict(report["load_seconds"]):
         phases = ", ".join(f"{phase} {value:.2f}" for phase, value in seconds.items() if phase != "total")
         lines.append(f"load        {seconds.pop('total'):.2f} s ({phases})")

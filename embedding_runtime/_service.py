@@ -83,12 +83,28 @@ _PADDING_SLACK = 1.25
 _PADDING_ALLOWANCE = 32
 
 
-def default_optimization(variant: str) -> str:
-    """The graph optimisation level bench/bench_runtime.py found fastest: basic for int8 (onnxruntime's
-    fused int8 kernels, extended and all, ran up to 27 % slower on one thread and 20 % on two, on a
-    MiniLM-class model, and were never faster on any shape), all for fp32. The basic graph keeps an
-    int32 and a float copy of each product: 40-50 MiB more peak memory at the pin's shape."""
-    return "basic" if variant == "int8" else "all"
+# A NodeProto's op_type field (field 4, length-delimited) holding "ReduceMean": how a graph that writes
+# its normalisation out in primitive ops (an RMSNorm; a LayerNorm exported before opset 17) spells it.
+_WRITTEN_OUT_NORMALISATION = b'"\nReduceMean'
+
+
+def default_optimization(variant: str, threads: int = 1, graph: bytes = b"") -> tuple[str, str]:
+    """The graph optimisation level bench/bench_runtime.py found fastest, and why.
+
+    fp32: all. int8 on two threads or more: all, whose fused int8 kernels (MatMulIntegerToFloat,
+    DynamicQuantizeMatMul) ran 6-13 % faster than basic on every shape, hand-built and exported
+    from transformers. int8 on one thread depends on the model: a graph (``graph``, its bytes) that
+    writes its normalisation out in primitive ops (``ReduceMean``: a Llama's RMSNorm) ran 9-15 %
+    faster with all, whose fusions collapse those chains; one whose normalisation is already one
+    ``LayerNormalization`` ran up to 20 % faster with basic, whose separate int8 products share
+    one quantisation of each activation."""
+    if variant != "int8":
+        return "all", "fp32: every fusion onnxruntime has"
+    if threads >= 2:
+        return "all", f"int8 on {threads} threads: the fused int8 kernels were faster on every shape"
+    if _WRITTEN_OUT_NORMALISATION in graph:
+        return "all", "int8 on one thread, a graph that writes its normalisation out (ReduceMean): fused"
+    return "basic", "int8 on one thread, normalisation already one operator: the unfused int8 kernels"
 
 
 def default_token_budget(threads: int) -> int:
@@ -299,9 +315,16 @@ class EmbeddingService:
             "cpu": self._cpu.to_json() if self._cpu else None,
             "threads": self._settings.threads,
             "threads_reason": self._threads_reason,
+            "optimization": self._optimization_report(),
             "canary": self._canary_report(),
             "load_seconds": dict(self._load_seconds),
         }
+
+    def _optimization_report(self) -> dict[str, str] | None:
+        if self._engine is None:
+            return None
+        level, why = self._engine.optimization
+        return {"level": level, "why": why}
 
     def _canary_report(self) -> dict[str, Any]:
         if self._probe is None:
@@ -479,10 +502,12 @@ class _Engine:
         variant: str,
         settings: EngineSettings,
         digests: Mapping[str, str],
+        optimization: tuple[str, str],
     ) -> None:
         self.contract, self.session, self.tokenizer = contract, session, tokenizer
         self.model_file, self.variant, self.threads = model_file, variant, settings.threads
         self.settings = settings
+        self.optimization = optimization  # the graph optimisation level, and why
         self.digests = digests  # sha256 of each file the tokenizer and the session were made from
         self.token_budget = (
             settings.token_budget or contract.batch_token_budget or default_token_budget(settings.threads)
@@ -520,8 +545,14 @@ class _Engine:
             tokenizer.no_padding()
             tokenizer.enable_truncation(max_length=contract.max_tokens)
             options = ort.SessionOptions()
-            level = settings.optimization or default_optimization(variant)
-            options.graph_optimization_level = _graph_level(ort, level)
+            if settings.optimization:
+                optimization = (settings.optimization, "set by the service's settings")
+            else:
+                graph = files.graph if files is not None else b""
+                if files is None and variant == "int8" and settings.threads == 1:
+                    graph = model_file.read_bytes()
+                optimization = default_optimization(variant, settings.threads, graph)
+            options.graph_optimization_level = _graph_level(ort, optimization[0])
             options.intra_op_num_threads = settings.threads
             options.inter_op_num_threads = 1
             options.enable_cpu_mem_arena = settings.arena
@@ -538,7 +569,7 @@ class _Engine:
                 session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
                 del model
                 digests = files.digests() if files is not None else {}
-                engine = cls(contract, session, tokenizer, model_file, variant, settings, digests)
+                engine = cls(contract, session, tokenizer, model_file, variant, settings, digests, optimization)
                 probe = engine.embed(["probe"], contract.dimension)  # the first run: part of the session's cost
             finally:
                 clock["session"] = clock.get("session", 0.0) + time.perf_counter() - tokenized

@@ -168,9 +168,59 @@ def test_a_batch_pads_at_most_a_quarter_of_its_tokens() -> None:
     assert len(batches) <= 4, "a few batches, not one text per run"
 
 
+def _graph_bytes(*op_types: str, last: str | None = None) -> bytes:
+    """A serialized ONNX graph made of ``op_types`` (what the runtime reads its ops from); its
+    output tensor is named ``last`` when given."""
+    from onnx import TensorProto, helper
+
+    names = [f"t{i}" for i in range(len(op_types))] + [last or f"t{len(op_types)}"]
+    nodes = [helper.make_node(op, [names[i]], [names[i + 1]]) for i, op in enumerate(op_types)]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(names[0], TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info(names[-1], TensorProto.FLOAT, None)],
+    )
+    data: bytes = helper.make_model(graph).SerializeToString()
+    return data
+
+
+def test_the_graph_level_follows_the_variant_the_threads_and_how_the_graph_normalises() -> None:
+    """bench_runtime on hand-built and transformers-exported graphs: fused kernels win for fp32 and
+    for int8 on two threads; on one thread, int8 wins fused only where the graph writes its
+    normalisation out (a Llama's RMSNorm: ReduceMean, Pow, Sqrt), and unfused where it is one op."""
+    rms_norm = _graph_bytes("Pow", "ReduceMean", "Sqrt", "Reciprocal", "MatMul")
+    layer_norm = _graph_bytes("LayerNormalization", "MatMul", "Softmax")
+    # "ReduceMean" only as a tensor's name is not the op: the rule reads node types, not text.
+    named_only = _graph_bytes("Relu", last="ReduceMean")
+    assert default_optimization("fp32", 1, layer_norm)[0] == "all"
+    assert default_optimization("fp32", 1, rms_norm)[0] == "all"
+    assert default_optimization("int8", 2, layer_norm)[0] == "all"
+    assert default_optimization("int8", 8, layer_norm)[0] == "all"
+    assert default_optimization("int8", 1, rms_norm)[0] == "all"
+    assert default_optimization("int8", 1, layer_norm)[0] == "basic"
+    assert default_optimization("int8", 1, named_only)[0] == "basic"
+    for level, why in (default_optimization("int8", 1, rms_norm), default_optimization("int8", 1, layer_norm)):
+        assert "one thread" in why and level in ("all", "basic")
+
+
+def test_doctor_says_which_graph_level_serves_and_why(model_root: Path) -> None:
+    roots = [ModelRoot(model_root, "bundled")]
+    for threads, variant, level in ((1, "int8", "basic"), (2, "int8", "all"), (1, "fp32", "all")):
+        service = EmbeddingService(
+            FIXTURE_PROFILE, roots=roots, cpu=VNNI, threads=threads, env={"EMBEDDING_RUNTIME_VARIANT": variant}
+        )
+        service.load()
+        report = service.explain()["optimization"]
+        assert report is not None and report["level"] == level, (threads, variant, report)
+        assert report["why"], report
+        service.close()
+    disabled = EmbeddingService(FIXTURE_PROFILE, roots=roots, cpu=VNNI, env={"EMBEDDING_RUNTIME_DISABLE": "1"})
+    assert disabled.explain()["optimization"] is None, "nothing serves, so no level was chosen"
+
+
 def test_the_batch_budget_follows_the_threads_unless_the_contract_fixes_it(model_root: Path) -> None:
     assert [default_token_budget(t) for t in (1, 2, 4, 8, 64)] == [256, 1024, 2048, 4096, 4096]
-    assert (default_optimization("int8"), default_optimization("fp32")) == ("basic", "all")
     roots = [ModelRoot(model_root, "bundled")]
     free = replace(FIXTURE_PROFILE, batch_token_budget=None)
     for threads in (1, 2):
