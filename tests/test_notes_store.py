@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,18 @@ class Clock:
     def __call__(self) -> float:
         return self.now
 
+    def embedding(self, seconds: float, interrupted_at: str | None = None) -> Callable[[list[str]], list[str]]:
+        """An embedding whose every chunk takes ``seconds`` on this clock; a Ctrl-C at the chunk that
+        starts with ``interrupted_at``."""
+
+        def embed(texts: list[str]) -> list[str]:
+            self.now += seconds
+            if texts[0] == interrupted_at:
+                raise KeyboardInterrupt
+            return [f"vector of {t}" for t in texts]
+
+        return embed
+
 
 def stale_notes(count: int) -> list[Note]:
     return [Note(f"old note {n}", "another-model-v9", "AAAA") for n in range(count)]
@@ -173,12 +186,7 @@ def test_notes_embedded_again_are_saved_as_they_come_not_only_at_the_end(tmp_pat
     notes.write_text(json.dumps([n.to_json() for n in stale]))
     before = notes.stat()
     clock = Clock()
-
-    def embed(texts: list[str]) -> list[str]:
-        clock.now += 4.0
-        if texts[0] == "old note 1280":
-            raise KeyboardInterrupt
-        return [f"vector of {t}" for t in texts]
+    embed = clock.embedding(4.0, interrupted_at="old note 1280")
 
     with pytest.raises(KeyboardInterrupt):
         NotesStore(notes, say=lines.append).renew(stale, embed, lambda vector: ("fixture-v1", vector), clock=clock)
@@ -201,10 +209,7 @@ def test_a_renewal_that_ends_folds_everything_into_the_notes(tmp_path: Path) -> 
     stale = stale_notes(3 * 256 + 7)
     notes.write_text(json.dumps([n.to_json() for n in stale]))
     clock = Clock()
-
-    def embed(texts: list[str]) -> list[str]:
-        clock.now += 11.0  # a save (an append) after every chunk
-        return [f"vector of {t}" for t in texts]
+    embed = clock.embedding(11.0)  # a save (an append) after every chunk
 
     made = NotesStore(notes, say=lines.append).renew(stale, embed, lambda v: ("fixture-v1", v), clock=clock)
     assert len(made) == len(stale) and lines == []
@@ -220,12 +225,7 @@ def test_a_damaged_journal_costs_only_its_vectors_never_a_note(tmp_path: Path, d
     notes.write_text(json.dumps([n.to_json() for n in stale]))
     journal = tmp_path / "notes.json.renewed"
     clock = Clock()
-
-    def embed(texts: list[str]) -> list[str]:
-        clock.now += 11.0
-        if texts[0] == "old note 256":
-            raise KeyboardInterrupt
-        return [f"vector of {t}" for t in texts]
+    embed = clock.embedding(11.0, interrupted_at="old note 256")
 
     if damage == "a folder":
         journal.mkdir()
@@ -258,10 +258,7 @@ def test_progress_shows_on_a_terminal_and_ends_with_a_line(tmp_path: Path) -> No
     notes.write_text(json.dumps([n.to_json() for n in stale]))
     shown = io.StringIO()
     clock = Clock()
-
-    def embed(texts: list[str]) -> list[str]:
-        clock.now += 1.0
-        return ["v"] * len(texts)
+    embed = clock.embedding(1.0)
 
     made = NotesStore(notes, say=print).renew(stale, embed, lambda v: ("s", v), clock=clock, progress=shown)
     assert len(made) == 600
