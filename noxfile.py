@@ -44,6 +44,9 @@ def tests(session: nox.Session) -> None:
     """The test suite; loopback-only networking is enforced by pytest's configuration."""
     install_groups(session, "test")
     log_versions(session, "huggingface-hub", "onnxruntime", "tokenizers")
+    # The files uv.lock pins, which verify anchors artifacts to: fetched here, where the index may be
+    # used (as installing does); the tests and their children stay off the network.
+    session.run("python", "-m", "build_hooks.cli", "wheelhouse", "--wheelhouse", str(ROOT / "build" / "wheelhouse"))
     session.run("python", "-m", "pytest", *session.posargs)
 
 

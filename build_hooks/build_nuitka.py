@@ -31,9 +31,10 @@ from build_hooks.bundle import (
 )
 from build_hooks.config import find_pyproject, load_config, project_holding
 from build_hooks.errors import BuildFailedError, UsageError
+from build_hooks.licenses import notices, shipped, system_licences, write_notices
 from build_hooks.manifest import data_problems, write_manifest
 from build_hooks.plan import BuildPlan, make_plan, write_plan
-from build_hooks.sbom import nuitka_collection, nuitka_report_path, write_sbom
+from build_hooks.sbom import nuitka_collection, nuitka_report_path, report_sources, write_sbom
 from embedding_runtime.build_api import DATA_FOLDER, STDLIB_ACCELERATORS
 
 __all__ = ["build", "options_for_project"]
@@ -137,9 +138,12 @@ def build(
     if subprocess.run(nuitka_command(plan, extra_args), check=False, env={**os.environ, "PYTHONPATH": path}).returncode:
         raise BuildFailedError("Nuitka failed (see its output above)")
     make_data_readable(dist)
+    # The licence texts of what Nuitka put in (its compilation report names every source).
+    what = shipped(report_sources(nuitka_report_path(dist), Path.cwd()).items())
+    write_notices(dist, notices(what))
     if problems := data_problems(plan, dist, write_manifest(plan, dist)):
         raise BuildFailedError(f"the dist is not what the plan lists: {'; '.join(problems)}")
-    write_sbom(plan, dist, nuitka_collection(nuitka_report_path(dist)))
+    write_sbom(plan, dist, nuitka_collection(nuitka_report_path(dist)), system_licences(what))
     write_stamp(dist, plan.inputs)
     log(f"built {dist} in {time.monotonic() - started:.0f} s, {fsutil.folder_bytes(dist) / 2**20:.0f} MiB")
     return dist

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from build_hooks.config import Pin, PipelineConfig, resolve_pin
 from build_hooks.errors import UsageError
+from build_hooks.provenance import interpreter_facts, source_revision
 from embedding_runtime import EmbeddingService, ModelRoot, ProfileContract, UnknownProfileError
 from embedding_runtime.build_api import (
     BUILD_INFO_FILE,
@@ -236,6 +237,11 @@ def build_info(target: Target, builder: Builder) -> dict[str, Any]:
         "with_vectors": target.with_vectors,
         "variants": list(marker.variants) if marker else [],
         "tiktoken_encodings": list(target.config.tiktoken_encodings),
+        "app_version": target.config.app_version,
+        # The commit of the checkout holding the app's entry, and whether a tracked file differed from it.
+        "source": source_revision(target.config.app_entry.parent),
+        # The interpreter the standard library and libpython come from (verify compares its own).
+        "interpreter": interpreter_facts(),
         "model": (
             {"repo": marker.repo, "revision": marker.revision, "license": target.config.model_license}
             if marker

@@ -105,6 +105,8 @@ class PipelineConfig:
     """``profiles-module``: the app's module that declares its profile contracts, imported by the build."""
     pyinstaller_spec: Path | None = None
     """``pyinstaller-spec``."""
+    app_version: str | None = None
+    """The app's ``[project] version`` (``None``: not written there; its archives say ``unversioned``)."""
 
 
 def find_pyproject(start: Path | None = None) -> Path:
@@ -152,6 +154,7 @@ def load_config(pyproject: Path | None = None) -> PipelineConfig:
             source_root=root / str(table.get("source-root", ".")),
             profiles_module=str(table["profiles-module"]) if "profiles-module" in table else None,
             pyinstaller_spec=root / str(table["pyinstaller-spec"]) if "pyinstaller-spec" in table else None,
+            app_version=_app_version(path),
         )
     except KeyError as err:
         raise UsageError(f"{path}: [tool.{TABLE}] lacks the key {err.args[0]!r}") from err
@@ -214,11 +217,25 @@ def revision_problem(revision: str) -> str | None:
     )
 
 
-def _tool_tables(path: Path) -> dict[str, Any]:
+def _pyproject(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise UsageError(f"cannot read {path}: {err}") from err
-    tool = data.get("tool", {})
+
+
+def _tool_tables(path: Path) -> dict[str, Any]:
+    tool = _pyproject(path).get("tool", {})
     return tool if isinstance(tool, dict) else {}
+
+
+def _app_version(path: Path) -> str | None:
+    """``[project] version`` when it is written there (a dynamic version is not known before a build)."""
+    project = _pyproject(path).get("project", {})
+    version = project.get("version") if isinstance(project, dict) else None
+    if version is None:
+        return None
+    if not isinstance(version, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}", version):
+        raise UsageError(f"[project] version = {version!r} cannot name an archive: use a PEP 440 version")
+    return version

@@ -4,8 +4,10 @@
     nox -s warm-tiktoken      warm the tiktoken cache
     nox -s build-nuitka       standalone Nuitka build
     nox -s build-pyinstaller  onedir PyInstaller build
-    nox -s verify-artifact    prove every built artifact complete and offline
-    nox -s nightly            the five steps above, in order, with a result table
+    nox -s verify-artifact    prove every built artifact complete and offline (fetches the wheelhouse first)
+    nox -s archive-artifact   pack each verified artifact with its records, as users download it
+    nox -s nightly            the six steps above, in order, with a result table
+    nox -s wheelhouse         fetch the files uv.lock pins, which verify anchors to (uses the index)
     nox -s clean              remove builds and leftovers (never by default: name it)
 
 An app's noxfile calls ``register(Path(__file__).parent)`` once. Arguments after
@@ -66,7 +68,10 @@ def log_versions(session: nox.Session, *distributions: str) -> None:
 
 
 def run_step(session: nox.Session, step: Command, *args: str) -> None:
-    """One step through the suite's console script, in the session's environment."""
+    """One step through the suite's console script, in the session's environment (after the commands
+    it needs first: verify fetches the wheelhouse, the step that uses the index)."""
+    for first in step.before:
+        session.run(CONSOLE_SCRIPT, first)
     session.run(CONSOLE_SCRIPT, step.name, *args)
 
 
@@ -96,6 +101,12 @@ def register(root: Path, python: str = PYTHON, venv_backend: str = "uv") -> None
         log_versions(session, "nuitka", "pyinstaller", "onnxruntime")
         outcomes = run_pipeline(STEPS, lambda step: run_step(session, step, *pin))
         report_outcomes(session, "nightly", outcomes)
+
+    @nox.session(name="wheelhouse", python=python, venv_backend=venv_backend, default=False)
+    def wheelhouse(session: nox.Session) -> None:
+        """Fetch the files uv.lock pins into the wheelhouse verify anchors third-party files to."""
+        install_groups(session, "build")
+        session.run(CONSOLE_SCRIPT, "wheelhouse", *session.posargs)
 
     @nox.session(name="clean", python=python, venv_backend=venv_backend, default=False)
     def clean(session: nox.Session) -> None:

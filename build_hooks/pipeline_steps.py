@@ -33,6 +33,7 @@ class Command:
     tools: tuple[str, ...] = ()  # distributions whose versions a session logs before the step
     runs: str | None = None  # run another command's module, with ``args`` added
     args: tuple[str, ...] = ()
+    before: tuple[str, ...] = ()  # commands a step's session runs first (verify: fetch the wheelhouse)
 
     @property
     def module(self) -> str:
@@ -49,7 +50,15 @@ STEPS: tuple[Command, ...] = (
         "build_pyinstaller.py",
         ("pyinstaller", "onnxruntime"),
     ),
-    Command("verify-artifact", "prove each built artifact complete, intact and offline", "verify_artifact.py"),
+    Command(
+        "verify-artifact",
+        "prove each built artifact complete, intact and offline",
+        "verify_artifact.py",
+        before=("wheelhouse",),
+    ),
+    Command(
+        "archive-artifact", "pack each verified artifact with its records, as users download it", "archive_artifact.py"
+    ),
 )
 COMMANDS: tuple[Command, ...] = (
     *STEPS,
@@ -60,6 +69,7 @@ COMMANDS: tuple[Command, ...] = (
         args=("--print-options",),
     ),
     Command("sizes", "print the size of every built artifact, as JSON"),
+    Command("wheelhouse", "fetch the locked wheels verify anchors third-party files to (uses the index)"),
     Command("clean", "remove builds and leftovers (--profile: the prepared profile too)"),
 )
 PIN_FLAGS = ("--repo", "--revision", "--profile-id")

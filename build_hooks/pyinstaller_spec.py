@@ -30,9 +30,10 @@ from build_hooks.build_stamp import write_stamp
 from build_hooks.bundle import EXCLUDED_MODULES, target_for
 from build_hooks.config import find_pyproject, load_config, project_holding
 from build_hooks.errors import BuildFailedError
+from build_hooks.licenses import notices, shipped, system_licences, write_notices
 from build_hooks.manifest import data_problems, write_manifest
 from build_hooks.plan import BuildPlan, make_plan, read_plan, write_plan
-from build_hooks.sbom import Analysis, pyinstaller_collection, write_sbom
+from build_hooks.sbom import Analysis, pyinstaller_collection, pyinstaller_sources, write_sbom
 
 __all__ = ["SpecInputs"]
 
@@ -100,8 +101,10 @@ class SpecInputs:
         by its hashes (one hash of the model per build), write the SBOM of what ``analysis``
         collected and the stamp of the plan's inputs. :class:`BuildFailedError` on a bad copy."""
         dist = self.plan.dist
+        what = shipped(pyinstaller_sources(analysis))
+        write_notices(dist, notices(what))  # the licence texts of what it collected
         if problems := data_problems(self.plan, dist, write_manifest(self.plan, dist)):
             raise BuildFailedError(f"the dist is not what the plan lists: {'; '.join(problems)}")
-        write_sbom(self.plan, dist, pyinstaller_collection(analysis))
+        write_sbom(self.plan, dist, pyinstaller_collection(analysis), system_licences(what))
         write_stamp(dist, self.plan.inputs)
         return dist

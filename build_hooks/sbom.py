@@ -89,6 +89,26 @@ def pyinstaller_collection(analysis: Analysis) -> Collection:
     return Collection("pyinstaller", frozenset(modules))
 
 
+def pyinstaller_sources(analysis: Analysis) -> list[tuple[str, Path]]:
+    """(destination or module name, source file) of everything the analysis collected."""
+    entries = [*analysis.pure, *analysis.binaries, *analysis.datas, *modules_outside_pyz(analysis)]
+    return [(dest, Path(source)) for dest, source, kind in entries if source and source != "-" and kind != "SYMLINK"]
+
+
+def modules_outside_pyz(analysis: Analysis) -> list[tuple[str, str, str]]:
+    """With noarchive=True every pure module is compiled into datas from the workpath: its source is
+    what PyInstaller records as a module outside the PYZ. An analysis PyInstaller found unchanged
+    restores its lists from its guts file but not that one: it is read from the same file."""
+    outside = list(getattr(analysis, "_modules_outside_pyz", None) or [])
+    toc_file = getattr(analysis, "tocfilename", None)
+    if outside or toc_file is None or not Path(toc_file).is_file():
+        return outside
+    from PyInstaller.utils.misc import load_py_data_struct
+
+    guts = dict(zip((g[0] for g in getattr(analysis, "_GUTS", [])), load_py_data_struct(toc_file), strict=False))
+    return list(guts.get("_modules_outside_pyz") or [])
+
+
 def _compiled_module(dest: str) -> str:
     """``embedding_runtime/__init__.pyc`` -> ``embedding_runtime``."""
     parts = PurePosixPath(dest.replace("\\", "/")).with_suffix("").parts
@@ -107,6 +127,27 @@ def nuitka_collection(report: Path) -> Collection:
     """Modules from Nuitka's compilation report (``--report=``): every module it compiled or included."""
     root = ET.parse(report).getroot()
     return Collection("nuitka", frozenset(node.attrib["name"] for node in root.iter("module")))
+
+
+def report_sources(report: Path, cwd: Path) -> dict[str, Path]:
+    """What a Nuitka compilation report says each file came from: ``dest -> source`` for every
+    extension module, library and data file it copied, ``module:<name> -> source`` for what it
+    compiled in; paths made absolute for this interpreter and ``cwd``, the folder Nuitka ran in."""
+    variables = {"${sys.prefix}": sys.prefix, "${sys.real_prefix}": sys.base_prefix, "${cwd}": str(cwd)}
+    sources: dict[str, Path] = {}
+    for node in ET.parse(report).getroot().iter():
+        source = node.attrib.get("source_path")
+        if source is None:
+            continue
+        for name, value in variables.items():
+            source = source.replace(name, value)
+        if "${" in source:
+            continue  # a place Nuitka names by a variable this interpreter has no value for
+        if node.tag in ("included_extension", "included_dll") and "dest_path" in node.attrib:
+            sources[node.attrib["dest_path"].replace("\\", "/")] = Path(source)
+        elif node.tag == "module" and "name" in node.attrib:
+            sources[f"module:{node.attrib['name']}"] = Path(source)
+    return sources
 
 
 def is_native(relative: str) -> bool:
@@ -146,6 +187,7 @@ def build_sbom(
     dist: Path,
     collection: Collection,
     files: Mapping[str, FileDigest],
+    licences: Mapping[str, str] | None = None,
 ) -> Bom:
     """The SBOM of ``dist``: distributions, native libraries, model and encodings, from the manifest."""
     owners = _Owners.of_environment()
@@ -201,6 +243,8 @@ def build_sbom(
         elif top in stdlib or top.startswith("libpython"):
             python.components.add(component)  # the interpreter's extension modules and library
         else:
+            if (licence := (licences or {}).get(path.name)) is not None:
+                component.licenses.add(LicenseFactory().make_from_string(licence))
             native.append(component)  # system libraries the freezer copied in (libz, libssl, ...)
 
     data = f"{contents}{DATA_FOLDER}/"
@@ -223,12 +267,13 @@ def build_sbom(
     return bom
 
 
-def write_sbom(plan: BuildPlan, dist: Path, collection: Collection) -> Path:
-    """Write ``<dist>.cdx.json`` from the build's manifest (which must already be written)."""
+def write_sbom(plan: BuildPlan, dist: Path, collection: Collection, licences: Mapping[str, str] | None = None) -> Path:
+    """Write ``<dist>.cdx.json`` from the build's manifest (which must already be written); ``licences``
+    names the licence of each system library, by file name."""
     files = read_build_manifest(dist)
     if files is None:
         raise FileNotFoundError(f"{dist} has no build manifest: the SBOM is written after it")
-    bom = build_sbom(plan, dist, collection, files)
+    bom = build_sbom(plan, dist, collection, files, licences or {})
     text = make_outputter(bom, OutputFormat.JSON, SCHEMA_VERSION).output_as_string(indent=1)
     target = sbom_path(dist)
     fsutil.atomic_write_bytes(target, text.encode() + b"\n")

@@ -329,11 +329,14 @@ def check_workflows(workdir: Path) -> None:
         missing = [cache["path"] for cache in run.caches if not (root / cache["path"]).exists()]
         if missing:
             raise AdoptionError(f"{what}: the cache steps would save nothing at {missing}")
-        assert run.uploads is not None
-        uploaded = sorted(p.name for p in run.uploads.rglob("*.SHA256SUMS"))
-        if uploaded != [f"{table['app-name']}.SHA256SUMS"]:
-            raise AdoptionError(f"{what}: the upload holds {uploaded}, not the verified PyInstaller artifact")
-        print(f"workflow > {what}: caches {[c['key'] for c in run.caches]}", flush=True)
+        download = run.jobs.get("check-download")
+        if download is None or download.result != "success":
+            raise AdoptionError(f"{what}: the download was not checked on a fresh runner ({download})")
+        archives = [name for name in run.artifact_names() if name.endswith((".tar.gz", ".zip"))]
+        version = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+        if archives != [f"{table['app-name']}-{version}-linux-x86_64-pyinstaller.tar.gz"]:
+            raise AdoptionError(f"{what}: the run uploaded {run.artifact_names()}, not the PyInstaller archive")
+        print(f"workflow > {what}: uploaded {run.artifact_names()}; caches {[c['key'] for c in run.caches]}")
 
 
 def main(argv: list[str] | None = None) -> int:

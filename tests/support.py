@@ -15,6 +15,7 @@ from embedding_runtime.build_api import MARKER_NAME, files_for_variants, read_ma
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NETGUARD = Path(__file__).resolve().parent / "netguard"
+WHEELHOUSE = REPO_ROOT / "build" / "wheelhouse"  # `nox -s tests` fetches it before pytest
 REPO_ID = "acme/tiny-embedder"
 REVISION_A = "a" * 8 + "0123456789abcdef0123456789abcdef"
 REVISION_B = "b" * 8 + "0123456789abcdef0123456789abcdef"

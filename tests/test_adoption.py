@@ -120,7 +120,10 @@ def test_the_foreign_noxfile_registers_the_steps_and_nightly_with_one_call(tmp_p
     )
     assert result.returncode == 0, result.stderr
     defaults = dict(pair.split("=") for pair in result.stdout.split())
-    steps = ("prepare-model", "warm-tiktoken", "build-nuitka", "build-pyinstaller", "verify-artifact", "clean")
+    steps = (
+        "prepare-model", "warm-tiktoken", "build-nuitka", "build-pyinstaller", "verify-artifact", "archive-artifact",
+        "wheelhouse", "clean",
+    )  # fmt: skip
     assert defaults == {"nightly": "True", **dict.fromkeys(steps, "False")}
     noxfile = (TEMPLATE / "noxfile.py").read_text().splitlines()
     code_lines = [line for line in noxfile if line.strip() and not line.startswith("#")]

@@ -197,14 +197,14 @@ def test_too_much_unanchored_fails_the_floor(tmp_path: Path) -> None:
 
 
 def test_a_source_that_differs_from_its_record_anchors_nothing(tmp_path: Path) -> None:
-    """Artifact and site-packages changed alike: the wheel's RECORD still tells."""
+    """Artifact and site-packages changed alike: the lock's archive still tells."""
     dist, site = small_artifact(tmp_path)
     source = site / "pkg" / "fast.so"
     reference = Reference("nuitka", {"pkg/fast.so": Expected("file", source)}, "hand-made")
     reference.unanchored["app"] = "compiled"
     reference.floor = 0.0
     problems, _ = check(dist, reference, {source.resolve(): "0" * 64})
-    assert problems == [f"pkg/fast.so comes from {source}, which differs from its distribution's RECORD"]
+    assert problems == [f"pkg/fast.so comes from {source}, which differs from the file uv.lock's archive holds"]
 
 
 def test_unreadable_on_both_sides_is_no_match(tmp_path: Path) -> None:

@@ -7,8 +7,10 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
+import tarfile
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,14 +24,16 @@ from build_hooks.config import load_config
 from build_hooks.sbom import sbom_path
 from build_hooks.verification.verify import locate
 from devtools.demo_project import Project
-from devtools.workflow_runner import LocalRunner, WorkflowError
+from devtools.workflow_runner import LocalRunner, WorkflowError, runner_environ
 from tests.artifacts import linked_copy
 from tests.support import REPO_ROOT, child_env
 
 # The reusable pipeline (what runs) and this repository's nightly (what calls it).
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "embedding-pipeline.yml"
 CALLER = REPO_ROOT / ".github" / "workflows" / "build-desktop.yml"
-STEP_SESSIONS = ["prepare-model", "warm-tiktoken", "build-nuitka", "build-pyinstaller", "verify-artifact"]
+STEP_SESSIONS = [
+    "prepare-model", "warm-tiktoken", "build-nuitka", "build-pyinstaller", "verify-artifact", "archive-artifact"
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -107,17 +111,41 @@ def test_matrix_covers_windows_macos_both_archs_and_linux(workflow: Mapping[str,
 def test_permissions_are_least_privilege(workflow: Mapping[str, Any]) -> None:
     assert workflow["permissions"] == {"contents": "read"}
     assert job(workflow)["permissions"] == {"contents": "read", "id-token": "write", "attestations": "write"}
-    checkout = job(workflow)["steps"][0]
-    assert checkout["with"]["persist-credentials"] is False
+    assert workflow["jobs"]["check-download"]["permissions"] == {"contents": "read", "attestations": "read"}
+    for each in workflow["jobs"].values():
+        assert each["steps"][0]["with"]["persist-credentials"] is False
 
 
-def test_python_is_pinned_and_outputs_are_uploaded_attested_and_described(workflow: Mapping[str, Any]) -> None:
+def uploads(workflow: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in job(workflow)["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
+
+
+def test_each_archive_is_uploaded_as_one_unzipped_file_and_reports_always(workflow: Mapping[str, Any]) -> None:
+    """upload-artifact v7's direct upload: a zip of the folders would drop dotfiles and modes."""
     assert workflow["env"]["PYTHON_VERSION"] == "${{ inputs.python-version }}"
-    uses = [s.get("uses", "") for s in job(workflow)["steps"]]
-    assert any(u.startswith("actions/attest-build-provenance@") for u in uses)
-    upload = next(s for s in job(workflow)["steps"] if s.get("uses", "").startswith("actions/upload-artifact@"))
-    assert "dist/nuitka/" in upload["with"]["path"] and "dist/pyinstaller/" in upload["with"]["path"]
-    assert upload["if"] == "always()", "reports of a failed verify are uploaded too"
+    archives = [s for s in uploads(workflow) if "archive" in s["with"]]
+    assert [s["with"]["path"] for s in archives] == [
+        "dist/archives/${{ steps.archive.outputs.pyinstaller }}",
+        "dist/archives/${{ steps.archive.outputs.nuitka }}",
+    ]
+    for step in archives:
+        assert step["uses"] == "actions/upload-artifact@v7" and step["with"]["archive"] is False
+        assert step["with"]["if-no-files-found"] == "error"
+    (reports,) = [s for s in uploads(workflow) if "archive" not in s["with"]]
+    assert reports["if"] == "always()" and reports["with"]["path"] == "dist/*/*.verify.json"
+
+
+def test_the_download_is_checked_on_a_fresh_runner_of_every_os(workflow: Mapping[str, Any]) -> None:
+    check = workflow["jobs"]["check-download"]
+    assert check["needs"] == "build" and check["strategy"]["matrix"] == job(workflow)["strategy"]["matrix"]
+    downloads = [s for s in check["steps"] if s.get("uses", "").startswith("actions/download-artifact@")]
+    assert all(s["uses"] == "actions/download-artifact@v8" and s["with"]["skip-decompress"] for s in downloads)
+    script = "\n".join(str(s.get("run", "")) for s in check["steps"])
+    for user_step in ("Expand-Archive", "tar -xzf", "sha256sum -c", "shasum -a 256 -c", "gh attestation verify",
+                      "test -x", "sudo unshare -n", "sandbox-exec", "New-NetFirewallRule", "--self-check"):  # fmt: skip
+        assert user_step in script, user_step
+    assert 'nox -s verify-artifact -- "downloads/$PYINSTALLER_ARCHIVE"' in script
+    assert "--no-rebuild" in script and "nox -s prepare-model" in script
 
 
 def attest_steps(workflow: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -151,11 +179,22 @@ def test_attestations_cover_every_artifact_file_and_sbom_the_pipeline_writes(
         subjects = [line.split("  ", 1)[1] for line in sums.read_text().splitlines()]
         every_file = sorted(p.relative_to(dist.parent).as_posix() for p in dist.rglob("*") if p.is_file())
         assert subjects == every_file, f"{sums.name} names every file of {dist.name}"
-    sboms = sorted(tmp_path.glob(steps[2]["with"]["subject-path"]))
-    assert sboms == sorted(sbom_path(dist) for dist in copies)
-    upload = next(s for s in job(workflow)["steps"] if s.get("uses", "").startswith("actions/upload-artifact@"))
-    uploaded = [tmp_path / line for line in upload["with"]["path"].split()]
-    assert all(any(folder in f.parents for folder in uploaded) for f in [*checksums, *sboms])
+    sbom_pattern, archive_pattern = steps[2]["with"]["subject-path"].split()
+    assert sorted(tmp_path.glob(sbom_pattern)) == sorted(sbom_path(dist) for dist in copies)
+    # archive-artifact as the workflow runs it: its outputs name the archives the upload steps take.
+    packed = subprocess.run(
+        [sys.executable, "-m", "build_hooks.cli", "archive-artifact", *map(str, copies)],
+        cwd=artifact_project.root, env={**child_env(), "GITHUB_OUTPUT": str(tmp_path / "outputs")},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert packed.returncode == 0, packed.stderr
+    outputs = dict(line.split("=", 1) for line in (tmp_path / "outputs").read_text().splitlines())
+    runner = LocalRunner(artifact_project.root, {}, tmp_path)
+    uploaded = [runner.expand(step["with"]["path"], {"steps": {"archive": {"outputs": outputs}}})
+                for step in uploads(workflow) if "archive" in step["with"]]  # fmt: skip
+    attested = sorted(p.relative_to(artifact_project.root).as_posix()
+                      for p in artifact_project.root.glob(archive_pattern))  # fmt: skip
+    assert sorted(uploaded) == attested and len(attested) == 2, (uploaded, attested)
     assert steps[0]["if"].endswith("!inputs.skip-nuitka") and "dist/nuitka/" in steps[0]["with"]["subject-checksums"]
 
 
@@ -307,7 +346,12 @@ def test_step_conditions_follow_skip_nuitka_and_the_event(workflow: Mapping[str,
         return {name for name, c in conditions.items() if runner.evaluate(f"${{{{ {c.strip('${} ')} }}}}", context)}
 
     everything = {s.get("name", s.get("uses")) for s in job(workflow)["steps"]}
-    nuitka = {"Cache Nuitka's compile cache", "build-nuitka", "Attest the Nuitka artifact's files"}
+    nuitka = {
+        "Cache Nuitka's compile cache",
+        "build-nuitka",
+        "Attest the Nuitka artifact's files",
+        "Upload the Nuitka archive",
+    }
     attest = {name for name in everything if name.startswith("Attest")}
     assert running(False, "schedule") == everything
     assert running(True, "schedule") == everything - nuitka
@@ -328,3 +372,79 @@ def test_the_runner_reads_expressions_as_github_does() -> None:
         runner.expand("${{ steps.pin.outputs.missing }}", context)
     with pytest.raises(WorkflowError, match="not one this runner knows"):
         runner.expand("${{ contains('a', 'b') }}", context)
+
+
+RUNNER_WORKFLOW = """
+on:
+  workflow_call: {}
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          mkdir -p out/app/data && echo marker > out/app/data/.prepared.json && printf 'x' > out/app/prog
+          chmod 755 out/app/prog && tar -czf out/app.tar.gz -C out app && (cd out && python3 -m zipfile -c app.zip app)
+      - uses: actions/upload-artifact@v7
+        with: {name: folder, path: out/app/}
+      - uses: actions/upload-artifact@v7
+        with: {path: out/app.tar.gz, archive: false}
+      - uses: actions/upload-artifact@v7
+        with: {path: out/app.zip, archive: false}
+  broken:
+    runs-on: ubuntu-latest
+    steps:
+      - run: exit 3
+  after-broken:
+    needs: broken
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo never
+  always-after-broken:
+    needs: broken
+    if: always()
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo ran > always.txt
+  download:
+    needs: build
+    if: github.event_name != 'pull_request'
+    runs-on: ubuntu-latest
+    steps:
+      - run: test ! -e out && echo "a fresh runner has nothing of the build's" > fresh.txt
+      - uses: actions/download-artifact@v8
+        with: {name: folder, path: folder}
+      - uses: actions/download-artifact@v8
+        with: {name: app.tar.gz, path: single, skip-decompress: true}
+      - uses: actions/download-artifact@v8
+        with: {name: app.zip, path: unzipped}
+"""
+
+
+def test_the_runner_uploads_downloads_and_orders_jobs_as_github_documents(tmp_path: Path) -> None:
+    """What the local runner must get right for the download check to mean anything: hidden files left
+    out of a zipped upload, modes dropped by it, v7's single file kept as it is (a .zip unpacked by v8
+    unless skip-decompress), jobs in needs order on fresh runners, GitHub's implied success()."""
+    workspace, scratch = tmp_path / "clone", tmp_path / "scratch"
+    (workspace / ".github").mkdir(parents=True)
+    scratch.mkdir()
+    (workspace / ".github" / "run.yml").write_text(RUNNER_WORKFLOW)
+    run = LocalRunner(workspace, runner_environ({}), scratch, log=lambda _: None).run(
+        workspace / ".github" / "run.yml", {}
+    )
+    assert {job_id: job.result for job_id, job in run.jobs.items()} == {
+        "build": "success", "broken": "failure", "after-broken": "skipped", "always-after-broken": "success",
+        "download": "success",
+    }  # fmt: skip
+    assert run.artifact_names() == ["app.tar.gz", "app.zip", "folder"]
+    fresh = run.jobs["download"].workspace
+    assert fresh is not None and fresh != workspace and (fresh / "fresh.txt").is_file()
+    folder = fresh / "folder"
+    assert (folder / "prog").read_text() == "x" and not (folder / "data" / ".prepared.json").exists()
+    assert stat.S_IMODE((folder / "prog").stat().st_mode) == 0o644, "a zipped upload keeps no modes"
+    single = fresh / "single" / "app.tar.gz"
+    assert single.read_bytes() == (workspace / "out" / "app.tar.gz").read_bytes()
+    with tarfile.open(single) as tar:
+        assert tar.getmember("app/data/.prepared.json") and tar.getmember("app/prog").mode == 0o755
+    assert not (fresh / "unzipped" / "app.zip").exists() and list((fresh / "unzipped").iterdir()), "v8 unzips a .zip"
+    always = run.jobs["always-after-broken"].workspace
+    assert always is not None and (always / "always.txt").is_file()

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
+from build_hooks.archive import ArchiveError, is_archive, records_of, unpack
 from build_hooks.bundle import target_for
 from build_hooks.cli._common import Parser, add_pin_flags, exits_on_error, fail, log, pin_from
 from build_hooks.config import load_config
-from build_hooks.verification.verify import Verdict, markdown_summary, publish, summary_table, verify
+from build_hooks.verification.lock import WHEELHOUSE_ENV
+from build_hooks.verification.verify import (
+    Anchors,
+    Verdict,
+    markdown_summary,
+    publish,
+    summary_table,
+    sums_text,
+    verify,
+)
 
 
 @exits_on_error()
@@ -19,11 +31,21 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser = Parser(
         prog=prog or "embedding-pipeline verify-artifact",
         description="Prove built artifacts complete, intact and offline: each file against what its freezer "
-        "makes of the build's sources now (PyInstaller's analysis re-run, Nuitka's program rebuilt), then the "
-        "artifact's self-check with no network.",
+        "makes now from the files uv.lock pins (PyInstaller's analysis re-run, Nuitka's program rebuilt), then the "
+        "artifact's self-check with no network. Takes artifact folders or the archives archive-artifact packs "
+        "(as users download them). Needs no network once `embedding-pipeline wheelhouse` has run.",
     )
-    parser.add_argument("dist", nargs="*", type=Path, help="artifact folders (default: every one under dist/)")
-    parser.add_argument("--reports", type=Path, help="where reports and SHA256SUMS go (default: beside each artifact)")
+    parser.add_argument(
+        "dist",
+        nargs="*",
+        type=Path,
+        help="artifact folders or .tar.gz/.zip archives (default: every folder under dist/)",
+    )
+    parser.add_argument(
+        "--reports",
+        type=Path,
+        help="where reports and SHA256SUMS go (default: beside each artifact, or beside the archive)",
+    )
     parser.add_argument("--static-only", action="store_true", help="skip running the artifact's self-check")
     parser.add_argument(
         "--no-rebuild",
@@ -31,31 +53,52 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         help="do not rebuild a Nuitka program to compare it with (no Nuitka or C compiler here): hold the "
         "artifact to rules instead; the program is then unanchored, held to the manifest only",
     )
+    parser.add_argument("--lock", type=Path, help="the lock third-party files are held to (default: uv.lock)")
+    parser.add_argument(
+        "--wheelhouse", type=Path, help=f"the files the lock pins (default: ${WHEELHOUSE_ENV}, else build/wheelhouse/)"
+    )
+    parser.add_argument(
+        "--allow-patched",
+        action="append",
+        default=[],
+        metavar="DISTRIBUTION",
+        help="a distribution the build environment holds patched on purpose (the Wine smoke's numpy): it is taken "
+        "from the environment, and the artifact's copies of its files are listed as NOT ANCHORED; never for a release",
+    )
     add_pin_flags(parser, config)
     args = parser.parse_args(argv)
     target = target_for(config, pin_from(args, config))
-    dists = list(args.dist) or target.artifacts()
-    if not dists:
+    anchors = Anchors.of(target, args.lock, args.wheelhouse, args.allow_patched)
+    items = list(args.dist) or target.artifacts()
+    if not items:
         fail("no artifact to verify: run `nox -s build-nuitka` or `nox -s build-pyinstaller` first", 1)
-    for dist in dists:
-        if not dist.is_dir():
-            fail(f"{dist} is not an artifact folder", 2)
+    for item in items:
+        if not item.is_dir() and not (item.is_file() and is_archive(item)):
+            fail(f"{item} is neither an artifact folder nor a .tar.gz or .zip archive of one", 2)
     verdicts: list[Verdict] = []
-    for dist in (d.resolve() for d in dists):
-        out_dir = args.reports or dist.parent
+    with ExitStack() as stack:
+        for item in (i.resolve() for i in items):
+            dist, archived_sums = item, None
+            if item.is_file():
+                scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="verify-archive-")))
+                try:
+                    dist = unpack(item, scratch)
+                except ArchiveError as err:
+                    fail(str(err), 1)
+                log(f"unpacked {item.name} into {scratch}")
+                archived_sums = records_of(dist)[0].read_text(encoding="utf-8")
+            out_dir = args.reports or item.parent
 
-        def run(dist: Path = dist) -> Verdict:
-            return verify(dist, target, run_self_check=not args.static_only, rebuild=not args.no_rebuild, log=log)
+            def run(dist: Path = dist, archived_sums: str | None = archived_sums) -> Verdict:
+                verdict = verify(
+                    dist, target, run_self_check=not args.static_only, rebuild=not args.no_rebuild,
+                    anchors=anchors, log=log,
+                )  # fmt: skip
+                if archived_sums is not None:
+                    check_archived_sums(verdict, archived_sums)
+                return verdict
 
-        try:
-            verdict, report, sums = publish(dist, out_dir, run, log=log)
-        except OSError as err:
-            fail(f"cannot write the reports to {out_dir}: {err.strerror}; pass --reports with a writable folder", 1)
-        print(
-            f"{verdict.artifact.name}: report {report}, "
-            + (f"checksums {sums}" if sums else "no checksums (it failed)")
-        )
-        verdicts.append(verdict)
+            verdicts.append(_publish(dist, out_dir, run))
     print(summary_table(verdicts))
     if summary := os.environ.get("GITHUB_STEP_SUMMARY"):
         with Path(summary).open("a", encoding="utf-8") as fh:
@@ -64,3 +107,20 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     for failure in failures:
         print(f"ERROR: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def check_archived_sums(verdict: Verdict, archived: str) -> None:
+    """An archive's SHA256SUMS (what the workflow attests) must be the one verify writes for what it holds."""
+    problems = []
+    if verdict.ok and archived != sums_text(verdict):
+        problems = ["its SHA256SUMS is not the list of the files it holds: the archive was altered after packing"]
+    verdict.record("archive", problems)
+
+
+def _publish(dist: Path, out_dir: Path, run: Callable[[], Verdict]) -> Verdict:
+    try:
+        verdict, report, sums = publish(dist, out_dir, run, log=log)
+    except OSError as err:
+        fail(f"cannot write the reports to {out_dir}: {err.strerror}; pass --reports with a writable folder", 1)
+    print(f"{verdict.artifact.name}: report {report}, " + (f"checksums {sums}" if sums else "no checksums (it failed)"))
+    return verdict

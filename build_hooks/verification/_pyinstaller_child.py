@@ -30,8 +30,22 @@ class _CollectedError(Exception):
     """Raised by the recording COLLECT: the spec stops where files would be copied."""
 
 
+SITE_ENV = "EMBEDDING_PIPELINE_VERIFY_SITE"
+
+
+def stand_in_for_site_packages(folder: str) -> None:
+    """The lock tree is this analysis's site-packages (the child runs with -S): PyInstaller asks
+    ``site.getsitepackages()`` where a library's folder is kept (``numpy.libs/`` and the like)."""
+    import site
+
+    site.getsitepackages = lambda prefixes=None: [folder]
+    site.getusersitepackages = lambda: folder
+
+
 def main(argv: list[str]) -> int:
     spec, plan, work, out, *archive = argv
+    if os.environ.get(SITE_ENV):
+        stand_in_for_site_packages(os.environ[SITE_ENV])
     import PyInstaller
     import PyInstaller.__main__
     from PyInstaller.building import api, build_main

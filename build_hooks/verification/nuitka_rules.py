@@ -53,6 +53,9 @@ def rules_reference(
             files[placed] = Expected("file", installed)
     reference = Reference("nuitka", files, "rules (--no-rebuild): each library from its installed source")
     reference.unanchored[program] = "Nuitka's compiled program, not rebuilt (--no-rebuild)"
+    reference.sources = [(rel, expected.origin or expected.source) for rel, expected in files.items()
+                         if expected.source is not None]  # fmt: skip
+    reference.complete = False
     reference.floor = NO_REBUILD_FLOOR
     return reference
 

@@ -35,16 +35,19 @@ from filelock import FileLock
 
 from build_hooks.errors import AnchorUnavailableError
 from build_hooks.plan import BuildPlan, write_plan
+from build_hooks.verification.lock import LockTree
 from build_hooks.verification.pyinstaller_archive import ArchiveError, archive_problems, read_archive
 from build_hooks.verification.reference import Expected, Reference, coverage_floor
 
 ANALYSIS_TIMEOUT = 1800.0
 _CHILD = "build_hooks.verification._pyinstaller_child"
+SITE_ENV = "EMBEDDING_PIPELINE_VERIFY_SITE"  # the child's site-packages: the lock tree
 
 
-def pyinstaller_reference(plan: BuildPlan, executable: Path, work: Path) -> Reference:
-    """The artifact PyInstaller makes from ``plan`` with the app's spec, analysed in ``work``;
-    ``executable`` is the artifact's, whose archive the replayed executable is made with."""
+def pyinstaller_reference(plan: BuildPlan, executable: Path, work: Path, tree: LockTree) -> Reference:
+    """The artifact PyInstaller makes from ``plan`` with the app's spec, analysed in ``work`` with the
+    lock's distributions (``tree``) in place of site-packages; ``executable`` is the artifact's, whose
+    archive the replayed executable is made with."""
     spec = plan.target.config.pyinstaller_spec
     if spec is None:
         raise AnchorUnavailableError("set pyinstaller-spec in [tool.embedding-pipeline]: verify re-runs the spec")
@@ -53,7 +56,7 @@ def pyinstaller_reference(plan: BuildPlan, executable: Path, work: Path) -> Refe
         # Stable places for what the analysis reads: PyInstaller re-analyses when an input's path changes.
         analysed = plan.relocated(work / "dist" / plan.dist.name, work / "generated")
         plan_file = write_plan(analysed, work / "plan.json")
-        recorded = _run_child(spec, plan_file, executable, work, plan.target.config.project_root)
+        recorded = _run_child(spec, plan_file, executable, work, plan.target.config.project_root, tree)
     contents = str(recorded["contents_directory"] or "")
     modules = {str(k): Path(v) for k, v in recorded["modules"].items()}
     files: dict[str, Expected] = {}
@@ -77,6 +80,9 @@ def pyinstaller_reference(plan: BuildPlan, executable: Path, work: Path) -> Refe
     reference = Reference("pyinstaller", files, f"{how}: {len(files)} paths", floor=coverage_floor("pyinstaller"))
     if executable_rel:
         reference.checks[executable_rel] = lambda path: executable_archive_problems(path, fresh_pkg)
+    reference.sources = [(dest, Path(source)) for dest, _made, typecode, source in recorded["toc"]
+                         if typecode != "SYMLINK" and source]  # fmt: skip
+    reference.sources += [(name, source) for name, source in modules.items()]
     return reference
 
 
@@ -90,11 +96,13 @@ def executable_archive_problems(executable: Path, fresh_pkg: Path) -> list[str]:
     return archive_problems(shipped, read_archive(fresh_pkg.read_bytes()))
 
 
-def _run_child(spec: Path, plan_file: Path, executable: Path, work: Path, cwd: Path) -> dict[str, Any]:
+def _run_child(spec: Path, plan_file: Path, executable: Path, work: Path, cwd: Path, tree: LockTree) -> dict[str, Any]:
     out = work / "reference.json"
     out.unlink(missing_ok=True)
-    command = [sys.executable, "-m", _CHILD, str(spec), str(plan_file), str(work), str(out)]
-    env = dict(os.environ)
+    # -S: no site-packages of this environment; PyInstaller, its hooks and the app's distributions all
+    # import from the lock tree (PyInstaller's isolated helpers are sent this sys.path).
+    command = [sys.executable, "-S", "-m", _CHILD, str(spec), str(plan_file), str(work), str(out)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(tree.import_path()), SITE_ENV: str(tree.path)}
     if (archive := _shipped_archive(executable, work)) is not None:
         command.append(str(archive))
     if (stamp := pe_timestamp(executable)) is not None:

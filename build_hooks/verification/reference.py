@@ -51,8 +51,11 @@ class Expected:
     compare: Compare = "bytes"  # "code": a .pyc, compared as the code object it holds
     link: str | None = None  # a symlink: its text, as the freezer writes it
     origin: Path | None = None  # the installed file behind ``source``: held to its distribution's RECORD
+    label: str | None = None  # what the file is, when its source is verify's own (a licence text)
 
     def describe(self) -> str:
+        if self.label is not None:
+            return self.label
         return f"a symlink to {self.link}" if self.kind == "symlink" else f"from {self.origin or self.source}"
 
 
@@ -68,6 +71,9 @@ class Reference:
     # Extra checks of single files (PyInstaller's executable and its archive), by path: problems or [].
     checks: dict[str, Callable[[Path], list[str]]] = field(default_factory=dict)
     floor: float = 1.0
+    # (path or module name, source file) of everything the freezer put in: whose licences ship.
+    sources: list[tuple[str, Path]] = field(default_factory=list)
+    complete: bool = True  # False: the sources are a rule's guess (``--no-rebuild``), not the freezer's own
 
 
 @dataclass
@@ -83,17 +89,27 @@ class Coverage:
     failed_bytes: int = 0
     unanchored: list[str] = field(default_factory=list)  # checked only against the manifest, and why
     floor: float = 1.0
+    # Differ from the lock's file but allowed by name (``--allow-patched``): not anchored, said so.
+    allowed_files: int = 0
+    allowed_bytes: int = 0
+    allowed: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
-        return self.anchored_bytes + self.manifest_only_bytes + self.failed_bytes
+        return self.anchored_bytes + self.manifest_only_bytes + self.failed_bytes + self.allowed_bytes
 
     @property
     def share(self) -> float:
         return self.anchored_bytes / self.total if self.total else 1.0
 
-    def count(self, rel: str, size: int, outcome: Literal["anchored", "unanchored", "failed"], why: str = "") -> None:
-        if outcome == "anchored":
+    def count(
+        self, rel: str, size: int, outcome: Literal["anchored", "unanchored", "failed", "allowed"], why: str = ""
+    ) -> None:
+        if outcome == "allowed":
+            self.allowed_files += 1
+            self.allowed_bytes += size
+            self.allowed.append(f"{rel}: {why}")
+        elif outcome == "anchored":
             self.anchored_files += 1
             self.anchored_bytes += size
         elif outcome == "unanchored":
@@ -105,7 +121,9 @@ class Coverage:
 
     def floor_problem(self) -> str | None:
         """Too much held to the manifest alone (failed files have their own failure lines)."""
-        held = 1 - (self.manifest_only_bytes / self.total if self.total else 0.0)
+        # Files allowed by name are outside the floor: they are listed as not anchored instead.
+        gated = self.total - self.allowed_bytes
+        held = 1 - (self.manifest_only_bytes / gated if gated else 0.0)
         if held + 1e-12 >= self.floor:
             return None
         return (
@@ -123,12 +141,16 @@ class Coverage:
             "anchored_share_of_bytes": round(self.share, 4),
             "floor": self.floor,
             "unanchored": self.unanchored,
+            "allowed_unanchored_files": self.allowed_files,
+            "allowed_unanchored": self.allowed,
         }
 
     def summary(self) -> str:
+        allowed = f"; NOT ANCHORED, allowed by name: {self.allowed_files} files" if self.allowed_files else ""
         return (
             f"{self.anchored_files} files, {self.share:.2%} of bytes anchored (floor {self.floor:.0%}); "
             f"{self.manifest_only_files} files ({self.manifest_only_bytes / 2**20:.1f} MiB) by the manifest only"
+            + allowed
         )
 
 
@@ -146,9 +168,13 @@ def reference_problems(
     data_ok: bool,
     digest: Digest,
     record: Mapping[Path, str],
+    foreign: tuple[Path, ...] = (),
+    allowed: Mapping[Path, str] | None = None,
 ) -> tuple[list[str], Coverage]:
     """Every path of ``listing`` (the artifact ``dist``) against ``reference``, and what is missing;
-    ``data/`` (under ``data_prefix``) counts as anchored when the plan's data check passed."""
+    ``data/`` (under ``data_prefix``) counts as anchored when the plan's data check passed. ``allowed``
+    maps source files (the lock tree's) whose artifact copies may differ to why: such a file is counted
+    as allowed and not anchored, never as a pass."""
     problems: list[str] = []
     coverage = Coverage(floor=reference.floor)
     for rel in sorted(set(listing) | set(reference.files) | set(reference.unanchored)):
@@ -170,9 +196,16 @@ def reference_problems(
                 problems.append(f"{rel} was not collected by the freezer (an extra file{why})")
             continue
         try:
-            problem = _extra_check(dist, rel, reference) or _path_problem(dist, entry, expected, digest, record)
+            problem = _extra_check(dist, rel, reference) or _path_problem(
+                dist, entry, expected, digest, record, foreign
+            )
         except Exception as err:  # whatever a damaged file makes a reader raise is a finding about that file
             problem = f"cannot be checked ({type(err).__name__}: {err})"
+        source = (expected.origin or expected.source or Path()).resolve() if expected.kind == "file" else None
+        allowance = (allowed or {}).get(source) if source is not None else None
+        if allowance is not None and problem is None:  # it is the patched file: said, never counted anchored
+            coverage.count(rel, entry.size, "allowed", allowance)
+            continue
         coverage.count(rel, entry.size, "anchored" if problem is None else "failed")
         if problem is not None:
             problems.append(f"{rel} {problem}")
@@ -188,7 +221,7 @@ def _extra_check(dist: Path, rel: str, reference: Reference) -> str | None:
 
 
 def _path_problem(
-    dist: Path, entry: Entry, expected: Expected, digest: Digest, record: Mapping[Path, str]
+    dist: Path, entry: Entry, expected: Expected, digest: Digest, record: Mapping[Path, str], foreign: tuple[Path, ...]
 ) -> str | None:
     if entry.problem is not None:
         return entry.problem
@@ -201,7 +234,7 @@ def _path_problem(
     if entry.kind == "symlink":
         return f"is a symlink to {entry.link}; the freezer writes a file there ({expected.describe()})"
     assert expected.source is not None
-    if (problem := origin_problem(expected.origin or expected.source, digest, record)) is not None:
+    if (problem := origin_problem(expected.origin or expected.source, digest, record, foreign)) is not None:
         return problem
     path = entry.path(dist)
     if expected.compare == "code":
@@ -220,11 +253,17 @@ def is_sha256(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
-def origin_problem(origin: Path, digest: Digest, record: Mapping[Path, str]) -> str | None:
-    """A file installed by a distribution must still be what its RECORD says."""
-    recorded = record.get(origin.resolve())
+def origin_problem(
+    origin: Path, digest: Digest, record: Mapping[Path, str], foreign: tuple[Path, ...] = ()
+) -> str | None:
+    """A file of a distribution must still be what its anchor (the lock's archive) says; none may come
+    from ``foreign`` folders (the verifying environment's site-packages, which the lock does not anchor)."""
+    resolved = origin.resolve()
+    if any(resolved.is_relative_to(root) for root in foreign):
+        return f"comes from {origin}, in the verifying environment's site-packages, which uv.lock does not anchor"
+    recorded = record.get(resolved)
     if recorded is not None and digest(origin) != recorded:
-        return f"comes from {origin}, which differs from its distribution's RECORD"
+        return f"comes from {origin}, which differs from the file uv.lock's archive holds"
     return None
 
 

@@ -34,25 +34,30 @@ from filelock import FileLock, Timeout
 
 from build_hooks import fsutil
 from build_hooks.bundle import Builder, Target
-from build_hooks.errors import AnchorUnavailableError, PipelineError, PreflightError
+from build_hooks.errors import AnchorUnavailableError, PipelineError, PreflightError, UsageError
+from build_hooks.licenses import INDEX_FILE, LICENSES_FOLDER, LicenseMissingError, notices, shipped
 from build_hooks.manifest import UNREADABLE, data_problems, dist_changes, manifest_path, read_build_manifest
 from build_hooks.pipeline_steps import format_table
 from build_hooks.plan import BuildPlan, make_plan, write_plan
+from build_hooks.provenance import interpreter_facts, source_revision
 from build_hooks.sbom import read_sbom, sbom_components, sbom_path, sbom_problems
-from build_hooks.verification.environment import BuildEnvironment
+from build_hooks.verification.environment import BuildEnvironment, installed_roots
 from build_hooks.verification.listing import Entry, list_artifact
+from build_hooks.verification.lock import LockTree, default_wheelhouse, lock_tree
 from build_hooks.verification.nuitka_reference import nuitka_reference
 from build_hooks.verification.nuitka_rules import rules_reference
 from build_hooks.verification.probe_check import probe_record_problems
 from build_hooks.verification.pyinstaller_reference import pyinstaller_reference
-from build_hooks.verification.reference import Reference, reference_problems
+from build_hooks.verification.reference import Expected, Reference, reference_problems
 from build_hooks.verification.selfcheck import check_self_check
 from embedding_runtime.build_api import (
+    BUILD_INFO_FILE,
     DATA_FOLDER,
     PROBE_RECORD_FILE,
     FileDigest,
     ProbeRecord,
     data_path,
+    read_json_record,
     read_probe_record,
     sha256_file,
 )
@@ -106,20 +111,48 @@ def locate(dist: Path, target: Target, platform: str = sys.platform) -> Artifact
     return Artifact(dist, target.data_root(dist), target.executable(dist, platform), target.builder_of(dist))
 
 
+@dataclass(frozen=True)
+class Anchors:
+    """What verify holds third-party files to: the lock, and the wheelhouse holding the files it pins."""
+
+    lock: Path
+    wheelhouse: Path
+    # Distributions the build environment holds patched on purpose (the Wine smoke's numpy): their files
+    # may differ from the lock's, and are then listed as not anchored (never passed as anchored).
+    allow_patched: tuple[str, ...] = ()
+
+    @classmethod
+    def of(
+        cls, target: Target, lock: Path | None = None, wheelhouse: Path | None = None, allow_patched: Sequence[str] = ()
+    ) -> Anchors:
+        root = target.config.project_root
+        return cls(lock or root / "uv.lock", wheelhouse or default_wheelhouse(root), tuple(allow_patched))
+
+
 def verify(
-    dist: Path, target: Target, *, run_self_check: bool = True, rebuild: bool = True, log: Log = lambda _: None
+    dist: Path,
+    target: Target,
+    *,
+    run_self_check: bool = True,
+    rebuild: bool = True,
+    anchors: Anchors | None = None,
+    log: Log = lambda _: None,
 ) -> Verdict:
     """Every check of one artifact (see the module docstring); ``rebuild=False`` holds a Nuitka artifact
-    to rules instead of a rebuild (its program is then unanchored)."""
+    to rules instead of a rebuild (its program is then unanchored). Third-party files are held to the
+    files ``anchors`` names (default: the project's uv.lock, and the wheelhouse)."""
     verdict = Verdict(locate(dist, target))
     started = time.monotonic()
+    anchors = anchors or Anchors.of(target)
     with verdict.guarding("verify", dist):  # a check that raises past its own guard still fails the artifact
-        _run_checks(verdict, target, run_self_check=run_self_check, rebuild=rebuild, log=log)
+        _run_checks(verdict, target, anchors, run_self_check=run_self_check, rebuild=rebuild, log=log)
     verdict.report["seconds"] = round(time.monotonic() - started, 2)
     return verdict
 
 
-def _run_checks(verdict: Verdict, target: Target, *, run_self_check: bool, rebuild: bool, log: Log) -> None:
+def _run_checks(
+    verdict: Verdict, target: Target, anchors: Anchors, *, run_self_check: bool, rebuild: bool, log: Log
+) -> None:
     artifact, dist = verdict.artifact, verdict.artifact.dist
     started = time.monotonic()
     # Each file is hashed once per run, whichever check asks first (model files are ~1 GB at scale).
@@ -136,9 +169,13 @@ def _run_checks(verdict: Verdict, target: Target, *, run_self_check: bool, rebui
             verdict.record("data", problems, f"ok ({len(plan.data) if plan else 0} files, {target.pin})")
             data_ok = not problems
         with verdict.guarding("anchors", dist):
-            _check_anchors(verdict, target, plan, listing, data_ok, digest, scratch, rebuild, log)
+            _check_anchors(verdict, anchors, plan, listing, data_ok, digest, scratch, rebuild, log)
         if plan is not None:
             probe = read_probe_record(scratch / "generated" / PROBE_RECORD_FILE)
+    with verdict.guarding("provenance", artifact.data_root / data_path(BUILD_INFO_FILE)):
+        problems, notes = _provenance_problems(artifact, target)
+        verdict.report["provenance"] = notes
+        verdict.record("provenance", problems, f"ok ({'; '.join(notes.values())})")
     with verdict.guarding("runtime package", dist):
         verdict.record("runtime package", _runtime_problems(artifact))
     with verdict.guarding("manifest", manifest_path(dist)):
@@ -218,12 +255,18 @@ def write_outputs(verdict: Verdict, out_dir: Path) -> tuple[Path, Path | None]:
         **verdict.report,
     }
     if verdict.ok and verdict.manifest is not None:
-        lines = [f"{e.sha256}  {dist.name}/{relative}" for relative, e in sorted(verdict.manifest.items())]
-        fsutil.atomic_write_bytes(sums, ("\n".join(lines) + "\n").encode())
+        fsutil.atomic_write_bytes(sums, sums_text(verdict).encode())
     else:
         sums.unlink(missing_ok=True)
     fsutil.atomic_write_bytes(report, (json.dumps(payload, indent=2, default=str) + "\n").encode())
     return report, sums if verdict.ok and verdict.manifest is not None else None
+
+
+def sums_text(verdict: Verdict) -> str:
+    """The SHA256SUMS of a verified artifact, from its verified manifest, as ``sha256sum -c`` reads it
+    from the artifact's parent folder."""
+    name = verdict.artifact.dist.name
+    return "".join(f"{e.sha256}  {name}/{relative}\n" for relative, e in sorted((verdict.manifest or {}).items()))
 
 
 def summary_table(verdicts: Sequence[Verdict]) -> str:
@@ -288,7 +331,7 @@ def _data_problems(
 
 def _check_anchors(
     verdict: Verdict,
-    target: Target,
+    anchors: Anchors,
     plan: BuildPlan | None,
     listing: dict[str, Entry],
     data_ok: bool,
@@ -302,21 +345,62 @@ def _check_anchors(
     if plan is None:
         verdict.record("anchors", ["there is no plan to derive the artifact's files from"])
         return
-    record = BuildEnvironment.current().record
     started = time.monotonic()
     try:
-        reference = _reference(artifact, plan, listing, digest, record, scratch, rebuild, log)
-    except AnchorUnavailableError as err:  # one line: what verify needs here, or --no-rebuild
+        tree = lock_tree(
+            anchors.lock, anchors.wheelhouse, plan.target.build_dir / "verify", None, anchors.allow_patched
+        )
+        verdict.report["lock"] = {"lock": str(anchors.lock), "files": {f.filename: f.sha256 for f in tree.files}}
+        reference = _reference(artifact, plan, listing, digest, tree, scratch, rebuild, log)
+    except (AnchorUnavailableError, UsageError) as err:  # one line: what verify needs here, or --no-rebuild
         verdict.record("anchors", [str(err)])
         return
+    record = tree.record
+    try:
+        texts = _expect_notices(reference, tree, listing, scratch)
+        verdict.record("licences", [], f"ok ({texts} files, from uv.lock's distributions)")
+    except LicenseMissingError as err:
+        verdict.record("licences", [str(err)])
     verdict.report["reference"] = reference.how
     verdict.report["reference_seconds"] = round(time.monotonic() - started, 2)
     data_prefix = (artifact.data_root / DATA_FOLDER).relative_to(artifact.dist).as_posix() + "/"
     problems, coverage = reference_problems(
-        artifact.dist, listing, reference, data_prefix=data_prefix, data_ok=data_ok, digest=digest, record=record
-    )
+        artifact.dist, listing, reference, data_prefix=data_prefix, data_ok=data_ok, digest=digest, record=record,
+        foreign=installed_roots(), allowed=_allowed(anchors, tree),
+    )  # fmt: skip
     verdict.record("anchors", problems, f"ok ({coverage.summary()})")
     verdict.report["coverage"] = coverage.to_json()
+    if coverage.allowed:
+        verdict.report["not_anchored_allowed"] = coverage.allowed
+        log(
+            f"WARNING: {verdict.artifact.name}: {coverage.allowed_files} files differ from uv.lock's wheels and are "
+            f"NOT ANCHORED, allowed by --allow-patched {' '.join(anchors.allow_patched)}: never ship this artifact"
+        )
+
+
+def _allowed(anchors: Anchors, tree: LockTree) -> dict[Path, str]:
+    why = "NOT ANCHORED: {} is taken from the build environment, patched on purpose (--allow-patched)"
+    return {path: why.format(tree.owners[path]) for path in tree.patched}
+
+
+def _expect_notices(reference: Reference, tree: LockTree, listing: dict[str, Entry], scratch: Path) -> int:
+    """``licenses/`` as the build must have written it for what the freezer collected, from the lock's
+    distributions (:mod:`build_hooks.licenses`). From a rule's guess (``--no-rebuild``) only the texts
+    it can name are required; the index and the rest are held to the manifest."""
+    folder = scratch / LICENSES_FOLDER
+    for name, data in notices(shipped(reference.sources, site=[tree.path])).items():
+        if not reference.complete and name == INDEX_FILE:
+            continue
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        what = f"with the licence texts of what it ships ({name.split('/')[0]}), as the build writes them"
+        reference.files[f"{LICENSES_FOLDER}/{name}"] = Expected("file", path, label=what)
+    if not reference.complete:
+        for rel in listing:
+            if rel.startswith(f"{LICENSES_FOLDER}/") and rel not in reference.files:
+                reference.unanchored[rel] = "a licence text of what the program compiled in (not rebuilt)"
+    return sum(1 for rel in reference.files if rel.startswith(f"{LICENSES_FOLDER}/"))
 
 
 def _reference(
@@ -324,18 +408,19 @@ def _reference(
     plan: BuildPlan,
     listing: dict[str, Entry],
     digest: Callable[[Path], str],
-    record: dict[Path, str],
+    tree: LockTree,
     scratch: Path,
     rebuild: bool,
     log: Log,
 ) -> Reference:
     work = plan.target.build_dir / "verify"
     if artifact.builder == "pyinstaller":
-        return pyinstaller_reference(plan, artifact.executable, work / "pyinstaller")
+        return pyinstaller_reference(plan, artifact.executable, work / "pyinstaller", tree)
     if rebuild:
-        return nuitka_reference(plan, work, digest=digest, record=record, log=log)
+        return nuitka_reference(plan, work, tree=tree, digest=digest, log=log)
     data_prefix = (artifact.data_root / DATA_FOLDER).relative_to(artifact.dist).as_posix() + "/"
-    return rules_reference(artifact.dist, listing, artifact.executable.name, data_prefix, scratch, digest)
+    env = BuildEnvironment.of_lock_tree(tree.path, tree.record)
+    return rules_reference(artifact.dist, listing, artifact.executable.name, data_prefix, scratch, digest, env)
 
 
 def _manifest_problems(artifact: Artifact, verdict: Verdict, digest: Callable[[Path], str]) -> list[str]:
@@ -357,6 +442,45 @@ def _sbom_problems(artifact: Artifact, verdict: Verdict) -> list[str]:
     if not problems:
         verdict.report["sbom_components"] = len(sbom_components(document or {}))
     return problems
+
+
+def _provenance_problems(artifact: Artifact, target: Target) -> tuple[list[str], dict[str, str]]:
+    """The interpreter and the app's commit build-info records, against what verify anchors to: the
+    stdlib and libpython to the verifying interpreter, the app's modules to this checkout."""
+    info = read_json_record(artifact.data_root / data_path(BUILD_INFO_FILE), 64 * 1024)
+    if not isinstance(info, dict):
+        return ["data/build-info.json is missing or unreadable: rebuild with the build step"], {}
+    problems, notes = [], {}
+    built, here = info.get("interpreter"), interpreter_facts()
+    if built != here:
+        problems.append(
+            f"built with {_describe(built)}, but this is {_describe(here)}: the standard library and libpython are "
+            "anchored to the verifying interpreter, so verify with the build's (the same version and files)"
+        )
+    notes["interpreter"] = f"stdlib and libpython anchored to this interpreter, {sys.executable}"
+    source, current = info.get("source") or {}, source_revision(target.config.app_entry.parent)
+    commit = source.get("commit") if isinstance(source, dict) else None
+    if commit is None:
+        notes["source"] = "no commit recorded (not a git checkout): app modules held to this tree as it is"
+    elif commit != current["commit"]:
+        problems.append(
+            f"built from commit {commit}, but this checkout is at {current['commit']}: check out {commit} to "
+            "verify its app modules (they are compared with the tree)"
+        )
+    elif source.get("dirty") or current["dirty"]:
+        notes["source"] = f"commit {commit[:12]} with uncommitted changes: app modules held to this tree as it is"
+    else:
+        notes["source"] = f"app modules held to commit {commit[:12]}"
+    return problems, notes
+
+
+def _describe(facts: object) -> str:
+    if not isinstance(facts, dict):
+        return "an interpreter build-info does not record"
+    return (
+        f"{facts.get('implementation')} {facts.get('version')} (stdlib {str(facts.get('stdlib_sha256'))[:12]}, "
+        f"libpython {str(facts.get('libpython_sha256'))[:12]})"
+    )
 
 
 def _runtime_problems(artifact: Artifact) -> list[str]:
