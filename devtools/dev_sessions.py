@@ -38,6 +38,8 @@ def demo_step_arguments(project: PurePath) -> dict[str, list[str]]:
 def register_dev(root: Path, python: str) -> None:
     def offline_pipeline(session: nox.Session, project: Path, extra: Mapping[str, Sequence[str]]) -> None:
         pin = pin_arguments(session)
+        # Built in this checkout's locked environment: one wheelhouse (verify's anchors) for every demo.
+        session.env["EMBEDDING_PIPELINE_WHEELHOUSE"] = str(root / "build" / "wheelhouse")
         with session.chdir(project):
             outcomes = run_pipeline(STEPS, lambda step: run_step(session, step, *pin, *extra.get(step.name, [])))
             report_outcomes(session, session.name, outcomes)

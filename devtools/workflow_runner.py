@@ -335,6 +335,7 @@ class LocalRunner:
                 "run_id": "1",
                 "run_attempt": "1",
                 "repository": "local/adoption-check",
+                "token": "",  # no GitHub here: the gh stand-in needs none
             },
         }
 

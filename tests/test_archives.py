@@ -24,7 +24,7 @@ from build_hooks.licenses import INDEX_FILE, LICENSES_FOLDER, LicenseMissingErro
 from build_hooks.manifest import manifest_path
 from build_hooks.verification.lock import locked_files, needed_names
 from build_hooks.verification.selfcheck import run_offline
-from build_hooks.verification.verify import Anchors, verify
+from build_hooks.verification.verify import Anchors, marker_problems, verify
 from devtools.demo_project import APP_NAME, APP_VERSION, Project
 from tests.artifacts import linked_copy
 from tests.support import REPO_ROOT, WHEELHOUSE, child_env
@@ -381,3 +381,33 @@ def test_the_visual_cpp_runtime_gets_microsofts_notice_whoever_shipped_it(tmp_pa
     texts = notices(what, platform="win32")
     assert "Microsoft Visual C++ Redistributable" in texts["system/vcruntime140.dll.txt"].decode()
     assert "vcruntime140.dll: the Microsoft Visual C++ Redistributable" in texts[INDEX_FILE].decode()
+
+
+def test_the_profile_marker_is_held_to_what_it_says_not_where_it_was_prepared(tmp_path: Path) -> None:
+    """A fresh runner's prepare-model writes its own source and file times: the download still verifies;
+    any other field of the marker is compared, and one it does not know fails."""
+    marker = {
+        "files": {"onnx/model.onnx": {"mtime_ns": 1, "sha256": "a" * 64, "size": 3}},
+        "license": "MIT", "profile_id": "p-v1", "repo": "o/r", "revision": "b" * 40, "schema": 1,
+        "source": "https://hub.example", "variants": ["fp32"],
+    }  # fmt: skip
+    here = tmp_path / "here.json"
+    here.write_text(json.dumps(marker))
+    shipped = tmp_path / "shipped.json"
+
+    def says(**changes: object) -> list[str]:
+        record = json.loads(json.dumps(marker))
+        for key, value in changes.items():
+            if key == "file":
+                record["files"]["onnx/model.onnx"].update(value)
+            else:
+                record[key] = value
+        shipped.write_text(json.dumps(record))
+        return marker_problems(shipped, here)
+
+    assert says(source="/home/runner/model-source", file={"mtime_ns": 99}) == []
+    assert says(file={"sha256": "c" * 64}) == ["says another files than the prepared profile's marker"]
+    assert says(revision="d" * 40) == ["says another revision than the prepared profile's marker"]
+    assert says(trusted=True) == ["says another trusted than the prepared profile's marker"]
+    shipped.write_text("[]")
+    assert marker_problems(shipped, here) == ["is not a profile marker (unreadable, or no files)"]

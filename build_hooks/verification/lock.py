@@ -117,14 +117,17 @@ def _packages(lock: Path) -> list[dict[str, Any]]:
 def locked_files(lock: Path, names: Iterable[str], tags: Iterable[Tag] | None = None) -> list[LockedFile]:
     """For each of ``names`` the lock pins from an index: the wheel it names for this interpreter, or
     its sdist when no wheel fits. Names the lock has from a path, a git checkout or not at all are
-    not third-party files (the app's and the suite's own sources)."""
+    not third-party files (the app's and the suite's own sources), nor are the suite's distributions
+    wherever they come from (they are the verifier)."""
     packages = _packages(lock)
     wanted = {canonicalize_name(n) for n in names}
     order = {tag: rank for rank, tag in enumerate(tags if tags is not None else sys_tags())}
     chosen: list[LockedFile] = []
     for package in packages:
         name = canonicalize_name(str(package.get("name", "")))
-        if name not in wanted or "registry" not in package.get("source", {}):
+        # The suite's own distributions are the verifier (copied beside the tree): an app locks them from
+        # a folder of wheels, with no hash to anchor to.
+        if name not in wanted or name in SUITE_DISTRIBUTIONS or "registry" not in package.get("source", {}):
             continue
         version = str(package.get("version"))
         wheels = [{**w, "url": _url(lock, w)} for w in package.get("wheels", [])]

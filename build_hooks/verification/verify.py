@@ -36,7 +36,14 @@ from build_hooks import fsutil
 from build_hooks.bundle import Builder, Target
 from build_hooks.errors import AnchorUnavailableError, PipelineError, PreflightError, UsageError
 from build_hooks.licenses import INDEX_FILE, LICENSES_FOLDER, LicenseMissingError, notices, shipped
-from build_hooks.manifest import UNREADABLE, data_problems, dist_changes, manifest_path, read_build_manifest
+from build_hooks.manifest import (
+    RECORD_MAX_BYTES,
+    UNREADABLE,
+    data_problems,
+    dist_changes,
+    manifest_path,
+    read_build_manifest,
+)
 from build_hooks.pipeline_steps import format_table
 from build_hooks.plan import BuildPlan, make_plan, write_plan
 from build_hooks.provenance import interpreter_facts, source_revision
@@ -53,6 +60,8 @@ from build_hooks.verification.selfcheck import check_self_check
 from embedding_runtime.build_api import (
     BUILD_INFO_FILE,
     DATA_FOLDER,
+    MARKER_NAME,
+    MODELS_FOLDER,
     PROBE_RECORD_FILE,
     FileDigest,
     ProbeRecord,
@@ -326,7 +335,44 @@ def _data_problems(
     by_content = {}
     if expected_probe is not None:
         by_content[probe] = lambda: probe_record_problems(shipped_probe, expected_probe)
+    marker = f"{data_path(MODELS_FOLDER)}/{plan.pin.profile_id}/{MARKER_NAME}"
+    expected_marker = next((f.source for f in plan.data if f.dest == marker), None)
+    if expected_marker is not None:
+        shipped_marker = artifact.data_root / marker
+        by_content[marker] = lambda: marker_problems(shipped_marker, expected_marker)
     return problems + data_problems(plan, artifact.dist, shipped, by_content)
+
+
+# The profile marker's fields that are facts of the machine that prepared it, not of the model: where
+# the files came from and when each was written. Another runner's prepare-model writes its own.
+_PREPARED_HERE = ("source",)
+_PREPARED_HERE_PER_FILE = ("mtime_ns",)
+
+
+def marker_problems(shipped: Path, expected: Path) -> list[str]:
+    """The shipped profile marker against the one prepare-model wrote here, by what it says: every
+    field (repo, revision, profile, variants, licence, each file's size and sha256) but where and when
+    the files were prepared. A field that is not compared is one this function names."""
+
+    def what_it_says(path: Path) -> dict[str, Any] | None:
+        record = read_json_record(path, RECORD_MAX_BYTES)
+        if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
+            return None
+        files = {
+            name: {k: v for k, v in entry.items() if k not in _PREPARED_HERE_PER_FILE}
+            if isinstance(entry, dict)
+            else entry
+            for name, entry in record["files"].items()
+        }
+        return {**{k: v for k, v in record.items() if k not in _PREPARED_HERE}, "files": files}
+
+    said, wanted = what_it_says(shipped), what_it_says(expected)
+    if wanted is None:
+        return [f"cannot be compared: the prepared profile's {expected} is not a marker"]
+    if said is None:
+        return ["is not a profile marker (unreadable, or no files)"]
+    differing = sorted(k for k in said.keys() | wanted.keys() if said.get(k) != wanted.get(k))
+    return [f"says another {', '.join(differing)} than the prepared profile's marker"] if differing else []
 
 
 def _check_anchors(
