@@ -158,7 +158,7 @@ def test_a_revision_override_flows_through_every_step(
     refusal = results["verify-artifact"].stderr
     bundled_marker = data_path(MODELS_FOLDER, PROFILE_ID, MARKER_NAME)
     assert (
-        f"{bundled_marker} is not the plan's" in refusal
+        f"{bundled_marker} says another license, revision than the prepared profile's marker" in refusal
         and f"{data_path(BUILD_INFO_FILE)} is not the plan's" in refusal
     )
 
