@@ -142,16 +142,23 @@ def notices(what: Shipped, platform: str = sys.platform) -> dict[str, bytes]:
     return files
 
 
-def licence_of(dist: metadata.Distribution) -> str | None:
-    """The licence a distribution declares: its SPDX expression, short licence field or classifiers."""
+def declared_licences(dist: metadata.Distribution) -> tuple[tuple[str, ...], bool]:
+    """The licence a distribution declares, and whether as an expression or short name (``True``: its
+    SPDX ``License-Expression``, else its short ``License`` field) or only as classifier names."""
     meta = dist.metadata
     if expression := _field(meta, "License-Expression"):
-        return expression
+        return (expression,), True
+    # Short names as they are; a whole licence text by its first line ("MIT License").
     declared = (_field(meta, "License") or "").strip().split("\n")[0].strip()
     if declared and len(declared) <= 80:
-        return declared
+        return (declared,), True
     classifiers = [c.split(" :: ")[-1] for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
-    return " AND ".join(classifiers) or None
+    return tuple(classifiers), False
+
+
+def licence_of(dist: metadata.Distribution) -> str | None:
+    """The licence a distribution declares, as one line (``None``: it declares none)."""
+    return " AND ".join(declared_licences(dist)[0]) or None
 
 
 def _field(meta: metadata.PackageMetadata, name: str) -> str | None:

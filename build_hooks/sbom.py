@@ -34,6 +34,7 @@ from packageurl import PackageURL
 
 from build_hooks import fsutil
 from build_hooks.bundle import PYINSTALLER_CONTENTS, Builder
+from build_hooks.licenses import declared_licences
 from build_hooks.manifest import RECORD_MAX_BYTES, read_build_manifest
 from embedding_runtime.build_api import (
     DATA_FOLDER,
@@ -433,22 +434,10 @@ def _sha256(entry: FileDigest) -> HashType:
 
 
 def _licenses(dist: metadata.Distribution) -> list[Any] | None:
-    """The distribution's licence: the SPDX expression if declared, else its short licence or classifier."""
-    meta = dist.metadata
+    """The distribution's licence: the SPDX expression if declared, else its short licence or classifiers."""
+    names, expression = declared_licences(dist)
     factory = LicenseFactory()
-    if expression := _field(meta, "License-Expression"):
-        return [factory.make_from_string(expression)]
-    # Short names as they are; a whole licence text by its first line ("MIT License").
-    declared = (_field(meta, "License") or "").strip().split("\n")[0].strip()
-    if declared and len(declared) <= 80:
-        return [factory.make_from_string(declared)]
-    classifiers = [c.split(" :: ")[-1] for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
-    return [factory.make_with_name(name) for name in classifiers] or None
-
-
-def _field(meta: metadata.PackageMetadata, name: str) -> str | None:
-    values = meta.get_all(name) or []
-    return str(values[0]) if values else None
+    return [factory.make_from_string(n) if expression else factory.make_with_name(n) for n in names] or None
 
 
 def _named_license(value: str) -> list[Any] | None:
