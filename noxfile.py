@@ -4,8 +4,9 @@
     nox -s demo               the same, offline, on a generated model
     nox -s demo-foreign       the same for a second app that adopts the suite (devtools/foreign_app)
     nox -s wheels             the runtime and suite wheels (dist/wheels)
-    nox -s tests / lint       the test suite / ruff + mypy + actionlint + the runtime's API snapshot
-    nox -s adoption / docs    the README's adoption section executed / the API reference
+    nox -s tests / lint       the test suite / ruff + mypy + actionlint + the adopter's surface check
+    nox -s adoption / docs    the README's adoption section, the 0.1.0 app's upgrade, the workflows and
+                              the release executed / the API reference
 
 `nox -l` lists them all; see build_hooks/nox_sessions.py for the pipeline's.
 """
@@ -60,8 +61,9 @@ def lint(session: nox.Session) -> None:
     foreign = ROOT / "devtools" / "foreign_app" / "src"
     session.run("mypy", "--config-file=", "--strict", "-p", "pocket_search", env={"MYPYPATH": str(foreign)})
     session.run("lint-imports")
-    session.run("python", "-m", "devtools.api_docs", "check-api")  # the runtime's public API, as recorded
+    # The adopter's surface against the last release's (api-snapshot.json) and CHANGELOG.md.
+    session.run("python", "-m", "devtools.api_docs", "check-api")
     if shutil.which("actionlint", path=str(Path(session.bin))):
-        session.run("actionlint", ".github/workflows/build-desktop.yml", ".github/workflows/embedding-pipeline.yml")
+        session.run("actionlint", *(str(p) for p in sorted((ROOT / ".github" / "workflows").glob("*.yml"))))
     else:
         session.log("# actionlint has no wheel for this platform; the workflow tests still run in `tests`")

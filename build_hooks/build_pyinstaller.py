@@ -18,6 +18,7 @@ from build_hooks.build_stamp import build_message, rebuild_reason
 from build_hooks.bundle import Target
 from build_hooks.errors import BuildFailedError, UsageError
 from build_hooks.plan import BuildPlan, make_plan, write_plan
+from build_hooks.versions import spec_problems
 
 Log = Callable[[str], None]
 PLAN_FLAG = "--plan"
@@ -43,6 +44,8 @@ def build(
 ) -> Path:
     """Plan (refusing what must not ship), run the spec on it unless nothing changed; the dist.
     The spec writes the manifest, the SBOM and the stamp after checking the copies."""
+    if target.config.pyinstaller_spec is not None and (problems := spec_problems(target.config.pyinstaller_spec)):
+        raise UsageError(problems[0])  # before a plan, and before any analysis
     plan = make_plan(target, "pyinstaller", dist=target.dist_dir("pyinstaller", dist_root), options=extra_args)
     plan_file = write_plan(plan)
     why = "--force" if force else rebuild_reason(plan.dist, plan.inputs)

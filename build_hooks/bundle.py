@@ -291,6 +291,10 @@ def model_notice(target: Target) -> str:
 def _profile_problems(target: Target) -> list[str]:
     folder, pin = target.profile_dir, target.pin
     fix = "run `nox -s prepare-model`"
+
+    def fix_with(*args: str) -> str:  # a step's own flags come after nox's `--`
+        return f"run `nox -s prepare-model -- {' '.join(args)}`"
+
     if not folder.is_dir():
         opt_out = f"(or set {WITHOUT_VECTORS_ENV}=1 to build without vectors)"
         return [f"the model profile {folder} is missing: {fix} {opt_out}"]
@@ -300,16 +304,18 @@ def _profile_problems(target: Target) -> list[str]:
     if (marker.repo, marker.revision) != (pin.repo, pin.revision):
         return [
             f"the model profile {folder} holds {marker.repo}@{marker.revision[:12]}, "
-            f"not the pinned {pin.repo}@{pin.revision[:12]}: {fix} (with the same --revision)"
+            f"not the pinned {pin.repo}@{pin.revision[:12]}: {fix_with('--revision', pin.revision)}"
         ]
     problems = []
     for variant in pin.variants:
         if variant not in marker.variants:
-            problems.append(f"the model profile {folder} lacks the {variant} variant: {fix} --variant {variant}")
+            problems.append(f"the model profile {folder} lacks the {variant} variant: {fix_with('--variant', variant)}")
         # Files as prepare left them are not hashed here: each build hashes every copy it ships and
         # checks it against the plan (build_hooks.manifest.data_problems), so the model is hashed once.
         elif problem := folder_problem(folder, variant, rehash_touched=True):
-            problems.append(f"the model profile {folder} fails its check for {variant}: {problem}; {fix} --verify")
+            problems.append(
+                f"the model profile {folder} fails its check for {variant}: {problem}; {fix_with('--verify')}"
+            )
     return problems
 
 

@@ -41,7 +41,7 @@ from typing import Any
 from build_hooks.errors import UsageError
 from embedding_runtime.build_api import MODELS_FOLDER, TIKTOKEN_FOLDER, VARIANTS, data_path
 
-__all__ = ["PIN_ENV", "TABLE", "Pin", "PipelineConfig", "load_config"]
+__all__ = ["KEYS", "PIN_ENV", "REQUIRED", "TABLE", "Pin", "PipelineConfig", "load_config"]
 
 TABLE = "embedding-pipeline"
 """The table's name: ``[tool.embedding-pipeline]``."""
@@ -55,6 +55,26 @@ PIN_ENV = {
 # the product's promise on every CPU: per-channel int8 of a real MiniLM-class model gives
 # 0.97 on AVX2-only and VNNI machines alike, scrambled weights 0.27.
 DEFAULT_INT8_MIN_COSINE = 0.80
+REQUIRED = "required"
+"""A key of :data:`KEYS` without a default: the table must write it."""
+KEYS: dict[str, Any] = {
+    "profile-id": REQUIRED,
+    "repo": REQUIRED,
+    "revision": REQUIRED,
+    "variants": "both",
+    "model-license": "",
+    "output-root": data_path(MODELS_FOLDER),
+    "tiktoken-encodings": ["o200k_base"],
+    "tiktoken-cache": data_path(TIKTOKEN_FOLDER),
+    "app-name": REQUIRED,
+    "app-entry": REQUIRED,
+    "source-root": ".",
+    "profiles-module": None,
+    "pyinstaller-spec": None,
+    "int8-min-cosine": DEFAULT_INT8_MIN_COSINE,
+}
+"""Every key of ``[tool.embedding-pipeline]`` with its default (:data:`REQUIRED`: none; ``None``:
+left out means the feature is off). Any other key is refused."""
 REVISION_PATTERN = re.compile(r"^[0-9a-f]{40}$")
 PROFILE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 REPO_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
@@ -137,23 +157,30 @@ def load_config(pyproject: Path | None = None) -> PipelineConfig:
     if not isinstance(table, dict):
         raise UsageError(f"{path} has no [tool.{TABLE}] table")
     root = path.parent
+    if unknown := sorted(set(table) - set(KEYS)):
+        raise UsageError(
+            f"{path}: [tool.{TABLE}] has no key {unknown[0]!r}: the keys are {', '.join(KEYS)} (see CHANGELOG.md"
+            " for a renamed one)"
+        )
+    value = {key: table.get(key, default) for key, default in KEYS.items() if key in table or default != REQUIRED}
     try:
         pin = validated_pin(
-            str(table["repo"]), str(table["revision"]), str(table["profile-id"]), str(table.get("variants", "both"))
+            str(value["repo"]), str(value["revision"]), str(value["profile-id"]), str(value["variants"])
         )
+        optional = {key: value[key] for key in ("profiles-module", "pyinstaller-spec") if value[key] is not None}
         return PipelineConfig(
             project_root=root,
             pin=pin,
-            output_root=root / str(table.get("output-root", data_path(MODELS_FOLDER))),
-            model_license=str(table.get("model-license", "")),
-            tiktoken_encodings=tuple(table.get("tiktoken-encodings", ["o200k_base"])),
-            tiktoken_cache=root / str(table.get("tiktoken-cache", data_path(TIKTOKEN_FOLDER))),
-            app_name=str(table["app-name"]),
-            app_entry=root / str(table["app-entry"]),
-            int8_min_cosine=float(table.get("int8-min-cosine", DEFAULT_INT8_MIN_COSINE)),
-            source_root=root / str(table.get("source-root", ".")),
-            profiles_module=str(table["profiles-module"]) if "profiles-module" in table else None,
-            pyinstaller_spec=root / str(table["pyinstaller-spec"]) if "pyinstaller-spec" in table else None,
+            output_root=root / str(value["output-root"]),
+            model_license=str(value["model-license"]),
+            tiktoken_encodings=tuple(value["tiktoken-encodings"]),
+            tiktoken_cache=root / str(value["tiktoken-cache"]),
+            app_name=str(value["app-name"]),
+            app_entry=root / str(value["app-entry"]),
+            int8_min_cosine=float(value["int8-min-cosine"]),
+            source_root=root / str(value["source-root"]),
+            profiles_module=str(optional["profiles-module"]) if "profiles-module" in optional else None,
+            pyinstaller_spec=root / str(optional["pyinstaller-spec"]) if "pyinstaller-spec" in optional else None,
             app_version=_app_version(path),
         )
     except KeyError as err:

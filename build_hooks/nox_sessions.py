@@ -22,24 +22,21 @@ console script, in the session's environment.
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 
 import nox
-import nox.project
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
+from build_hooks import versions
 from build_hooks.errors import UsageError
 from build_hooks.pipeline_steps import CONSOLE_SCRIPT, STEPS, Command, StepOutcome, pin_args, result_table, run_pipeline
+from build_hooks.versions import project_problems
 
 __all__ = ["DISTRIBUTION", "PYTHON", "check_suite_version", "install_groups", "register"]
 
 PYTHON = "3.11"
 """The Python the sessions build with (``register(root, python=...)`` picks another)."""
-DISTRIBUTION = "desktop-embedding-pipeline"
+DISTRIBUTION = versions.DISTRIBUTION
 """The suite's distribution name, as the app's ``uv.lock`` and the noxfile's PEP 723 block name it."""
 
 
@@ -116,49 +113,16 @@ def register(root: Path, python: str = PYTHON, venv_backend: str = "uv") -> None
 
 
 def check_suite_version(root: Path) -> None:
-    """The suite this noxfile runs on is the one the app locked: the version nox imported, and
-    the one the noxfile's PEP 723 block names, must be the version in ``uv.lock`` (when there is one)."""
-    locked = locked_version(root / "uv.lock", DISTRIBUTION)
-    if locked is None:
-        return
-    running = running_version()
-    declared = [
-        Requirement(dep)
-        for dep in nox.project.load_toml(str(root / "noxfile.py"), missing_ok=True).get("dependencies", [])
-        if canonicalize_name(Requirement(dep).name) == DISTRIBUTION
-    ]
-    for requirement in declared:
-        if not requirement.specifier.contains(locked, prereleases=True):
-            raise SystemExit(
-                f"ERROR: noxfile.py's script block asks for {requirement} but uv.lock holds {DISTRIBUTION} "
-                f"{locked}: make them the same (edit the block, or `uv lock --upgrade-package {DISTRIBUTION}`)"
-            )
-    if running != locked:
-        raise SystemExit(
-            f"ERROR: nox runs {DISTRIBUTION} {running} but uv.lock holds {DISTRIBUTION} {locked}: pin "
-            f"\"{DISTRIBUTION}=={locked}\" in noxfile.py's script block (or run nox from the app's locked environment)"
-        )
-
-
-def running_version() -> str:
-    """The suite's version as nox imported it: its installed metadata, or (this repository's own
-    noxfile imports the source tree) the version its pyproject.toml declares."""
+    """The app agrees with the suite nox imported (:func:`build_hooks.versions.project_problems`):
+    the noxfile's PEP 723 block, ``uv.lock`` and the workflows' refs name this version, and no usage
+    an earlier version took is left. ``SystemExit`` with the first problem's line otherwise."""
     try:
-        return metadata.version(DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        source = Path(__file__).resolve().parents[1] / "pyproject.toml"
-        return str(tomllib.loads(source.read_text(encoding="utf-8"))["project"]["version"])
-
-
-def locked_version(lock: Path, name: str) -> str | None:
-    """The version of ``name`` in a uv lock file; ``None`` without a lock or without the package."""
-    try:
-        packages = tomllib.loads(lock.read_text(encoding="utf-8")).get("package", [])
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise SystemExit(f"ERROR: {lock} cannot be read ({err}): run `uv lock` in {lock.parent}") from None
-    return next((str(p.get("version")) for p in packages if canonicalize_name(str(p.get("name"))) == name), None)
+        problems = project_problems(root)
+    except UsageError as err:
+        raise SystemExit(f"ERROR: {err}") from None
+    if problems:
+        more = f" (and {len(problems) - 1} more: `embedding-pipeline check-project` lists them)" if problems[1:] else ""
+        raise SystemExit(f"ERROR: {problems[0]}{more}")
 
 
 def _step_session(step: Command) -> Callable[[nox.Session], None]:

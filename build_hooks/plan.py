@@ -18,6 +18,7 @@ import importlib.metadata
 import json
 import os
 import sys
+import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -27,7 +28,7 @@ import build_hooks
 import embedding_runtime
 from build_hooks import fsutil
 from build_hooks.bundle import BUILDERS, Builder, Target, generated_files, preflight_problems
-from build_hooks.config import Pin, load_config
+from build_hooks.config import Pin, PipelineConfig, load_config
 from build_hooks.errors import PreflightError, UsageError
 from embedding_runtime.build_api import (
     MARKER_NAME,
@@ -48,6 +49,7 @@ SUITE = "desktop-embedding-pipeline"
 TOOLS = ("nuitka", "pyinstaller", "pyinstaller-hooks-contrib", "onnxruntime", "tokenizers", "tiktoken", "numpy")
 # Folders under a source root that hold none of the app's source: outputs, data, caches, environments
 # (names starting with a dot, .nox and .venv among them, are skipped too).
+_CONFIG = "config "  # the inputs named after a key of pyproject.toml
 _NOT_SOURCE = frozenset({"build", "dist", "data", "node_modules", "__pycache__", "site-packages", "venv", "env"})
 
 
@@ -161,8 +163,10 @@ def read_plan(path: Path) -> BuildPlan:
         inputs = {str(k): str(v) for k, v in raw["inputs"].items()}
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UsageError(f"{path} is not a build plan ({err}): run the build step, which writes it") from err
-    if inputs.get("config") != sha256_file(config.project_root / "pyproject.toml"):
-        raise UsageError(f"{path} was made before pyproject.toml changed: run the build step again")
+    recorded = {k: v for k, v in inputs.items() if k.startswith(_CONFIG)}
+    if changed := sorted(k for k, v in config_inputs(config).items() ^ recorded.items()):
+        keys = ", ".join(dict.fromkeys(k.removeprefix(_CONFIG) for k in changed))
+        raise UsageError(f"{path} was made before pyproject.toml's {keys} changed: run the build step again")
     target = Target(config, pin, bool(raw["with_vectors"]))
     return BuildPlan(target, cast(Builder, raw["builder"]), Path(raw["dist"]), data, inputs)
 
@@ -174,7 +178,8 @@ def build_inputs(target: Target, builder: Builder, data: Sequence[DataFile], opt
     config = target.config
     inputs = {"builder": builder, "python": sys.version, "options": " ".join(options)}
     inputs |= {f"version {name}": _version(name) for name in (*TOOLS, SUITE)}
-    files = {"config": config.project_root / "pyproject.toml", "entry": config.app_entry}
+    inputs |= config_inputs(config)
+    files = {"entry": config.app_entry}
     if builder == "pyinstaller" and config.pyinstaller_spec is not None:
         files["spec"] = config.pyinstaller_spec
     if (profiles := _module_file(config.source_root, config.profiles_module)) is not None:
@@ -186,6 +191,21 @@ def build_inputs(target: Target, builder: Builder, data: Sequence[DataFile], opt
     inputs |= {name: sha256_file(path) if path.is_file() else "absent" for name, path in files.items()}
     inputs |= {f"data {f.dest}": f.sha256 for f in data}
     return inputs
+
+
+def config_inputs(config: PipelineConfig) -> dict[str, str]:
+    """One digest per value of the project's ``pyproject.toml``, named by its dotted key
+    (``config tool.embedding-pipeline.revision``): a rebuild names the key that changed."""
+    document = tomllib.loads((config.project_root / "pyproject.toml").read_text(encoding="utf-8"))
+
+    def leaves(table: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, str]]:
+        for key, value in table.items():
+            if isinstance(value, dict) and value:
+                yield from leaves(value, f"{prefix}{key}.")
+            else:
+                yield f"{_CONFIG}{prefix}{key}", hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+    return dict(leaves(document, ""))
 
 
 def app_sources(target: Target) -> list[Path]:

@@ -24,16 +24,18 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from build_hooks.build_pyinstaller import PLAN_FLAG
 from build_hooks.build_stamp import write_stamp
 from build_hooks.bundle import EXCLUDED_MODULES, target_for
 from build_hooks.config import find_pyproject, load_config, project_holding
-from build_hooks.errors import BuildFailedError
+from build_hooks.errors import BuildFailedError, PreflightError
 from build_hooks.licenses import notices, shipped, system_licences, write_notices
 from build_hooks.manifest import data_problems, write_manifest
 from build_hooks.plan import BuildPlan, make_plan, read_plan, write_plan
 from build_hooks.sbom import Analysis, pyinstaller_collection, pyinstaller_sources, write_sbom
+from build_hooks.versions import REMOVED_SPEC_ATTRIBUTES
 
 __all__ = ["SpecInputs"]
 
@@ -64,10 +66,28 @@ class SpecInputs:
             # Without --distpath, build where the build step does (dist/pyinstaller/<app>).
             chosen = Path(CONF["distpath"]).absolute()
             dist = None if chosen == Path("dist").absolute() else chosen / config.app_name
+            planned = dist if dist is not None else target.dist_dir("pyinstaller", None)
+            if planned.exists() and not CONF.get("noconfirm") and not sys.stdout.isatty():
+                # PyInstaller would refuse to replace it only after the whole analysis.
+                spec = config.pyinstaller_spec.name if config.pyinstaller_spec else "<spec>"
+                raise PreflightError(
+                    [f"{planned} holds an earlier build: run `pyinstaller --noconfirm {spec}`"
+                     " (or `embedding-pipeline build-pyinstaller`) to replace it"]
+                )  # fmt: skip
             plan = make_plan(target, "pyinstaller", dist=dist)
             write_plan(plan)
         CONF["distpath"] = str(plan.dist.parent)
         return cls(plan)
+
+    def __getattr__(self, name: str) -> NoReturn:
+        # An attribute an earlier version had: one line naming the edit, not an AttributeError in PyInstaller.
+        if name in REMOVED_SPEC_ATTRIBUTES:
+            version, fix = REMOVED_SPEC_ATTRIBUTES[name]
+            raise SystemExit(
+                f"ERROR: the spec uses SpecInputs.{name}, removed in {version}: {fix}"
+                f" (CHANGELOG.md, Upgrading to {version})"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def name(self) -> str:

@@ -25,6 +25,9 @@ from build_hooks.nox_sessions import install_groups, pin_arguments, report_outco
 from build_hooks.pipeline_steps import STEPS, command, run_pipeline
 from devtools.foreign_project import step_arguments
 
+# devtools.adoption's checks, in the order the session runs them.
+ADOPTION_CHECKS = ("readme", "upgrade", "workflows", "release")
+
 
 def demo_step_arguments(project: PurePath) -> dict[str, list[str]]:
     """What the offline demo adds to the steps: the generated model source and the tiktoken file,
@@ -64,11 +67,13 @@ def register_dev(root: Path, python: str) -> None:
     @nox.session(name="adoption", python=python)
     def adoption(session: nox.Session) -> None:
         """The README's adoption section, executed in an empty folder (the app built, verified and
-        run offline); then the reusable workflow's steps for the foreign app and this repository.
-        `-- readme` or `-- workflows` runs one; `-- --keep` keeps the folders (other arguments, as
-        `nox -s tests adoption -- -k name` hands pytest's to every session, are not for it)."""
+        run offline); the 0.1.0 app upgraded by CHANGELOG.md's steps (built and verified); the
+        reusable workflow's steps for the foreign app and this repository; release.yml up to its
+        publish step. `-- readme`, `-- upgrade`, `-- workflows` or `-- release` runs one; `-- --keep`
+        keeps the folders (other arguments, as `nox -s tests adoption -- -k name` hands pytest's to
+        every session, are not for it)."""
         install_groups(session, "adoption")
-        checks = [a for a in session.posargs if a in ("readme", "workflows")] or ["readme", "workflows"]
+        checks = [a for a in session.posargs if a in ADOPTION_CHECKS] or list(ADOPTION_CHECKS)
         options = [a for a in session.posargs if a == "--keep"]
         for check in checks:
             session.run("python", "-m", "devtools.adoption", check, *options)
@@ -76,7 +81,7 @@ def register_dev(root: Path, python: str) -> None:
     @nox.session(name="docs", python=python)
     def docs(session: nox.Session) -> None:
         """The API reference from docstrings into build/docs (fails on a warning or a public name
-        without a docstring), and the runtime's public API against runtime/api-snapshot.json."""
+        without a docstring), and the adopter's surface against api-snapshot.json and CHANGELOG.md."""
         install_groups(session, "docs", "test")
         session.run("python", "-m", "devtools.api_docs", "build", str(root / "build" / "docs"))
         session.run("python", "-m", "devtools.api_docs", "check-api")

@@ -2,7 +2,8 @@
 
 What the adoption check needs to prove that a workflow runs for an app, without GitHub: the
 expressions the workflows use (``${{ }}`` with contexts, ``!``, ``&&``, ``||``, ``==``, ``!=``
-and the functions ``always``, ``success``, ``failure``, ``hashFiles``, ``fromJSON``), the step
+and the functions ``always``, ``success``, ``failure``, ``hashFiles``, ``fromJSON``, ``startsWith``,
+``endsWith``, ``contains``), the step
 outputs (``$GITHUB_OUTPUT``), several jobs in ``needs`` order (a job's ``if:`` without a status
 function is ``success() && ...``, as GitHub implies; each job after the first runs on a fresh
 runner: a new copy of the clone as it was before any job ran), and stand-ins for the actions:
@@ -16,7 +17,15 @@ runner: a new copy of the clone as it was before any job ran), and stand-ins for
   out unless ``include-hidden-files``; the zip keeps no modes: downloads get 0644 files), or with
   ``archive: false`` the single file as it is, named after it; ``if-no-files-found``;
 - download-artifact as v8 documents it: a zipped artifact unpacked (0644 files, 0755 folders),
-  a single file as it is (a ``.zip`` unpacked unless ``skip-decompress``).
+  a single file as it is (a ``.zip`` unpacked unless ``skip-decompress``);
+- pypa/gh-action-pypi-publish up to the upload: the job must grant ``id-token: write`` (trusted
+  publishing) and every file of ``packages-dir`` must be a distribution of the tag's version; then
+  the run ends there (``stopped_at``), and the jobs after it are "not run": nothing leaves this machine.
+
+A run starts as a caller's ``workflow_call`` (:meth:`LocalRunner.run`, :meth:`LocalRunner.call`) or as a
+push of a tag (:meth:`LocalRunner.push_tag`: ``github.ref``, ``ref_name`` and ``event_name`` as GitHub
+sets them). A job's ``environment`` is recorded by name (its protection rules and reviewers are
+GitHub's: not checked here).
 
 Linux only (``runs-on`` resolves to ``ubuntu-*``); a reusable workflow is called through the
 caller's ``uses:`` job with the caller's ``with:``, as GitHub does.
@@ -24,6 +33,7 @@ caller's ``uses:`` job with the caller's ``with:``, as GitHub does.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -209,19 +219,30 @@ class JobRun:
     caches: list[dict[str, str]] = field(default_factory=list)
     attested: list[str] = field(default_factory=list)
     workspace: Path | None = None
-    result: str = "success"  # "success", "failure" or "skipped", as ``needs.<job>.result``
+    result: str = "success"  # "success", "failure" or "skipped", as ``needs.<job>.result``; or "not run"
+    environment: str | None = None  # the job's deployment environment (``environment:``), by name
+    published: list[str] = field(default_factory=list)  # what the publish step would upload
 
     @property
     def failed(self) -> bool:
         return any(o.result == "failed" for o in self.outcomes)
 
 
+_NOT_RAN = ("skipped", "not run")
+
+
+class PublishReached(Exception):  # noqa: N818 (not an error: where a local run ends)
+    """The run reached a step that publishes to the world (PyPI): a local run ends there."""
+
+
 @dataclass
 class WorkflowRun:
-    """Every job of one run, by id, in the order they ran; the run's artifacts (one folder each)."""
+    """Every job of one run, by id, in the order they ran; the run's artifacts (one folder each).
+    ``stopped_at`` names the publish step the run ended at (the jobs after it are "not run")."""
 
     jobs: dict[str, JobRun]
     artifacts: Path
+    stopped_at: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -232,7 +253,10 @@ class WorkflowRun:
         return [
             StepOutcome(f"{job_id}: {o.name}", o.result, o.detail)
             for job_id, job in self.jobs.items()
-            for o in [*job.outcomes, *([StepOutcome("(job)", "skipped")] if job.result == "skipped" else [])]
+            for o in [
+                *job.outcomes,
+                *([StepOutcome("(job)", job.result)] if job.result in ("skipped", "not run") else []),
+            ]
         ]
 
     @property
@@ -252,6 +276,7 @@ class LocalRunner:
     scratch: Path
     log: Callable[[str], None] = print
     _job: _JobPlaces | None = field(default=None, init=False, repr=False)  # the running job's places
+    _event: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # github.* of a push
 
     def call(self, caller: Path, job_id: str, dispatch: Mapping[str, Any]) -> WorkflowRun:
         """The caller's job that calls a reusable workflow (``uses: ./...yml``), as a dispatch runs it."""
@@ -276,12 +301,27 @@ class LocalRunner:
             raise WorkflowError(f"{path.name} has no input {', '.join(sorted(unknown))}")
         inputs = {name: spec.get("default") for name, spec in declared.items()} | dict(given)
         inputs = {name: _typed(value, declared[name].get("type")) for name, value in inputs.items()}
+        return self._jobs(document, inputs)
+
+    def push_tag(self, path: Path, tag: str) -> WorkflowRun:
+        """The workflow as a push of ``tag`` starts it (``on: push: tags``), up to a publish step."""
+        document = load_workflow(path)
+        patterns = (triggers(document).get("push") or {}).get("tags", [])
+        if not any(fnmatch.fnmatchcase(tag, pattern) for pattern in patterns):
+            raise WorkflowError(f"{path.name} does not run on a push of the tag {tag} (its tags: {patterns})")
+        self._event = {"event_name": "push", "ref": f"refs/tags/{tag}", "ref_name": tag, "ref_type": "tag"}
+        return self._jobs(document, {})
+
+    def _jobs(self, document: Mapping[str, Any], inputs: Mapping[str, Any]) -> WorkflowRun:
         pristine = self.scratch / "pristine-clone"  # what every fresh runner checks out
         shutil.copytree(self.workspace, pristine, symlinks=True)
         artifacts = self.scratch / "artifacts"
         artifacts.mkdir(exist_ok=True)
         run = WorkflowRun({}, artifacts)
         for index, (job_id, job) in enumerate(_in_needs_order(document["jobs"])):
+            if run.stopped_at is not None:
+                run.jobs[job_id] = JobRun(result="not run")  # after the publish step: not run here
+                continue
             workspace = self.workspace if index == 0 else self._fresh_runner(pristine, job_id)
             needs = _needs(job)
             context = self._context(inputs, {}, {})
@@ -303,9 +343,14 @@ class LocalRunner:
                     env[name] = as_text(self.expand(value, context))
             context["env"] = env
             context["github"]["workspace"] = str(workspace)
+            context["_permissions"] = dict(job.get("permissions") or document.get("permissions") or {})
+            environment = job.get("environment")
             result = self._steps(job["steps"], context, workspace, artifacts)
+            result.environment = str(environment.get("name") if isinstance(environment, dict) else environment or "")
             result.result = "failure" if result.failed else "success"
             run.jobs[job_id] = result
+            if result.published:
+                run.stopped_at = f"{job_id}: {result.outcomes[-1].name}"
         return run
 
     def _places(self) -> _JobPlaces:
@@ -330,14 +375,20 @@ class LocalRunner:
             "runner": {"os": "Linux", "arch": "X64", "temp": str(self.scratch / "runner-temp")},
             "github": {
                 "workspace": str(self.workspace),
-                "event_name": "workflow_dispatch",
-                "ref": "refs/heads/main",
                 "run_id": "1",
                 "run_attempt": "1",
-                "repository": "local/adoption-check",
                 "token": "",  # no GitHub here: the gh stand-in needs none
+                **self._github(),
             },
         }
+
+    def _github(self) -> dict[str, str]:
+        """What both ``github.*`` and the ``GITHUB_*`` variables say of the event (a dispatch on main,
+        or the push of a tag)."""
+        return {
+            "event_name": "workflow_dispatch", "ref": "refs/heads/main", "ref_name": "main", "ref_type": "branch",
+            "repository": "local/adoption-check", **self._event,
+        }  # fmt: skip
 
     def _linux_matrix(self, job: Mapping[str, Any], context: Context) -> dict[str, Any]:
         matrix = {k: self.evaluate(v, context) for k, v in job.get("strategy", {}).get("matrix", {}).items()}
@@ -366,6 +417,9 @@ class LocalRunner:
             self.log(f"workflow > {name}")
             try:
                 outputs = self._step(step, context, job)
+            except PublishReached as reached:
+                job.outcomes.append(StepOutcome(name, "stopped", str(reached)))
+                return job  # nothing after a publish runs here
             except subprocess.CalledProcessError as err:
                 job.outcomes.append(StepOutcome(name, "failed", f"exit {err.returncode}: {err.cmd}"[:300]))
                 status = "failure"
@@ -389,6 +443,7 @@ class LocalRunner:
             "actions/attest-build-provenance": self._attest,
             "actions/upload-artifact": self._upload,
             "actions/download-artifact": self._download,
+            "pypa/gh-action-pypi-publish": lambda given, job: self._publish(given, job, context),
         }
         if action not in stand_ins:
             raise WorkflowError(f"no local stand-in for the action {uses}")
@@ -403,12 +458,16 @@ class LocalRunner:
         script_file = self.scratch / "step.sh"
         script_file.write_text(script)
         workspace = self._places().workspace
+        runner_temp = self.scratch / "runner-temp"
+        runner_temp.mkdir(exist_ok=True)
         process_env = {
             **self.environ,
             **env,
             "GITHUB_OUTPUT": str(outputs_file),
             "GITHUB_WORKSPACE": str(workspace),
             "RUNNER_OS": "Linux",
+            "RUNNER_TEMP": str(runner_temp),
+            **{f"GITHUB_{key.upper()}": value for key, value in self._github().items()},
             "CI": "true",
             "PATH": f"{self._gh_stand_in()}{os.pathsep}{self.environ.get('PATH', '')}",
         }
@@ -452,6 +511,36 @@ class LocalRunner:
                 job.attested.append(pattern)
         with (self.scratch / "attested-digests").open("a", encoding="utf-8") as fh:
             fh.writelines(f"{digest}\n" for digest in digests)
+
+    def _publish(self, given: Mapping[str, str], job: JobRun, context: Context) -> None:
+        """pypa/gh-action-pypi-publish, up to the upload: trusted publishing needs ``id-token: write``,
+        and every file of ``packages-dir`` must be a distribution of the tag's version. Then the run
+        ends (:class:`PublishReached`): nothing is uploaded from here."""
+        from packaging.utils import (
+            InvalidSdistFilename,
+            InvalidWheelFilename,
+            parse_sdist_filename,
+            parse_wheel_filename,
+        )
+
+        if context["_permissions"].get("id-token") != "write" and not given.get("password"):
+            raise subprocess.CalledProcessError(1, "publish: trusted publishing needs `id-token: write` in the job")
+        folder = self._places().workspace / str(given.get("packages-dir") or "dist/")
+        files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+        if not files:
+            raise subprocess.CalledProcessError(1, f"publish: no distributions in {folder}")
+        version = str(context["github"].get("ref_name", "")).removeprefix("v")
+        for file in files:
+            try:
+                found = (
+                    parse_wheel_filename(file.name)[1] if file.suffix == ".whl" else parse_sdist_filename(file.name)[1]
+                )
+            except (InvalidWheelFilename, InvalidSdistFilename) as err:
+                raise subprocess.CalledProcessError(1, f"publish: {file.name} is not a distribution ({err})") from err
+            if str(found) != version:
+                raise subprocess.CalledProcessError(1, f"publish: {file.name} is {found}, not the tag's {version}")
+        job.published = [f.name for f in files]
+        raise PublishReached(f"not run locally; would upload {', '.join(job.published)}")
 
     def _gh_stand_in(self) -> Path:
         """``gh attestation verify FILE ...``: FILE's sha256 must be one this run attested."""
@@ -561,6 +650,14 @@ class LocalRunner:
             "cancelled": lambda: False,
             "hashFiles": lambda *patterns: hash_files(self._places().workspace, *patterns),
             "fromJSON": json.loads,
+            # GitHub compares strings ignoring case.
+            "startsWith": lambda text, prefix: as_text(text).lower().startswith(as_text(prefix).lower()),
+            "endsWith": lambda text, suffix: as_text(text).lower().endswith(as_text(suffix).lower()),
+            "contains": lambda where, what: (
+                any(as_text(item).lower() == as_text(what).lower() for item in where)
+                if isinstance(where, list)
+                else as_text(what).lower() in as_text(where).lower()
+            ),
         }
         return Expression(match[1], context, functions).evaluate()
 

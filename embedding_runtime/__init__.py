@@ -3,7 +3,7 @@
 It depends on onnxruntime, tokenizers and numpy only; nothing here may import
 a build-time package (huggingface_hub, nox, tiktoken). Every module is private:
 ``__all__`` is what an app calls, and it changes incompatibly only with a new
-version (``runtime/api-snapshot.json`` records it; ``nox -s docs`` checks it).
+version (``api-snapshot.json`` records it; ``nox -s lint`` checks it).
 (The build suite reads the runtime's layout and formats through
 ``embedding_runtime.build_api``, which apps do not need.)
 
@@ -61,7 +61,7 @@ ver_without_a_process()
 quiet_library_logger()  # the app decides what is printed
 log_from_env(os.environ)  # EMBEDDING_RUNTIME_LOG=debug: the runtime's log on stderr
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 """The runtime's version; its public API (``__all__``) changes incompatibly only with a new version."""
 
 __all__ = [

@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", default=DEFAULT_PROFILE_ID, help="profile id (default: %(default)s)")
     parser.add_argument("--app-name", default=DEFAULT_APP_NAME, help="names the app-data folder of the override")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the runtime does to stderr")
+    parser.add_argument("--version", action="version", version=f"embedding-runtime {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     doctor = commands.add_parser("doctor", help="explain which folder and variant serve, or why none does")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")

@@ -7,6 +7,7 @@ the copy was never refreshed). Hence the copy is requested here, for standard wh
 instead of by ``force-include``, which hatchling also applies to editable wheels.
 """
 
+from pathlib import Path
 from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
@@ -14,5 +15,7 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 class RuntimeSource(BuildHookInterface):  # type: ignore[misc]
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
-        if version == "standard":
+        # From the repository the source is beside this folder; from the sdist it is inside it, where
+        # the wheel's own file selection (the project's name) finds it.
+        if version == "standard" and not (Path(self.root) / "embedding_runtime").is_dir():
             build_data["force_include"]["../embedding_runtime"] = "embedding_runtime"

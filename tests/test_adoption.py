@@ -19,8 +19,9 @@ import pytest
 from build_hooks.build_nuitka import options_for_project
 from build_hooks.bundle import target_for
 from build_hooks.config import load_config
-from build_hooks.nox_sessions import DISTRIBUTION, check_suite_version
+from build_hooks.nox_sessions import check_suite_version
 from build_hooks.plan import make_plan
+from build_hooks.versions import DISTRIBUTION
 from devtools.adoption import adoption_blocks
 from devtools.foreign_project import TEMPLATE
 from embedding_runtime import __version__ as runtime_version
@@ -149,7 +150,9 @@ def test_the_readme_adoption_blocks_make_a_whole_app_and_the_foreign_app_follows
     assert commands.index('uv add "embedding-runtime') < commands.index("uv add --group build")
     assert blocks["noxfile.py"] == (TEMPLATE / "noxfile.py").read_text()
     foreign = tomllib.loads((TEMPLATE / "pyproject.toml").read_text())
-    assert foreign["tool"]["uv"] == table["tool"]["uv"] and table["tool"]["uv"]["default-groups"] == ["build"]
+    assert table["tool"]["uv"] == {"default-groups": ["build"]}, "the README's app takes the suite from the index"
+    # The foreign app is the offline variant: the README's settings, plus find-links to a clone's wheels.
+    assert foreign["tool"]["uv"] == table["tool"]["uv"] | {"find-links": ["../desktop-embedding-pipeline/dist/wheels"]}
     assert (TEMPLATE / "pocket-search.spec").read_text() == blocks["pocket-search.spec"]
 
 
@@ -165,13 +168,15 @@ def write_app(root: Path, noxfile_suite: str | None, locked: str | None) -> Path
 def test_the_noxfile_refuses_a_suite_that_is_not_the_locked_one(tmp_path: Path) -> None:
     running = metadata.version(DISTRIBUTION)
     check_suite_version(write_app(tmp_path, f"{DISTRIBUTION}=={running}", running))  # agrees: nothing said
-    check_suite_version(write_app(tmp_path, None, None))  # no lock (a pip-installed app): nothing to compare
-    with pytest.raises(SystemExit, match=r"script block asks for desktop-embedding-pipeline==9\.9 but uv\.lock"):
+    check_suite_version(write_app(tmp_path, f"{DISTRIBUTION}=={running}", None))  # no lock (pip): nothing to compare
+    with pytest.raises(SystemExit, match=r"^ERROR: noxfile.py has no PEP 723 block pinning desktop-embedding-pipeline"):
+        check_suite_version(write_app(tmp_path, None, None))
+    with pytest.raises(SystemExit, match=r"script block asks for \"desktop-embedding-pipeline==9\.9\" but uv\.lock"):
         check_suite_version(write_app(tmp_path, f"{DISTRIBUTION}==9.9", running))
     with pytest.raises(
-        SystemExit, match=rf"nox runs {DISTRIBUTION} {re.escape(running)} but uv\.lock holds {DISTRIBUTION} 9\.9"
+        SystemExit, match=rf"this is {DISTRIBUTION} {re.escape(running)} but uv\.lock holds {DISTRIBUTION} 9\.9"
     ):
-        check_suite_version(write_app(tmp_path, None, "9.9"))
+        check_suite_version(write_app(tmp_path, f"{DISTRIBUTION}==9.9", "9.9"))
     (tmp_path / "uv.lock").write_text("version = [")
     with pytest.raises(SystemExit, match=r"cannot be read .*: run `uv lock`"):
         check_suite_version(tmp_path)

@@ -205,7 +205,16 @@ def test_verify_takes_the_archive_as_downloaded(
     result = pipeline_step(artifact_project, "verify-artifact", *map(str, downloaded))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count("archive          ok") == 2 and "FAIL" not in result.stdout
-    assert (tmp_path / f"{APP_NAME}.SHA256SUMS").is_file(), "the reports go beside the archive"
+    for archive in map(Path, downloaded):
+        stem = archive.name.removesuffix(".tar.gz")
+        assert (tmp_path / f"{stem}.SHA256SUMS").is_file(), "the reports go beside the archive, named after it"
+    # The same archive, broken in transit: its earlier pass is taken away, whatever the archive held.
+    broken = Path(downloaded[0])
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+    again = pipeline_step(artifact_project, "verify-artifact", str(broken))
+    assert again.returncode == 1, again.stdout[-2000:] + again.stderr[-2000:]
+    stem = broken.name.removesuffix(".tar.gz")
+    assert not (tmp_path / f"{stem}.SHA256SUMS").exists() and not (tmp_path / f"{stem}.verify.json").exists()
 
 
 def repack(archive: Path, out: Path, change: Callable[[Path], None]) -> Path:

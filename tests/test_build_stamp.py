@@ -65,6 +65,8 @@ def test_the_foreign_apps_up_to_date_decision_follows_its_inputs(foreign_project
         root,
         {
             "spec": lambda: edit(root / "pocket-search.spec"),
+            "a comment in pyproject.toml": lambda: edit(root / "pyproject.toml"),
+            "a key": lambda: edit(root / "pyproject.toml", "[tool.other-tool]\nsetting = 1\n"),
             "profiles module": lambda: edit(package / "profiles.py"),
             "module under source-root": lambda: edit(package / "__init__.py"),
             "new module under source-root": lambda: edit(package / "ranking.py", "WEIGHT = 1\n"),
@@ -73,6 +75,8 @@ def test_the_foreign_apps_up_to_date_decision_follows_its_inputs(foreign_project
         "pyinstaller",
     )
     assert changed["spec"] == ["spec"]
+    assert changed["a comment in pyproject.toml"] == []
+    assert changed["a key"] == ["config tool.other-tool.setting"], "the changed key is named"
     assert set(changed["profiles module"]) == {"profiles-module", "source pocket_search/profiles.py"}
     assert changed["module under source-root"] == ["source pocket_search/__init__.py"]
     assert changed["new module under source-root"] == ["source pocket_search/ranking.py"]
@@ -183,14 +187,18 @@ def test_the_freezer_reads_only_the_plan_whatever_the_environment_says(
 def test_a_plan_older_than_its_configuration_is_refused(artifact_project: Project, tmp_path: Path) -> None:
     project = copy_project(artifact_project, tmp_path / "project")
     plan_file = write_plan(make_plan(project.target, "pyinstaller"))
-    edit(project.root / "pyproject.toml")
+    pyproject = project.root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('app-name = "', 'app-name = "renamed-', 1))
     result = subprocess.run(
         [sys.executable, "-m", "PyInstaller", str(REPO_ROOT / "specs" / "launcher.spec"), "--noconfirm",
          "--", PLAN_FLAG, str(plan_file)],
         cwd=project.root, env=child_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode != 0
-    assert "was made before pyproject.toml changed: run the build step again" in result.stderr
+    assert (
+        "was made before pyproject.toml's tool.embedding-pipeline.app-name changed: run the build step again"
+        in result.stderr
+    ), result.stderr[-2000:]
 
 
 def test_the_foreign_apps_second_build_is_up_to_date(foreign_project: Path) -> None:

@@ -63,6 +63,14 @@ def test_a_malformed_pin_in_the_table_is_refused_when_loaded(
         load_config(tmp_path / "pyproject.toml")
 
 
+def test_a_key_the_table_does_not_have_is_refused_naming_the_keys(tmp_path: Path) -> None:
+    """A misspelt key (or one a later version renamed) never silently keeps its default."""
+    table = (REPO_ROOT / "pyproject.toml").read_text()
+    (tmp_path / "pyproject.toml").write_text(table.replace("int8-min-cosine = ", "int8-min-cosin = ", 1))
+    with pytest.raises(UsageError, match=r"has no key 'int8-min-cosin': the keys are profile-id, repo, revision"):
+        load_config(tmp_path / "pyproject.toml")
+
+
 def test_missing_config_table_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     with pytest.raises(UsageError, match=r"no \[tool.embedding-pipeline\] table"):

@@ -239,7 +239,7 @@ def test_sha256sums_come_from_the_build_manifest_in_sha256sum_format(
     verdict, _, sums = publish(
         pyinstaller_artifact,
         tmp_path,
-        lambda: verify(pyinstaller_artifact, artifact_project.target, run_self_check=False),
+        lambda dist: verify(dist, artifact_project.target, run_self_check=False),
     )
     assert verdict.ok, verdict.failures
     assert sums is not None, "a passing artifact has its checksums"

@@ -44,8 +44,7 @@ def passing_reports(
     folders = {}
     for dist in (pyinstaller_artifact, nuitka_artifact):
         out = tmp_path_factory.mktemp(f"pass-{dist.name}")
-        target = artifact_project.target
-        verdict, _, sums = publish(dist, out, functools.partial(verify, dist, target))
+        verdict, _, sums = publish(dist, out, functools.partial(verify, target=artifact_project.target))
         assert verdict.ok and sums is not None, verdict.failures
         folders[dist.name] = out
     return folders
@@ -69,8 +68,8 @@ def test_a_tampering_fails_verify_naming_the_file_and_leaves_no_pass_behind(
         forge_records(copy)
     run_self_check = case.self_check
 
-    def run() -> Verdict:
-        return verify(copy, artifact_project.target, run_self_check=run_self_check)
+    def run(dist: Path) -> Verdict:
+        return verify(dist, artifact_project.target, run_self_check=run_self_check)
 
     verdict, report, sums = publish(copy, reports, run)
     named = changed.relative_to(copy).as_posix() if changed.is_relative_to(copy) else changed.name
@@ -138,7 +137,7 @@ def test_two_verifies_of_one_artifact_take_turns(
     with other_run:
 
         def second() -> None:
-            run = lambda: verify(copy, artifact_project.target, run_self_check=False)  # noqa: E731
+            run = lambda dist: verify(dist, artifact_project.target, run_self_check=False)  # noqa: E731
             written.append(publish(copy, reports, run, log=lambda line: waiting.set()))
 
         writer = threading.Thread(target=second)

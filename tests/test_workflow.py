@@ -23,6 +23,7 @@ from build_hooks.bundle import target_for
 from build_hooks.config import load_config
 from build_hooks.sbom import sbom_path
 from build_hooks.verification.verify import locate
+from build_hooks.versions import suite_version
 from devtools.demo_project import Project
 from devtools.workflow_runner import LocalRunner, WorkflowError, runner_environ
 from tests.artifacts import linked_copy
@@ -212,17 +213,45 @@ def cache_step(workflow: Mapping[str, Any], name: str) -> dict[str, Any]:
     return dict(next(s for s in job(workflow)["steps"] if s.get("name") == name)["with"])
 
 
-def pin_outputs(project: Path) -> dict[str, str]:
-    """The pin step's own script, run in ``project`` as the runner would; its outputs."""
-    step = next(s for s in job(yaml.safe_load(WORKFLOW.read_text()))["steps"] if s.get("id") == "pin")
+def run_pin_step(project: Path) -> subprocess.CompletedProcess[str]:
+    """The pin step's own script, run in ``project`` as the runner would (the workflow's env set)."""
+    document = yaml.safe_load(WORKFLOW.read_text())
+    step = next(s for s in job(document)["steps"] if s.get("id") == "pin")
     script = re.search(r"<<'PY'[^\n]*\n(.*)\nPY", step["run"], re.DOTALL)
     assert script is not None
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-"], input=script[1], cwd=project, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "REVISION_OVERRIDE": ""},
+        env={**os.environ, "REVISION_OVERRIDE": "", "SUITE_VERSION": str(document["env"]["SUITE_VERSION"])},
     )  # fmt: skip
+
+
+def pin_outputs(project: Path) -> dict[str, str]:
+    """The pin step's outputs in ``project``."""
+    result = run_pin_step(project)
     assert result.returncode == 0, result.stderr
     return dict(line.split("=", 1) for line in result.stdout.splitlines())
+
+
+def test_the_workflow_refuses_an_app_that_names_another_suite_in_one_line_each(tmp_path: Path) -> None:
+    """Before anything is built: the noxfile's PEP 723 pin and uv.lock must be the workflow's version."""
+    version = suite_version()
+    app = tmp_path / "app"
+    shutil.copytree(REPO_ROOT / "devtools" / "foreign_app", app)
+    lock = '[[package]]\nname = "desktop-embedding-pipeline"\nversion = "{}"\n'
+    (app / "uv.lock").write_text(lock.format(version))
+    assert run_pin_step(app).returncode == 0
+    (app / "uv.lock").write_text(lock.format("0.1.0"))
+    stale = run_pin_step(app)
+    assert stale.returncode == 1
+    assert stale.stderr.splitlines() == [
+        f"::error::this is embedding-pipeline.yml of {version} but uv.lock holds desktop-embedding-pipeline 0.1.0: "
+        f"call the workflow at @v0.1.0, or `uv add --group build desktop-embedding-pipeline=={version}`"
+    ]
+    (app / "uv.lock").write_text(lock.format(version))
+    (app / "noxfile.py").write_text((REPO_ROOT / "devtools" / "foreign_app_0.1.0" / "noxfile.py").read_text())
+    old = run_pin_step(app)
+    assert old.returncode == 1 and len(old.stderr.splitlines()) == 1, old.stderr
+    assert old.stderr.startswith("::error::noxfile.py has no PEP 723 block pinning desktop-embedding-pipeline==")
 
 
 def test_the_caches_are_keyed_on_the_apps_table_lock_and_suite_version(
@@ -235,14 +264,14 @@ def test_the_caches_are_keyed_on_the_apps_table_lock_and_suite_version(
     assert "hashFiles" not in model["key"] and "build_hooks" not in model["key"] + tiktoken["key"]
     app = tmp_path / "app"
     shutil.copytree(REPO_ROOT / "devtools" / "foreign_app", app)
-    (app / "uv.lock").write_text('version = 1\n[[package]]\nname = "desktop-embedding-pipeline"\nversion = "0.1.0"\n')
+    (app / "uv.lock").write_text('version = 1\n[[package]]\nname = "desktop-embedding-pipeline"\nversion = "0.2.0"\n')
     outputs = pin_outputs(app)
     assert render(model["path"], outputs, app) == "data/embedding_models/pocket-mini-v1"
     assert render(tiktoken["path"], outputs, app) == "data/tiktoken_cache"
     base = {name: render(step["key"], outputs, app) for name, step in (("model", model), ("tiktoken", tiktoken))}
     changes = {
         "profile-id": "pocket-mini-v2", "output-root": "assets/models", "repo": "a/c", "revision": "2" * 40,
-        "variants": "int8", "suite-version": "0.2.0",
+        "variants": "int8", "suite-version": "0.3.0",
     }  # fmt: skip
     for name, value in changes.items():
         assert render(model["key"], {**outputs, name: value}, app) != base["model"], name
@@ -260,7 +289,7 @@ def test_the_caches_are_keyed_on_the_apps_table_lock_and_suite_version(
     outputs = pin_outputs(app)
     assert render(model["path"], outputs, app) == "assets/models/pocket-mini-v1"
     assert render(tiktoken["path"], outputs, app) == "assets/tiktoken"
-    assert outputs["suite-version"] == "0.1.0"
+    assert outputs["suite-version"] == "0.2.0"
 
 
 # -- platform branches the matrix hits ----------------------------------------
@@ -371,7 +400,9 @@ def test_the_runner_reads_expressions_as_github_does() -> None:
     with pytest.raises(WorkflowError, match=r"steps\.pin\.outputs\.missing is not set"):
         runner.expand("${{ steps.pin.outputs.missing }}", context)
     with pytest.raises(WorkflowError, match="not one this runner knows"):
-        runner.expand("${{ contains('a', 'b') }}", context)
+        runner.expand("${{ format('{0}', 'b') }}", context)
+    assert runner.expand("${{ startsWith('refs/tags/V1', 'refs/tags/v') }}", context) is True, "GitHub ignores case"
+    assert runner.expand("${{ contains(fromJSON('[\"a\", \"B\"]'), 'b') && !endsWith('abc', 'b') }}", context)
 
 
 RUNNER_WORKFLOW = """
@@ -448,3 +479,87 @@ def test_the_runner_uploads_downloads_and_orders_jobs_as_github_documents(tmp_pa
     assert not (fresh / "unzipped" / "app.zip").exists() and list((fresh / "unzipped").iterdir()), "v8 unzips a .zip"
     always = run.jobs["always-after-broken"].workspace
     assert always is not None and (always / "always.txt").is_file()
+
+
+RELEASE_WORKFLOW = """
+on:
+  push:
+    tags: ["v*"]
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          mkdir dist
+          touch "dist/pkg-${GITHUB_REF_NAME#v}-py3-none-any.whl" "dist/pkg-${REF#v}.tar.gz"
+        env: {REF: "${{ github.ref_name }}"}
+      - uses: actions/upload-artifact@v7
+        with: {name: dists, path: dist/}
+  publish:
+    needs: build
+    if: github.event_name == 'push' && startsWith(github.ref, 'refs/tags/v')
+    runs-on: ubuntu-latest
+    environment: {name: pypi, url: "https://pypi.org/project/pkg/"}
+    permissions: {id-token: write}
+    steps:
+      - uses: actions/download-artifact@v8
+        with: {name: dists, path: dist/}
+      - uses: pypa/gh-action-pypi-publish@release/v1
+      - run: touch after-publish
+  announce:
+    needs: publish
+    runs-on: ubuntu-latest
+    steps:
+      - run: touch announced
+"""
+
+
+def release_run(tmp_path: Path, workflow: str, tag: str) -> Any:
+    workspace, scratch = tmp_path / "clone", tmp_path / "scratch"
+    (workspace / ".github").mkdir(parents=True)
+    scratch.mkdir()
+    (workspace / ".github" / "release.yml").write_text(workflow)
+    runner = LocalRunner(workspace, runner_environ({}), scratch, log=lambda _: None)
+    return runner.push_tag(workspace / ".github" / "release.yml", tag)
+
+
+def test_a_tag_push_runs_up_to_the_publish_step_and_no_further(tmp_path: Path) -> None:
+    run = release_run(tmp_path, RELEASE_WORKFLOW, "v1.2.0")
+    assert not run.failed, run.outcomes
+    assert {job_id: job.result for job_id, job in run.jobs.items()} == {
+        "build": "success", "publish": "success", "announce": "not run"
+    }  # fmt: skip
+    publish = run.jobs["publish"]
+    assert publish.environment == "pypi"
+    assert publish.published == ["pkg-1.2.0-py3-none-any.whl", "pkg-1.2.0.tar.gz"]
+    assert run.stopped_at == "publish: pypa/gh-action-pypi-publish@release/v1"
+    assert publish.workspace is not None and not (publish.workspace / "after-publish").exists()
+    with pytest.raises(WorkflowError, match="does not run on a push of the tag release-1"):
+        release_run(tmp_path / "other", RELEASE_WORKFLOW, "release-1")
+
+
+def test_the_publish_stand_in_refuses_what_pypi_would(tmp_path: Path) -> None:
+    """Trusted publishing without `id-token: write`, or a distribution of another version."""
+    no_token = release_run(tmp_path / "a", RELEASE_WORKFLOW.replace("permissions: {id-token: write}", ""), "v1.2.0")
+    assert no_token.failed and no_token.stopped_at is None
+    assert any("needs `id-token: write`" in o.detail for o in no_token.outcomes), no_token.outcomes
+    other = release_run(
+        tmp_path / "b", RELEASE_WORKFLOW.replace('"dist/pkg-${REF#v}.tar.gz"', "dist/pkg-0.9.tar.gz"), "v1.2.0"
+    )
+    assert other.failed and any("pkg-0.9.tar.gz is 0.9, not the tag's 1.2.0" in o.detail for o in other.outcomes)
+
+
+def test_the_release_workflow_builds_tests_attests_and_publishes_in_order() -> None:
+    document = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "release.yml").read_text())
+    jobs = document["jobs"]
+    assert jobs["test"]["needs"] == "build" and set(jobs["publish"]["needs"]) == {"build", "test"}
+    assert jobs["github-release"]["needs"] == "publish"
+    assert jobs["publish"]["environment"]["name"] == "pypi"
+    assert jobs["publish"]["permissions"] == {"id-token": "write"}, "the publish job gets nothing else"
+    uses = [s.get("uses", "") for s in jobs["publish"]["steps"]]
+    assert "pypa/gh-action-pypi-publish@release/v1" in uses
+    build_uses = [s.get("uses", "") for s in jobs["build"]["steps"]]
+    assert any(u.startswith("actions/attest-build-provenance@") for u in build_uses)
+    assert not any(s.get("uses", "").startswith("actions/checkout") for s in jobs["test"]["steps"]), (
+        "the wheels are tested without the repository's source"
+    )

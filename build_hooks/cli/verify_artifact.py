@@ -78,27 +78,35 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     verdicts: list[Verdict] = []
     with ExitStack() as stack:
         for item in (i.resolve() for i in items):
-            dist, archived_sums = item, None
-            if item.is_file():
-                scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="verify-archive-")))
+            out_dir = args.reports or item.parent
+            archived_sums: list[str] = []
+
+            def run(dist: Path, archived: list[str] = archived_sums) -> Verdict:
+                verdict = verify(
+                    dist, target, run_self_check=not args.static_only, rebuild=not args.no_rebuild,
+                    anchors=anchors, log=log,
+                )  # fmt: skip
+                if archived:
+                    check_archived_sums(verdict, archived[0])
+                return verdict
+
+            if item.is_dir():
+                verdicts.append(_publish(item, out_dir, run))
+                continue
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="verify-archive-")))
+
+            def unpacked(item: Path = item, scratch: Path = scratch, archived: list[str] = archived_sums) -> Path:
+                # After the earlier reports of this archive are gone: an archive that cannot be unpacked
+                # leaves no pass behind.
                 try:
                     dist = unpack(item, scratch)
                 except ArchiveError as err:
                     fail(str(err), 1)
                 log(f"unpacked {item.name} into {scratch}")
-                archived_sums = records_of(dist)[0].read_text(encoding="utf-8")
-            out_dir = args.reports or item.parent
+                archived.append(records_of(dist)[0].read_text(encoding="utf-8"))
+                return dist
 
-            def run(dist: Path = dist, archived_sums: str | None = archived_sums) -> Verdict:
-                verdict = verify(
-                    dist, target, run_self_check=not args.static_only, rebuild=not args.no_rebuild,
-                    anchors=anchors, log=log,
-                )  # fmt: skip
-                if archived_sums is not None:
-                    check_archived_sums(verdict, archived_sums)
-                return verdict
-
-            verdicts.append(_publish(dist, out_dir, run))
+            verdicts.append(_publish(unpacked, out_dir, run, name=archive_stem(item)))
     print(summary_table(verdicts))
     if summary := os.environ.get("GITHUB_STEP_SUMMARY"):
         with Path(summary).open("a", encoding="utf-8") as fh:
@@ -117,9 +125,16 @@ def check_archived_sums(verdict: Verdict, archived: str) -> None:
     verdict.record("archive", problems)
 
 
-def _publish(dist: Path, out_dir: Path, run: Callable[[], Verdict]) -> Verdict:
+def archive_stem(archive: Path) -> str:
+    """What an archive's reports are named after: its name without ``.tar.gz`` or ``.zip``."""
+    return archive.name.removesuffix(".tar.gz").removesuffix(".zip")
+
+
+def _publish(
+    dist: Path | Callable[[], Path], out_dir: Path, run: Callable[[Path], Verdict], name: str | None = None
+) -> Verdict:
     try:
-        verdict, report, sums = publish(dist, out_dir, run, log=log)
+        verdict, report, sums = publish(dist, out_dir, run, name=name, log=log)
     except OSError as err:
         fail(f"cannot write the reports to {out_dir}: {err.strerror}; pass --reports with a writable folder", 1)
     print(f"{verdict.artifact.name}: report {report}, " + (f"checksums {sums}" if sums else "no checksums (it failed)"))

@@ -229,32 +229,43 @@ def reports_lock(out_dir: Path, name: str, log: Log = lambda _: None) -> Iterato
         lock.release()
 
 
-def report_paths(out_dir: Path, dist: Path) -> tuple[Path, Path]:
-    """``<dist>.verify.json`` and ``<dist>.SHA256SUMS`` in ``out_dir``."""
-    return out_dir / f"{dist.name}.verify.json", out_dir / f"{dist.name}.SHA256SUMS"
+def report_paths(out_dir: Path, dist: Path, name: str | None = None) -> tuple[Path, Path]:
+    """``<name>.verify.json`` and ``<name>.SHA256SUMS`` in ``out_dir`` (``name``: the dist's, or for an
+    archive the archive's, without its suffix)."""
+    name = name or dist.name
+    return out_dir / f"{name}.verify.json", out_dir / f"{name}.SHA256SUMS"
 
 
 def publish(
-    dist: Path, out_dir: Path, run: Callable[[], Verdict], *, log: Log = lambda _: None
+    dist: Path | Callable[[], Path],
+    out_dir: Path,
+    run: Callable[[Path], Verdict],
+    *,
+    name: str | None = None,
+    log: Log = lambda _: None,
 ) -> tuple[Verdict, Path, Path | None]:
-    """Verify ``dist`` with ``run`` and write its reports, in turn with any other verify of it: an
-    earlier run's report and SHA256SUMS are removed before anything is checked, so nothing outlives a
+    """Verify ``dist`` with ``run`` and write its reports as ``name`` (default: the dist's), in turn with
+    any other verify of it: an earlier run's report and SHA256SUMS are removed before anything is
+    checked (``dist`` may be the callable that unpacks an archive: after that), so nothing outlives a
     run that does not finish; SHA256SUMS is written only for a passing artifact."""
-    report, sums = report_paths(out_dir, dist)
-    with reports_lock(out_dir, dist.name, log):
+    if name is None:
+        assert isinstance(dist, Path), "an archive's reports are named after it"
+        name = dist.name
+    report, sums = report_paths(out_dir, Path(name))
+    with reports_lock(out_dir, name, log):
         sums.unlink(missing_ok=True)
         report.unlink(missing_ok=True)
-        verdict = run()
-        written = write_outputs(verdict, out_dir)
+        verdict = run(dist if isinstance(dist, Path) else dist())
+        written = write_outputs(verdict, out_dir, name)
     return verdict, written[0], written[1]
 
 
-def write_outputs(verdict: Verdict, out_dir: Path) -> tuple[Path, Path | None]:
+def write_outputs(verdict: Verdict, out_dir: Path, name: str | None = None) -> tuple[Path, Path | None]:
     """The JSON report of one artifact, and its SHA256SUMS only when it passed (never inside it),
     from the verified build manifest (as ``sha256sum -c`` reads it, from the dist's parent folder).
     Called by :func:`publish`, which holds the reports' lock."""
     dist = verdict.artifact.dist
-    report, sums = report_paths(out_dir, dist)
+    report, sums = report_paths(out_dir, dist, name)
     payload = {
         "artifact": str(dist),
         "builder": verdict.artifact.builder,

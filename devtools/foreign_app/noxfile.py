@@ -1,5 +1,5 @@
 # /// script
-# dependencies = ["nox==2026.10.20", "uv==0.13.8", "desktop-embedding-pipeline==0.1.0"]
+# dependencies = ["nox==2026.10.20", "uv==0.13.8", "desktop-embedding-pipeline==0.2.0"]
 # ///
 from pathlib import Path
 

@@ -1,0 +1,1 @@
+"""pocket-search: rank a handful of texts by meaning, offline (a foreign app of the test suite)."""
