@@ -5,8 +5,8 @@
     nox -s demo-foreign       the same for a second app that adopts the suite (devtools/foreign_app)
     nox -s wheels             the runtime and suite wheels (dist/wheels)
     nox -s tests / lint       the test suite / ruff + mypy + actionlint + the adopter's surface check
-    nox -s adoption / docs    the README's adoption section, the 0.1.0 app's upgrade, the workflows and
-                              the release executed / the API reference
+    nox -s adoption / docs    docs/adopt.md, the 0.1.0 app's upgrade, the workflows and the release
+                              executed / the documentation site (guide and API reference)
 
 `nox -l` lists them all; see build_hooks/nox_sessions.py for the pipeline's.
 """

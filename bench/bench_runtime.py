@@ -50,7 +50,7 @@ from bench.real_shapes import REAL_SHAPES, RealShape, exported_folder
 from devtools.corpus import mixed_length_texts
 from devtools.fixture_model import MAX_POSITIONS, FixtureSpec, write_fixture_repo
 from embedding_runtime import EmbeddingService, ModelRoot, ProfileContract
-from embedding_runtime._service import token_budget_batches
+from embedding_runtime.build_api import token_budget_batches
 
 PROFILE_ID = "bench-v1"
 PROMPT = "Document: "

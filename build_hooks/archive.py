@@ -30,11 +30,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from build_hooks import fsutil
+from build_hooks import fsutil, provenance
 from build_hooks.bundle import Builder, Target
 from build_hooks.errors import PipelineError, UsageError
 from build_hooks.manifest import manifest_path
-from build_hooks.provenance import commit_time
 from build_hooks.sbom import sbom_path
 from embedding_runtime.build_api import sha256_file
 
@@ -78,13 +77,8 @@ def archives_dir(target: Target) -> Path:
 def source_date_epoch(checkout: Path, env: dict[str, str] | None = None) -> int:
     """The time every entry carries: ``SOURCE_DATE_EPOCH``, else the commit time of the checkout
     holding the app, else 1980-01-01 (never the clock: two packs must be identical)."""
-    env = dict(os.environ) if env is None else env
-    if (value := env.get("SOURCE_DATE_EPOCH", "").strip()).isdigit():
-        return int(value)
-    if value:
-        raise UsageError(f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds: unset it or fix it")
-    committed = commit_time(checkout)
-    return ZIP_EPOCH if committed is None else committed
+    epoch = provenance.source_date_epoch(checkout, env)
+    return ZIP_EPOCH if epoch is None else epoch
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from build_hooks.config import Pin, PipelineConfig, resolve_pin
@@ -30,8 +30,6 @@ from embedding_runtime.build_api import (
     MARKER_NAME,
     PROBE_RECORD_FILE,
     PROBE_TEXTS,
-    THREADS_ENV,
-    VARIANT_ENV,
     ProbeRecord,
     encoding_problems,
     folder_problem,
@@ -59,6 +57,17 @@ PLUGIN_MODULES = ("tiktoken_ext.openai_public",)
 # one the line below does not leave out). Nuitka ships their Python as bytecode instead of compiling
 # it to C: compiled glue gains nothing at run time, while compiling it was half of a cold build
 # (numpy's ~110 modules alone). Measured on 2 cores: cold 323 s -> 154 s, one-line change 55 s -> 20 s.
+NATIVE_SUFFIXES = (".so", ".pyd", ".dll", ".dylib")
+"""What a native library or extension module's file name ends with (``libssl.so.3`` too: see :func:`is_native`)."""
+
+
+def is_native(path: str) -> bool:
+    """A native library or extension module, by its file name, given a name or a relative path (either
+    slash; ``KERNEL32.DLL`` as ``python3.dll``): the one rule the SBOM, verify and the licences share."""
+    name = PurePosixPath(path.replace("\\", "/")).name.lower()
+    return name.endswith(NATIVE_SUFFIXES) or ".so." in name
+
+
 NATIVE_BACKED = ("numpy", "onnxruntime", "tokenizers", "tiktoken", "regex")
 BYTECODE_PACKAGES = NATIVE_BACKED
 # Native libraries of those no artifact ships, by path in their distribution: nothing imports numpy's
@@ -261,8 +270,8 @@ def probe_record(target: Target) -> ProbeRecord | None:
     roots = [ModelRoot(target.config.output_root, "source")]
 
     def vectors(variant: str) -> Any:
-        env = {VARIANT_ENV: variant, THREADS_ENV: "1"}
-        return EmbeddingService(contract, roots=roots, env=env).embed_documents(list(PROBE_TEXTS))
+        service = EmbeddingService(contract, roots=roots, env={}, variant=variant, threads=1)
+        return service.embed_documents(list(PROBE_TEXTS))
 
     fp32 = vectors("fp32")
     marker = read_marker(target.profile_dir)

@@ -41,7 +41,7 @@ from typing import Any
 from build_hooks.errors import UsageError
 from embedding_runtime.build_api import MODELS_FOLDER, TIKTOKEN_FOLDER, VARIANTS, data_path
 
-__all__ = ["KEYS", "PIN_ENV", "REQUIRED", "TABLE", "Pin", "PipelineConfig", "load_config"]
+__all__ = ["KEYS", "KEY_HELP", "PIN_ENV", "REQUIRED", "TABLE", "Pin", "PipelineConfig", "load_config"]
 
 TABLE = "embedding-pipeline"
 """The table's name: ``[tool.embedding-pipeline]``."""
@@ -75,6 +75,24 @@ KEYS: dict[str, Any] = {
 }
 """Every key of ``[tool.embedding-pipeline]`` with its default (:data:`REQUIRED`: none; ``None``:
 left out means the feature is off). Any other key is refused."""
+KEY_HELP: dict[str, str] = {
+    "profile-id": "the profile the model is prepared as: the compatibility contract the runtime knows "
+    "(bump it when vectors change)",
+    "repo": "the hub repository, `owner/name`",
+    "revision": "the 40-hex commit the model is pinned to",
+    "variants": "`fp32`, `int8` or `both`: which model files are prepared and bundled",
+    "model-license": "the model's licence (SPDX), written into the bundle's model notice",
+    "output-root": "the folder of profile folders prepare-model writes, relative to the project",
+    "tiktoken-encodings": "the tiktoken encodings warm-tiktoken caches and the artifact bundles",
+    "tiktoken-cache": "the folder of the warmed tiktoken cache, relative to the project",
+    "app-name": "the executable's and the artifact folder's name",
+    "app-entry": "the app's entry script, relative to the project",
+    "source-root": "where the app's packages import from (`src` in a src layout)",
+    "profiles-module": "the app's module that declares its `ProfileContract`s (imported by the build)",
+    "pyinstaller-spec": "the app's PyInstaller spec (required for `build-pyinstaller`)",
+    "int8-min-cosine": "verify's floor for int8 against fp32 vectors of the self-check texts",
+}
+"""What each key of :data:`KEYS` is for, one line each (docs/configuration.md's table is made from both)."""
 REVISION_PATTERN = re.compile(r"^[0-9a-f]{40}$")
 PROFILE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 REPO_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")

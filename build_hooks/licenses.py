@@ -42,6 +42,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from build_hooks.bundle import is_native
 from build_hooks.errors import PipelineError
 
 LICENSES_FOLDER = "licenses"
@@ -97,15 +98,10 @@ def shipped(sources: Iterable[tuple[str, Path]], site: Iterable[Path] | None = N
         elif owner is not None:
             if name not in FREEZERS:
                 distributions.setdefault(name, owner)
-        elif not any(resolved.is_relative_to(root) for root in python_roots) and _is_library(dest):
+        elif not any(resolved.is_relative_to(root) for root in python_roots) and is_native(dest):
             system.setdefault(PurePosixPath(dest.replace("\\", "/")).name, source)
     ordered = tuple(distributions[k] for k in sorted(distributions))
     return Shipped(ordered, tuple(sorted(system.items())), runtime)
-
-
-def _is_library(dest: str) -> bool:
-    name = PurePosixPath(dest.replace("\\", "/")).name.lower()
-    return name.endswith((".so", ".dll", ".dylib", ".pyd")) or ".so." in name
 
 
 def notices(what: Shipped, platform: str = sys.platform) -> dict[str, bytes]:

@@ -12,6 +12,7 @@ whatever the dist holds when verify runs.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -42,7 +43,9 @@ def write_manifest(plan: BuildPlan, dist: Path) -> dict[str, FileDigest]:
     """Hash every file of ``dist`` once and record it, with where each data file came from; the entries."""
     entries = dist_entries(dist)
     data_root = plan.target.data_root(dist).relative_to(dist)
-    sources = {(data_root / f.dest).as_posix(): str(f.source) for f in plan.data}
+    # Where each data file came from, relative to the project: two clones in two folders write one manifest.
+    project = plan.target.config.project_root
+    sources = {(data_root / f.dest).as_posix(): Path(os.path.relpath(f.source, project)).as_posix() for f in plan.data}
     files: dict[str, dict[str, object]] = {}
     for relative, entry in entries.items():
         files[relative] = {"size": entry.size, "sha256": entry.sha256}

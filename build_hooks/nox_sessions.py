@@ -8,6 +8,7 @@
     nox -s archive-artifact   pack each verified artifact with its records, as users download it
     nox -s nightly            the six steps above, in order, with a result table
     nox -s wheelhouse         fetch the files uv.lock pins, which verify anchors to (uses the index)
+    nox -s ci-outputs         what the reusable workflow reads of the app, as $GITHUB_OUTPUT lines
     nox -s clean              remove builds and leftovers (never by default: name it)
 
 An app's noxfile calls ``register(Path(__file__).parent)`` once. Arguments after
@@ -104,6 +105,12 @@ def register(root: Path, python: str = PYTHON, venv_backend: str = "uv") -> None
         """Fetch the files uv.lock pins into the wheelhouse verify anchors third-party files to."""
         install_groups(session, "build")
         session.run(CONSOLE_SCRIPT, "wheelhouse", *session.posargs)
+
+    @nox.session(name="ci-outputs", python=python, venv_backend=venv_backend, default=False)
+    def ci_outputs(session: nox.Session) -> None:
+        """What the reusable workflow reads of the app (pin, cache paths, locked versions)."""
+        install_groups(session, "build")
+        session.run(CONSOLE_SCRIPT, "ci-outputs", *session.posargs)
 
     @nox.session(name="clean", python=python, venv_backend=venv_backend, default=False)
     def clean(session: nox.Session) -> None:

@@ -68,6 +68,7 @@ COMMANDS: tuple[Command, ...] = (
         runs="build-nuitka",
         args=("--print-options",),
     ),
+    Command("ci-outputs", "print what the reusable workflow reads of the app, as $GITHUB_OUTPUT lines"),
     Command("check-project", "check the app names this suite's version everywhere and uses nothing it removed"),
     Command("sizes", "print the size of every built artifact, as JSON"),
     Command("wheelhouse", "fetch the locked wheels verify anchors third-party files to (uses the index)"),

@@ -13,10 +13,10 @@ options made from it. verify makes the plan anew and writes nothing.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.metadata
 import json
-import os
 import sys
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
@@ -50,7 +50,6 @@ TOOLS = ("nuitka", "pyinstaller", "pyinstaller-hooks-contrib", "onnxruntime", "t
 # Folders under a source root that hold none of the app's source: outputs, data, caches, environments
 # (names starting with a dot, .nox and .venv among them, are skipped too).
 _CONFIG = "config "  # the inputs named after a key of pyproject.toml
-_NOT_SOURCE = frozenset({"build", "dist", "data", "node_modules", "__pycache__", "site-packages", "venv", "env"})
 
 
 @dataclass(frozen=True)
@@ -177,14 +176,16 @@ def build_inputs(target: Target, builder: Builder, data: Sequence[DataFile], opt
     sources, the suite's and the vendored runtime's files, and every data file."""
     config = target.config
     inputs = {"builder": builder, "python": sys.version, "options": " ".join(options)}
-    inputs |= {f"version {name}": _version(name) for name in (*TOOLS, SUITE)}
+    # The versions of everything the app's lock names (the freezer may collect any of it), and the lock.
+    lock = config.project_root / "uv.lock"
+    inputs |= {f"version {name}": _version(name) for name in sorted({*TOOLS, SUITE, *_locked_names(lock)})}
     inputs |= config_inputs(config)
-    files = {"entry": config.app_entry}
+    files = {"entry": config.app_entry, "uv.lock": lock}
     if builder == "pyinstaller" and config.pyinstaller_spec is not None:
         files["spec"] = config.pyinstaller_spec
     if (profiles := _module_file(config.source_root, config.profiles_module)) is not None:
         files["profiles-module"] = profiles
-    files |= {f"source {p.relative_to(config.source_root).as_posix()}": p for p in app_sources(target)}
+    files |= {f"source {name}": path for name, path in app_sources(target).items()}
     for package in (build_hooks, embedding_runtime):  # the suite's own code, and the runtime it vendors
         root = Path(package.__file__ or "").parent
         files |= {f"{package.__name__} {p.relative_to(root).as_posix()}": p for p in sorted(root.rglob("*.py"))}
@@ -208,20 +209,63 @@ def config_inputs(config: PipelineConfig) -> dict[str, str]:
     return dict(leaves(document, ""))
 
 
-def app_sources(target: Target) -> list[Path]:
-    """The app's Python files under its ``source-root``: never outputs, data, caches or environments
-    (``source-root`` may be the project root itself)."""
+def app_sources(target: Target) -> dict[str, Path]:
+    """The app's own modules a freezer collects, by their path on the app's import path: the entry and
+    every module it imports, at any depth, found where the frozen app finds them (the entry's own
+    folder, then ``source-root``). Never a file nothing imports (a model's ``custom_modeling.py``, a
+    test), nor a module found elsewhere (the standard library, a third-party package)."""
     config = target.config
-    outside = {p.resolve() for p in (config.output_root, config.tiktoken_cache, target.dist_root, target.build_dir)}
-    found: list[Path] = []
-    for folder, subfolders, names in os.walk(config.source_root):
-        subfolders[:] = sorted(
-            name
-            for name in subfolders
-            if not name.startswith(".") and name not in _NOT_SOURCE and (Path(folder) / name).resolve() not in outside
-        )
-        found += [Path(folder) / name for name in sorted(names) if name.endswith(".py")]
-    return found
+    roots = list(dict.fromkeys(p.resolve() for p in (config.app_entry.parent, config.source_root)))
+    outside = [p.resolve() for p in (config.output_root, config.tiktoken_cache, target.dist_root, target.build_dir)]
+    found: dict[str, Path] = {}
+
+    def locate(module: str) -> tuple[str, Path] | None:
+        parts = module.split(".")
+        for root in roots:
+            for candidate in (root.joinpath(*parts[:-1], f"{parts[-1]}.py"), root.joinpath(*parts, "__init__.py")):
+                if candidate.is_file() and not any(candidate.is_relative_to(o) for o in outside):
+                    return candidate.relative_to(root).as_posix(), candidate
+        return None
+
+    def visit(module: str) -> None:
+        # A dotted module runs its packages' __init__ first: each is an input too.
+        for depth in range(1, module.count(".") + 2):
+            name = ".".join(module.split(".")[:depth])
+            if (hit := locate(name)) is not None and hit[0] not in found:
+                found[hit[0]] = hit[1]
+                queue.append((hit[1], name))
+
+    entry = config.app_entry.resolve()
+    found[entry.relative_to(roots[0]).as_posix()] = entry
+    queue: list[tuple[Path, str]] = [(entry, "")]
+    while queue:
+        path, module = queue.pop()
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for imported in _imports(path, package):
+            visit(imported)
+    return dict(sorted(found.items()))
+
+
+def _imports(path: Path, package: str) -> Iterator[str]:
+    """The modules ``path`` imports (``from a import b``: ``a``, and ``a.b`` should ``b`` be a module),
+    relative imports resolved against ``package``; none when it does not parse (the freezer says why)."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError, OSError):
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".") if package else []
+                base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                stem = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                stem = node.module or ""
+            if stem:
+                yield stem
+            yield from (f"{stem}.{alias.name}" if stem else alias.name for alias in node.names if alias.name != "*")
 
 
 def _profile_data(target: Target) -> Iterator[DataFile]:
@@ -255,6 +299,15 @@ def _module_file(source_root: Path, module: str | None) -> Path | None:
         return None
     base = source_root.joinpath(*module.split("."))
     return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+
+
+def _locked_names(lock: Path) -> list[str]:
+    """The distributions ``uv.lock`` names (none without one; an unreadable lock still changes its digest)."""
+    try:
+        packages = tomllib.loads(lock.read_text(encoding="utf-8")).get("package", [])
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    return [str(p["name"]) for p in packages if isinstance(p, dict) and "name" in p]
 
 
 def _version(distribution: str) -> str:

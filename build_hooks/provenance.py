@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import platform
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from build_hooks.errors import UsageError
 
 
 def git(checkout: Path, *args: str) -> str | None:
@@ -36,6 +40,18 @@ def source_revision(checkout: Path) -> dict[str, Any]:
         return {"commit": None, "dirty": None}
     status = git(checkout, "status", "--porcelain", "--untracked-files=no")
     return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def source_date_epoch(checkout: Path, env: Mapping[str, str] | None = None) -> int | None:
+    """The time a reproducible record carries: ``SOURCE_DATE_EPOCH``, else the commit time of the checkout
+    holding the app (two clones of one commit agree), else ``None`` (not a checkout: the caller decides).
+    :class:`UsageError` for a ``SOURCE_DATE_EPOCH`` that is not a whole number of seconds."""
+    env = os.environ if env is None else env
+    if (value := env.get("SOURCE_DATE_EPOCH", "").strip()).isdigit():
+        return int(value)
+    if value:
+        raise UsageError(f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds: unset it or fix it")
+    return commit_time(checkout)
 
 
 def commit_time(checkout: Path) -> int | None:

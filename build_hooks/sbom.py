@@ -11,7 +11,6 @@ recorded, so nothing is hashed twice and verify can hold the SBOM to the dist.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import uuid
 import xml.etree.ElementTree as ET
@@ -33,9 +32,10 @@ from cyclonedx.schema import OutputFormat, SchemaVersion
 from packageurl import PackageURL
 
 from build_hooks import fsutil
-from build_hooks.bundle import PYINSTALLER_CONTENTS, Builder
+from build_hooks.bundle import PYINSTALLER_CONTENTS, Builder, is_native
 from build_hooks.licenses import declared_licences
 from build_hooks.manifest import RECORD_MAX_BYTES, read_build_manifest
+from build_hooks.provenance import source_date_epoch
 from embedding_runtime.build_api import (
     DATA_FOLDER,
     MODELS_FOLDER,
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = SchemaVersion.V1_6
 PROPERTY_PREFIX = "embedding-pipeline"
-NATIVE_SUFFIXES = (".so", ".pyd", ".dll", ".dylib")
 
 
 class Analysis(Protocol):
@@ -151,11 +150,6 @@ def report_sources(report: Path, cwd: Path) -> dict[str, Path]:
     return sources
 
 
-def is_native(relative: str) -> bool:
-    name = PurePosixPath(relative).name
-    return name.endswith(NATIVE_SUFFIXES) or ".so." in name
-
-
 @dataclass
 class _Owners:
     """Which installed distribution owns a top-level name (package, module or folder like numpy.libs)."""
@@ -251,7 +245,7 @@ def build_sbom(
     data = f"{contents}{DATA_FOLDER}/"
     bom = Bom()
     bom.metadata.component = root
-    bom.metadata.timestamp = _timestamp()
+    bom.metadata.timestamp = _timestamp(plan.target.config.app_entry.parent)
     # The same build gives the same serial number: derived from every file's hash.
     hashes = json.dumps({rel: entry.sha256 for rel, entry in sorted(files.items())})
     bom.serial_number = uuid.uuid5(uuid.NAMESPACE_URL, f"{plan.target.config.app_name}/{collection.builder}/{hashes}")
@@ -451,7 +445,8 @@ def _installed(name: str) -> metadata.Distribution | None:
         return None
 
 
-def _timestamp() -> datetime:
-    """The build time, or ``SOURCE_DATE_EPOCH`` when the build is meant to be reproducible."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
-    return datetime.fromtimestamp(int(epoch), UTC) if epoch.isdigit() else datetime.now(UTC)
+def _timestamp(checkout: Path) -> datetime:
+    """``SOURCE_DATE_EPOCH``, else the app's commit time (two clones of a commit give identical SBOMs),
+    else, outside a checkout, the build time."""
+    epoch = source_date_epoch(checkout)
+    return datetime.now(UTC) if epoch is None else datetime.fromtimestamp(epoch, UTC)

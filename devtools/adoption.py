@@ -1,6 +1,6 @@
-"""The adoption checks: the README's adoption section executed, and the reusable workflow run for apps.
+"""The adoption checks: the adoption guide (docs/adopt.md) executed, an old app upgraded, the workflows run.
 
-    python -m devtools.adoption readme      a new app from the README's blocks, built, verified, run offline
+    python -m devtools.adoption readme      a new app from docs/adopt.md's blocks, built, verified, run offline
     python -m devtools.adoption upgrade     the 0.1.0 app upgraded by CHANGELOG.md's blocks, built, verified
     python -m devtools.adoption workflows   embedding-pipeline.yml for the foreign app, build-desktop.yml here
     python -m devtools.adoption release     release.yml on this version's tag, up to the publish step
@@ -14,7 +14,7 @@ index (``UV_EXTRA_INDEX_URL``, a loopback PEP 503 index serving this checkout's 
 PyPI will once they are released; every other package comes from PyPI), and for the workflows
 ``skip-nuitka``. The foreign app takes the suite's wheels by ``find-links`` (the offline variant).
 
-README blocks are fenced code blocks preceded by a marker line:
+The guide's blocks are fenced code blocks preceded by a marker line:
 ``<!-- adoption: run -->`` (bash, in the app's folder), ``<!-- adoption: write PATH -->`` and
 ``<!-- adoption: append PATH -->`` (the block's text into the app's file). CHANGELOG.md's
 Upgrading blocks: ``<!-- upgrade: run -->`` and ``<!-- upgrade: edit PATH -->`` (a diff).
@@ -60,7 +60,7 @@ from devtools.workflow_runner import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-README = REPO_ROOT / "README.md"
+GUIDE = REPO_ROOT / "docs" / "adopt.md"  # the adoption guide, whose marked blocks are executed
 SUITE_LINK = "desktop-embedding-pipeline"  # the suite's clone, as the README's paths name it
 FOREIGN_APP = REPO_ROOT / "devtools" / "foreign_app"
 _BLOCK = r"<!-- {marker}: (?P<kind>{kinds})(?: (?P<path>\S+))? -->\n```\w*\n(?P<text>.*?)```"
@@ -83,7 +83,7 @@ class Block:
     path: str | None
     text: str
     line: int  # where the block starts in its file
-    source: str = "README.md"
+    source: str = "docs/adopt.md"
 
     def describe(self) -> str:
         return f"{self.source}:{self.line} ({self.kind}{' ' + self.path if self.path else ''})"
@@ -98,11 +98,11 @@ def marked_blocks(text: str, marker: str, kinds: str, source: str, offset: int =
     ]
 
 
-def adoption_blocks(readme: str) -> list[Block]:
-    """The README's adoption blocks, in order."""
-    blocks = marked_blocks(readme, "adoption", "run|write|append", "README.md")
+def adoption_blocks(guide: str) -> list[Block]:
+    """The adoption guide's blocks (docs/adopt.md), in order."""
+    blocks = marked_blocks(guide, "adoption", "run|write|append", "docs/adopt.md")
     if not blocks:
-        raise AdoptionError("README.md has no `<!-- adoption: ... -->` blocks")
+        raise AdoptionError("docs/adopt.md has no `<!-- adoption: ... -->` blocks")
     return blocks
 
 
@@ -247,7 +247,7 @@ def offline(command: list[str]) -> list[str]:
 
 
 def check_readme(workdir: Path, readme: str) -> None:
-    """Make the app from the README's blocks in ``workdir``, then run the frozen app offline. The suite
+    """Make the app from the guide's blocks in ``workdir``, then run the frozen app offline. The suite
     comes from the package index (a loopback one serving this checkout's packages)."""
     app = workdir / "app"
     app.mkdir()
@@ -349,16 +349,16 @@ def run_frozen_app_offline(app: Path) -> None:
 
 
 def check_workflow_block(app: Path) -> None:
-    """The README's nightly calls the reusable workflow with inputs it declares."""
+    """The guide's nightly calls the reusable workflow with inputs it declares."""
     nightly = yaml.safe_load((app / ".github" / "workflows" / "nightly.yml").read_text(encoding="utf-8"))
     (job,) = nightly["jobs"].values()
     tag = f"v{suite_version()}"
     if not str(job["uses"]).endswith(f"/.github/workflows/embedding-pipeline.yml@{tag}"):
-        raise AdoptionError(f"the README's workflow calls {job['uses']}, not the reusable pipeline at {tag}")
+        raise AdoptionError(f"the guide's workflow calls {job['uses']}, not the reusable pipeline at {tag}")
     declared = triggers(load_workflow(REPO_ROOT / ".github" / "workflows" / "embedding-pipeline.yml"))
     unknown = set(job.get("with", {})) - set(declared["workflow_call"]["inputs"])
     if unknown:
-        raise AdoptionError(f"the README's workflow passes inputs the pipeline does not declare: {unknown}")
+        raise AdoptionError(f"the guide's workflow passes inputs the pipeline does not declare: {unknown}")
 
 
 # -- the workflows --------------------------------------------------------------------------
@@ -503,13 +503,13 @@ def check_release(workdir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.adoption", description=__doc__.splitlines()[0])
     parser.add_argument("check", choices=ADOPTION_CHECKS)
-    parser.add_argument("--readme", type=Path, default=README, help="the README to execute (default: this one)")
+    parser.add_argument("--guide", type=Path, default=GUIDE, help="the guide to execute (default: docs/adopt.md)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
     workdir = scratch_folder(f"adoption-{args.check}-")
     try:
         if args.check == "readme":
-            check_readme(workdir, args.readme.read_text(encoding="utf-8"))
+            check_readme(workdir, args.guide.read_text(encoding="utf-8"))
         elif args.check == "upgrade":
             check_upgrade(workdir)
         elif args.check == "release":

@@ -25,8 +25,7 @@ from build_hooks.pipeline_steps import format_table
 from devtools.demo_project import ARTIFACT_SPEC
 from devtools.fixture_model import FixtureSpec, write_fixture_repo
 from embedding_runtime import EmbeddingService, ModelRoot, ProfileContract
-from embedding_runtime._probe import INT8_CPU_MARGIN
-from embedding_runtime.build_api import PROBE_TEXTS, THREADS_ENV, VARIANT_ENV
+from embedding_runtime.build_api import INT8_CPU_MARGIN, PROBE_TEXTS, THREADS_ENV, VARIANT_ENV
 
 QEMU = "qemu-x86_64"
 EMULATED_CPU = "Haswell"  # AVX2, no AVX-512, no VNNI: onnxruntime's u8s8 AVX2 int8 kernels

@@ -3,7 +3,7 @@
 nox -s demo            the nightly offline, on a generated model (the launcher)
 nox -s demo-foreign    the same for the foreign app in devtools/foreign_app, both freezers
 nox -s wheels          build both distributions; install the runtime wheel alone and run its doctor
-nox -s adoption        the README's adoption section executed; the reusable workflow run for two apps
+nox -s adoption        docs/adopt.md executed; the 0.1.0 app upgraded; the workflows run for two apps
 nox -s docs            the API reference (build/docs) and the runtime's API snapshot check
 nox -s windows-smoke   Linux only, opt-in: the Windows PyInstaller build under Wine, self-checked and verified
 nox -s canary-cpus     Linux only, opt-in: int8 against fp32 here and on an emulated AVX2-only CPU; verify there
@@ -66,7 +66,7 @@ def register_dev(root: Path, python: str) -> None:
 
     @nox.session(name="adoption", python=python)
     def adoption(session: nox.Session) -> None:
-        """The README's adoption section, executed in an empty folder (the app built, verified and
+        """The adoption guide (docs/adopt.md), executed in an empty folder (the app built, verified and
         run offline); the 0.1.0 app upgraded by CHANGELOG.md's steps (built and verified); the
         reusable workflow's steps for the foreign app and this repository; release.yml up to its
         publish step. `-- readme`, `-- upgrade`, `-- workflows` or `-- release` runs one; `-- --keep`
@@ -80,8 +80,9 @@ def register_dev(root: Path, python: str) -> None:
 
     @nox.session(name="docs", python=python)
     def docs(session: nox.Session) -> None:
-        """The API reference from docstrings into build/docs (fails on a warning or a public name
-        without a docstring), and the adopter's surface against api-snapshot.json and CHANGELOG.md."""
+        """The documentation site into build/docs: the guide (README, docs/, CHANGELOG) and the API
+        reference (fails on a warning, an undocumented public name, a broken link or a stale table of
+        keys); then the adopter's surface against api-snapshot.json and CHANGELOG.md."""
         install_groups(session, "docs", "test")
         session.run("python", "-m", "devtools.api_docs", "build", str(root / "build" / "docs"))
         session.run("python", "-m", "devtools.api_docs", "check-api")

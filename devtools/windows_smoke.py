@@ -48,8 +48,7 @@ from devtools.demo_project import APP_NAME, ARTIFACT_SPEC, PROFILE_ID, Project
 from devtools.dev_sessions import demo_step_arguments
 from devtools.fixture_model import fixture_files
 from devtools.tampering import WINDOWS_CASES, forge_records, internal
-from embedding_runtime._artifact import MODELS_FOLDER, data_path
-from embedding_runtime.build_api import CpuFacts, decide_variant
+from embedding_runtime.build_api import MODELS_FOLDER, CpuFacts, data_path, decide_variant
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORK = REPO_ROOT / "build" / "windows-smoke"

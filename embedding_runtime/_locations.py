@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
@@ -165,10 +166,23 @@ def bundled_data_roots(facts: ProcessFacts | None = None) -> list[Path]:
     return roots
 
 
+def source_folder(source_root: Path, key: str, default: str) -> Path:
+    """A folder of the app's project where its ``pyproject.toml``'s ``[tool.embedding-pipeline]`` table puts it
+    (``output-root``, ``tiktoken-cache``), else ``default`` under ``source_root``: a source run finds what
+    prepare-model and warm-tiktoken wrote, wherever the table sent it."""
+    try:
+        document = tomllib.loads((source_root / "pyproject.toml").read_text(encoding="utf-8"))
+        value = document["tool"]["embedding-pipeline"].get(key)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError):
+        value = None
+    return source_root / (value if isinstance(value, str) and value.strip() else default)
+
+
 def model_roots(app_name: str, facts: ProcessFacts | None = None, source_root: Path | None = None) -> list[ModelRoot]:
     """Every root in the order they are tried: override, bundled roots, then the app's project.
 
-    ``source_root`` is the app's project folder (holding ``data/``), which only the app knows;
+    ``source_root`` is the app's project folder (holding ``data/``, or the table's ``output-root``), which
+    only the app knows;
     never this package's own location, which is site-packages once the runtime is installed.
     """
     facts = facts or ProcessFacts.current()
@@ -176,7 +190,7 @@ def model_roots(app_name: str, facts: ProcessFacts | None = None, source_root: P
     roots = [ModelRoot(override, "override")] if isinstance(override, Path) else []
     roots += [ModelRoot(root / DATA_FOLDER / MODELS_FOLDER, "bundled") for root in bundled_data_roots(facts)]
     if source_root is not None:
-        roots.append(ModelRoot(source_root / DATA_FOLDER / MODELS_FOLDER, "source"))
+        roots.append(ModelRoot(source_folder(source_root, "output-root", f"{DATA_FOLDER}/{MODELS_FOLDER}"), "source"))
     unique: dict[Path, ModelRoot] = {}
     for root in roots:
         unique.setdefault(root.path, root)

@@ -34,7 +34,6 @@ from embedding_runtime._locations import ModelRoot, bundled_data_roots
 from embedding_runtime._records import read_json_record
 from embedding_runtime._service import EmbeddingService
 from embedding_runtime._tiktoken_cache import cache_report, use_bundled_tiktoken_cache
-from embedding_runtime._variant import VARIANT_ENV
 
 # A frozen app that starts a process (py-cpuinfo re-executes sys.executable) starts itself.
 _PROCESS_EVENTS = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.fork", "os.spawn")
@@ -136,8 +135,7 @@ def self_check(
         folder_root = ModelRoot(Path(folder).parent, resolution["kind"])
         for variant in VARIANTS:
             if variant not in vectors:
-                env = {**os.environ, VARIANT_ENV: variant}
-                other = EmbeddingService(info["profile_id"], roots=[folder_root], env=env)
+                other = EmbeddingService(info["profile_id"], roots=[folder_root], variant=variant)
                 try:
                     vectors[variant] = other.embed_documents(list(SELF_CHECK_TEXTS)).round(6).tolist()
                 except EmbeddingsDisabledError:

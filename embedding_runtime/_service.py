@@ -157,6 +157,9 @@ class EmbeddingService:
         verify: re-hash model files against ``.prepared.json`` before loading.
         probe_record: the canary a folder must reproduce before it serves (default: the record
             bundled with the app, when ``roots`` is left to default; none for a source run).
+        variant: ``"fp32"``, ``"int8"`` or ``"auto"`` (the CPU chooses); default: the environment's
+            ``EMBEDDING_RUNTIME_VARIANT``, else ``"auto"``. A variant the folder lacks, or int8 on a CPU
+            that blocks it, falls back to the other, as the environment's choice does.
         threads: intra-op threads of this service's model (default: ``EMBEDDING_RUNTIME_THREADS``,
             else every CPU up to 8), never more than the CPUs the process may use. A service for
             bulk re-indexing and one for interactive queries can differ; each loads its own model.
@@ -181,7 +184,11 @@ class EmbeddingService:
         settings: EngineSettings | None = None,
         source_root: Path | None = None,
         remember_proofs: bool = True,
+        variant: str | None = None,
     ) -> None:
+        if variant is not None and variant not in ("auto", "fp32", "int8"):
+            raise ValueError(f"variant={variant!r}: pass 'fp32', 'int8' or 'auto'")
+        self._variant = variant
         self.contract = profile if isinstance(profile, ProfileContract) else get_profile(profile)
         """The profile's contract (what the vectors mean)."""
         self._app_name = app_name
@@ -396,8 +403,9 @@ class EmbeddingService:
         if switch(self._env, DISABLE_ENV):
             raise _DisabledError("disabled_by_env", f"{DISABLE_ENV}={self._env.get(DISABLE_ENV, '').strip()}")
         self._cpu = self._cpu or cpu_facts.detect()
-        self._decision = decide_variant(self._cpu, self._env)
-        strict = self._env.get(VARIANT_ENV, "auto").strip().lower() in ("fp32", "int8")
+        self._decision = decide_variant(self._cpu, self._env, self._variant)
+        requested = self._env.get(VARIANT_ENV, "auto") if self._variant is None else self._variant
+        strict = requested.strip().lower() in ("fp32", "int8")
         settings = self._settings
         opened: list[_Engine] = []
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from embedding_runtime._artifact import DATA_FOLDER, TIKTOKEN_FOLDER
 from embedding_runtime._hashing import FileDigest, sha256_file
-from embedding_runtime._locations import ProcessFacts, bundled_data_roots
+from embedding_runtime._locations import ProcessFacts, bundled_data_roots, source_folder
 from embedding_runtime._records import read_json_record
 
 CACHE_ENV = "TIKTOKEN_CACHE_DIR"
@@ -42,7 +42,7 @@ def bundled_cache_dir(facts: ProcessFacts | None = None, source_root: Path | Non
         return bundled[0] / DATA_FOLDER / TIKTOKEN_FOLDER
     if source_root is None:
         return None
-    source_cache = source_root / DATA_FOLDER / TIKTOKEN_FOLDER
+    source_cache = source_folder(source_root, "tiktoken-cache", f"{DATA_FOLDER}/{TIKTOKEN_FOLDER}")
     return source_cache if (source_cache / TIKTOKEN_MANIFEST_NAME).is_file() else None
 
 

@@ -42,20 +42,22 @@ class VariantDecision:
         return {"preferred": self.preferred, "int8_allowed": self.int8_allowed, "reason": self.reason}
 
 
-def decide_variant(cpu: CpuFacts, env: Mapping[str, str]) -> VariantDecision:
-    """The preferred variant for ``cpu``, honouring the env overrides, with the reason."""
+def decide_variant(cpu: CpuFacts, env: Mapping[str, str], requested: str | None = None) -> VariantDecision:
+    """The preferred variant for ``cpu``, with the reason: ``requested`` (the caller's ``variant=``)
+    when given, else the environment's ``EMBEDDING_RUNTIME_VARIANT``; ``auto`` lets the CPU choose."""
     blocked = _blocked(cpu)
     forced_int8 = switch(env, FORCE_INT8_ENV)
     int8_allowed = blocked is None or forced_int8
-    requested = env.get(VARIANT_ENV, "auto").strip().lower() or "auto"
+    source = "variant" if requested is not None else VARIANT_ENV
+    requested = (env.get(VARIANT_ENV, "auto") if requested is None else requested).strip().lower() or "auto"
     if requested == "fp32":
-        return VariantDecision("fp32", int8_allowed, f"{VARIANT_ENV}=fp32")
+        return VariantDecision("fp32", int8_allowed, f"{source}=fp32")
     if requested == "int8":
         if not int8_allowed and blocked is not None:
-            return VariantDecision("fp32", False, f"{VARIANT_ENV}=int8 but {blocked.why}", blocked.why)
-        return VariantDecision("int8", True, f"{VARIANT_ENV}=int8")
+            return VariantDecision("fp32", False, f"{source}=int8 but {blocked.why}", blocked.why)
+        return VariantDecision("int8", True, f"{source}=int8")
     # A value that is none of the three is said, not silently taken for "auto".
-    ignored = f"{VARIANT_ENV}={requested[:20]!r} is not fp32, int8 or auto, so ignored; " if requested != "auto" else ""
+    ignored = f"{source}={requested[:20]!r} is not fp32, int8 or auto, so ignored; " if requested != "auto" else ""
     if blocked is not None and not forced_int8:
         return VariantDecision("fp32", False, f"{ignored}int8 blocked on this CPU: {blocked.why}", blocked.why)
     if kernel := _int8_kernel(cpu):

@@ -39,10 +39,11 @@ from embedding_runtime._layout import (
     read_marker,
 )
 from embedding_runtime._locations import ProcessFacts, bundled_data_roots, model_roots
-from embedding_runtime._probe import FP32_MIN_COSINE, ProbeRecord, read_probe_record
+from embedding_runtime._probe import FP32_MIN_COSINE, INT8_CPU_MARGIN, ProbeRecord, read_probe_record
 from embedding_runtime._profiles import get_profile
 from embedding_runtime._records import RecordProblem, read_json_record
 from embedding_runtime._self_check import self_check
+from embedding_runtime._service import token_budget_batches
 from embedding_runtime._settings import THREADS_ENV
 from embedding_runtime._tiktoken_cache import CACHE_ENV as TIKTOKEN_CACHE_ENV
 from embedding_runtime._tiktoken_cache import (
@@ -64,6 +65,7 @@ __all__ = [
     "FORBID_NETWORK_ENV",
     "FP32_MIN_COSINE",
     "HTTP_CLIENTS",
+    "INT8_CPU_MARGIN",
     "MARKER_NAME",
     "MARKER_SCHEMA",
     "MODELS_FOLDER",
@@ -106,4 +108,5 @@ __all__ = [
     "read_tiktoken_manifest",
     "self_check",
     "sha256_file",
+    "token_budget_batches",
 ]

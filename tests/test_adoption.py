@@ -123,7 +123,7 @@ def test_the_foreign_noxfile_registers_the_steps_and_nightly_with_one_call(tmp_p
     defaults = dict(pair.split("=") for pair in result.stdout.split())
     steps = (
         "prepare-model", "warm-tiktoken", "build-nuitka", "build-pyinstaller", "verify-artifact", "archive-artifact",
-        "wheelhouse", "clean",
+        "wheelhouse", "ci-outputs", "clean",
     )  # fmt: skip
     assert defaults == {"nightly": "True", **dict.fromkeys(steps, "False")}
     noxfile = (TEMPLATE / "noxfile.py").read_text().splitlines()
@@ -132,7 +132,7 @@ def test_the_foreign_noxfile_registers_the_steps_and_nightly_with_one_call(tmp_p
 
 
 def readme_blocks() -> dict[str, str]:
-    return {b.path or f"run:{b.line}": b.text for b in adoption_blocks((REPO_ROOT / "README.md").read_text())}
+    return {b.path or f"run:{b.line}": b.text for b in adoption_blocks((REPO_ROOT / "docs" / "adopt.md").read_text())}
 
 
 def test_the_readme_adoption_blocks_make_a_whole_app_and_the_foreign_app_follows_them() -> None:
@@ -265,3 +265,11 @@ def test_a_source_run_without_its_project_folder_says_what_to_pass(foreign_proje
         f"self-check: {p}" for p in report["problems"]
     ]
     assert report["network_connections_attempted"] == [] and report["token_counts"] == {}
+
+
+def test_the_private_module_contract_names_every_private_module_of_the_runtime() -> None:
+    """import-linter's contract lists the runtime's private modules by name: a new one is listed too."""
+    contracts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (private,) = [c for c in contracts if c["name"].startswith("Only the runtime itself imports its private")]
+    modules = {f"embedding_runtime.{p.stem}" for p in (REPO_ROOT / "embedding_runtime").glob("_*.py")}
+    assert set(private["forbidden_modules"]) == modules - {"embedding_runtime.__init__", "embedding_runtime.__main__"}

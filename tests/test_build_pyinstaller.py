@@ -14,6 +14,7 @@ import pytest
 
 from build_hooks.bundle import preflight_problems
 from build_hooks.manifest import manifest_path
+from build_hooks.sbom import sbom_path
 from build_hooks.verification.selfcheck import run_offline
 from devtools.demo_project import ARTIFACT_REPO, ARTIFACT_REVISION, PROFILE_ID, Project
 from embedding_runtime import _completeness
@@ -160,8 +161,12 @@ def test_a_change_preflight_cannot_see_fails_the_build_by_the_copy_check(
     os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
     result = run_pyinstaller(project)
     assert result.returncode != 0
-    assert f"data/embedding_models/{PROFILE_ID}/onnx/model.onnx_data is not the plan's" in result.stderr
-    assert "size or sha256 differs" in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"data/embedding_models/{PROFILE_ID}/onnx/model.onnx_data is not the plan's" in errors[0]
+    assert "size or sha256 differs" in errors[0] and errors[0].endswith("(the build was removed)")
+    assert not project.pyinstaller_artifact.exists(), "nothing that failed its checks stays where an artifact goes"
+    assert not manifest_path(project.pyinstaller_artifact).exists()
 
 
 def test_build_without_vectors_is_an_explicit_choice_the_artifact_reports(
@@ -190,11 +195,14 @@ def data_and_runtime(manifest: dict[str, dict[str, object]], root: str) -> dict[
 def test_two_builds_from_the_same_inputs_are_identical(
     artifact_project: Project, pyinstaller_artifact: Path, nuitka_artifact: Path, tmp_path: Path
 ) -> None:
-    """PyInstaller rebuilt from a copy of the project gives the same bytes, the probe record included;
-    the Nuitka build's data/ differs from it only in build-info.json, which names its builder."""
+    """PyInstaller rebuilt from a copy of the project in another folder gives the same bytes, the probe
+    record included, and byte-identical records: the manifest (its sources relative to the project) and
+    the SBOM (its time the app's commit's); the Nuitka build's data/ differs only in build-info.json."""
     project = copy_project(artifact_project, tmp_path / "project")
     rebuilt = run_step(project, "build_pyinstaller.py")
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    for record in (manifest_path, sbom_path):
+        assert record(pyinstaller_artifact).read_bytes() == record(project.pyinstaller_artifact).read_bytes(), record
     first = json.loads(manifest_path(pyinstaller_artifact).read_text())["files"]
     second = json.loads(manifest_path(project.pyinstaller_artifact).read_text())["files"]
     assert {k: v["sha256"] for k, v in first.items()} == {k: v["sha256"] for k, v in second.items()}

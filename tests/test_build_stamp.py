@@ -17,7 +17,7 @@ from build_hooks.build_stamp import changed_inputs, read_stamp, rebuild_reason, 
 from build_hooks.bundle import Builder, target_for
 from build_hooks.config import load_config
 from build_hooks.plan import make_plan, read_plan, write_plan
-from devtools.demo_project import ARTIFACT_REPO, ARTIFACT_REVISION, PROFILE_ID, Project
+from devtools.demo_project import ARTIFACT_REPO, ARTIFACT_REVISION, PROFILE_ID, Project, write_pyproject
 from embedding_runtime.build_api import BUILD_INFO_FILE, MARKER_NAME, data_path
 from tests.artifacts import copy_project, run_nuitka, run_step
 from tests.support import REPO_ROOT, child_env, pipeline
@@ -69,7 +69,8 @@ def test_the_foreign_apps_up_to_date_decision_follows_its_inputs(foreign_project
             "a key": lambda: edit(root / "pyproject.toml", "[tool.other-tool]\nsetting = 1\n"),
             "profiles module": lambda: edit(package / "profiles.py"),
             "module under source-root": lambda: edit(package / "__init__.py"),
-            "new module under source-root": lambda: edit(package / "ranking.py", "WEIGHT = 1\n"),
+            "a module nothing imports": lambda: edit(package / "ranking.py", "WEIGHT = 1\n"),
+            "the package imports it": lambda: edit(package / "__init__.py", "from pocket_search import ranking\n"),
             **outputs_and_caches(root),
         },
         "pyinstaller",
@@ -79,8 +80,9 @@ def test_the_foreign_apps_up_to_date_decision_follows_its_inputs(foreign_project
     assert changed["a key"] == ["config tool.other-tool.setting"], "the changed key is named"
     assert set(changed["profiles module"]) == {"profiles-module", "source pocket_search/profiles.py"}
     assert changed["module under source-root"] == ["source pocket_search/__init__.py"]
-    assert changed["new module under source-root"] == ["source pocket_search/ranking.py"]
-    assert all(changed[name] == [] for name in outputs_and_caches(root)), changed
+    assert changed["a module nothing imports"] == [], "a freezer collects what the app imports"
+    assert changed["the package imports it"] == ["source pocket_search/__init__.py", "source pocket_search/ranking.py"]
+    assert not (moved := {name: changed[name] for name in outputs_and_caches(root) if changed[name]}), moved
 
 
 def test_this_repositorys_launcher_decision_follows_its_inputs(artifact_project: Project, tmp_path: Path) -> None:
@@ -109,8 +111,34 @@ def test_this_repositorys_launcher_decision_follows_its_inputs(artifact_project:
     assert changed["entry"] == ["entry", "source launcher.py"]
     assert changed["new module under source-root"] == ["source notes_store.py"]
     assert changed["a test"] == [], "tests/ is not under the launcher's source-root"
-    assert all(changed[name] == [] for name in outputs_and_caches(root)), changed
+    assert not (moved := {name: changed[name] for name in outputs_and_caches(root) if changed[name]}), moved
     assert "spec" in changed_inputs(inputs_of(root, "nuitka"), inputs_of(root, "pyinstaller"))
+
+
+def test_the_demos_plan_is_made_of_what_its_entry_imports_and_its_lock(
+    artifact_project: Project, tmp_path: Path
+) -> None:
+    """The demo's entry lives outside its project (this checkout's app/): the modules it imports from its own
+    folder are inputs (notes_store.py), the lock is, and the model source's custom_modeling.py is not."""
+    code = tmp_path / "code"
+    for folder in ("app", "specs"):
+        shutil.copytree(REPO_ROOT / folder, code / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    project = copy_project(artifact_project, tmp_path / "demo")
+    write_pyproject(project, code_root=code.as_posix())
+    (project.root / "model-source").mkdir(exist_ok=True)
+    (project.root / "model-source" / "custom_modeling.py").write_text("raise SystemExit('hub code')\n")
+    builders: tuple[Builder, ...] = ("pyinstaller", "nuitka")
+    for builder in builders:
+        inputs = inputs_of(project.root, builder)
+        assert {"source launcher.py", "source notes_store.py", "uv.lock"} <= set(inputs), sorted(inputs)
+        assert not [name for name in inputs if "custom_modeling" in name], "nothing that is not the app's"
+        assert inputs["version filelock"] != "absent", "every locked distribution's version (notes_store's filelock)"
+    before = {builder: inputs_of(project.root, builder) for builder in builders}
+    edit(code / "app" / "notes_store.py")
+    for builder in builders:
+        assert changed_inputs(before[builder], inputs_of(project.root, builder)) == ["source notes_store.py"], builder
+    edit(project.root / "uv.lock", "# another lock\n")
+    assert changed_inputs(before["nuitka"], inputs_of(project.root, "nuitka")) == ["source notes_store.py", "uv.lock"]
 
 
 def test_a_changed_profile_or_tool_names_the_input(artifact_project: Project, tmp_path: Path) -> None:
@@ -142,19 +170,21 @@ def built_or_up_to_date(result: subprocess.CompletedProcess[str]) -> str:
 def test_a_build_right_after_a_build_is_up_to_date_and_an_edit_rebuilds_once(
     artifact_project: Project, nuitka_artifact: Path, pyinstaller_artifact: Path
 ) -> None:
-    """Both freezers on the shared project: up to date, then one real rebuild each after an edit
-    under the source root (a module the app does not import: the artifact stays equivalent)."""
+    """Both freezers on the shared project: up to date, then one real rebuild each after an edit of an
+    input the artifact does not depend on (another tool's key in pyproject.toml: it stays equivalent)."""
     builds: dict[str, Callable[[], subprocess.CompletedProcess[str]]] = {
         "nuitka": lambda: run_nuitka(artifact_project),
         "pyinstaller": lambda: run_step(artifact_project, "build_pyinstaller.py"),
     }
     assert {name: built_or_up_to_date(build()) for name, build in builds.items()} == dict.fromkeys(builds, "up to date")
-    edit(artifact_project.root / "notes_helper.py", "HELPER = True\n")
+    edit(artifact_project.root / "notes_helper.py", "HELPER = True\n")  # nothing imports it: not an input
+    assert {name: built_or_up_to_date(build()) for name, build in builds.items()} == dict.fromkeys(builds, "up to date")
+    edit(artifact_project.root / "pyproject.toml", "\n[tool.notes-helper]\nhelper = true\n")
     rebuilt = {name: build() for name, build in builds.items()}
     for result in rebuilt.values():
         assert (
             built_or_up_to_date(result) == "built"
-            and "source notes_helper.py changed" in result.stderr
+            and "config tool.notes-helper.helper changed" in result.stderr
             and "rebuilding " in result.stderr
         )
     assert {name: built_or_up_to_date(build()) for name, build in builds.items()} == dict.fromkeys(builds, "up to date")

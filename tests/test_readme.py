@@ -1,18 +1,20 @@
-"""Every command the README shows works on a fresh clone: sessions, scripts, flags and files exist.
+"""Every command the documentation shows works on a fresh clone: sessions, scripts, flags and files exist.
 
-The README is what a new user follows; a renamed session or flag must fail
-here before it fails them.
+The README and docs/ are what a new user follows; a renamed session or flag
+must fail here before it fails them. The site they make has no broken link.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,8 @@ from devtools.adoption import adoption_blocks
 from tests.support import REPO_ROOT, child_env
 
 README = REPO_ROOT / "README.md"
+GUIDE = REPO_ROOT / "docs" / "adopt.md"
+PAGES = [README, *sorted((REPO_ROOT / "docs").glob("*.md"))]
 # The script each pipeline session hands its arguments (after `--`) to.
 SESSION_SCRIPTS = {
     "prepare-model": "scripts/prepare_embedding_model.py",
@@ -29,10 +33,14 @@ SESSION_SCRIPTS = {
 
 
 def shell_blocks() -> list[str]:
-    """The bash blocks, but the adoption section's: `nox -s adoption` runs those in an app's folder."""
-    text = README.read_text(encoding="utf-8")
-    executed = {block.text for block in adoption_blocks(text) if block.kind == "run"}
-    return [block for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL) if block not in executed]
+    """The bash blocks of every page, but the adoption guide's: `nox -s adoption` runs those in an app's folder."""
+    executed = {block.text for block in adoption_blocks(GUIDE.read_text(encoding="utf-8")) if block.kind == "run"}
+    return [
+        block
+        for page in PAGES
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(encoding="utf-8"), re.DOTALL)
+        if block not in executed
+    ]
 
 
 def commands() -> Iterator[list[str]]:
@@ -101,7 +109,7 @@ def test_every_command_names_what_exists(command: list[str]) -> None:
 
 
 def test_every_session_and_script_the_prose_names_exists() -> None:
-    text = README.read_text(encoding="utf-8")
+    text = "".join(page.read_text(encoding="utf-8") for page in PAGES)
     named = set(re.findall(r"nox -s ([\w-]+)", text))
     assert named and named <= sessions(), named - sessions()
     for script in set(re.findall(r"scripts/\w+\.py", text)):
@@ -126,6 +134,28 @@ def test_tool_versions_agree_everywhere() -> None:
     groups = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["dependency-groups"]
     assert f"nox=={pins['nox']}" in groups["test"] and f"uv=={pins['uv']}" in groups["adoption"]
     # An app's noxfile (the README's and the foreign app's) installs the same nox and uv.
-    noxfile = next(b.text for b in adoption_blocks(README.read_text(encoding="utf-8")) if b.path == "noxfile.py")
+    noxfile = next(b.text for b in adoption_blocks(GUIDE.read_text(encoding="utf-8")) if b.path == "noxfile.py")
     for text in (noxfile, (REPO_ROOT / "devtools" / "foreign_app" / "noxfile.py").read_text()):
         assert f'"nox=={pins["nox"]}"' in text and f'"uv=={pins["uv"]}"' in text
+
+
+def test_the_readme_is_short_and_the_site_has_no_broken_link(tmp_path: Path) -> None:
+    """A newcomer reads the README in five minutes; every link between the pages (and to a heading) holds,
+    and the table of configuration keys is config.py's."""
+    from devtools.api_docs import config_doc_problems, render_guide
+
+    assert len(README.read_text(encoding="utf-8").splitlines()) <= 250
+    pages, problems = render_guide(tmp_path / "site")
+    assert problems == [] and len(pages) == len(PAGES) + 1, problems  # + CHANGELOG.md
+    assert config_doc_problems() == []
+    broken = tmp_path / "broken"
+    shutil.copytree(REPO_ROOT / "docs", broken / "docs")
+    for name in ("README.md", "CHANGELOG.md"):
+        shutil.copy(REPO_ROOT / name, broken / name)
+    page = broken / "docs" / "ci.md"
+    page.write_text(page.read_text() + "\nSee [nowhere](steps.md#no-such-heading) and [gone](gone.md).\n")
+    _, problems = render_guide(tmp_path / "broken-site", root=broken)
+    assert problems == [
+        "ci.html: a link to steps.html#no-such-heading, a heading that does not exist",
+        "ci.html: a link to gone.md, which is not a page of the guide",
+    ], problems

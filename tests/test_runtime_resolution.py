@@ -149,6 +149,25 @@ def test_source_runs_have_no_bundled_root(tmp_path: Path) -> None:
     assert [(r.kind, r.path) for r in roots][1:] == [("source", tmp_path / "project" / "data" / "embedding_models")]
 
 
+def test_a_source_run_finds_the_folders_where_the_table_puts_them(tmp_path: Path) -> None:
+    """prepare-model writes to the table's output-root and warm-tiktoken to its tiktoken-cache: a run from
+    source looks there (an unreadable or silent table: data/ as always)."""
+    from embedding_runtime._tiktoken_cache import TIKTOKEN_MANIFEST_NAME, bundled_cache_dir
+
+    project = tmp_path / "project"
+    (project / "assets" / "tiktoken").mkdir(parents=True)
+    (project / "assets" / "tiktoken" / TIKTOKEN_MANIFEST_NAME).write_text("{}")  # a warmed cache
+    (project / "pyproject.toml").write_text(
+        '[tool.embedding-pipeline]\noutput-root = "assets/models"\ntiktoken-cache = "assets/tiktoken"\n'
+    )
+    roots = model_roots("n", facts("linux", tmp_path), source_root=project)
+    assert roots[-1] == ModelRoot(project / "assets" / "models", "source")
+    assert bundled_cache_dir(facts("linux", tmp_path), source_root=project) == project / "assets" / "tiktoken"
+    (project / "pyproject.toml").write_text("[tool.embedding-pipeline\n")
+    roots = model_roots("n", facts("linux", tmp_path), source_root=project)
+    assert roots[-1] == ModelRoot(project / "data" / "embedding_models", "source")
+
+
 def test_the_source_fallback_is_the_apps_project_never_the_runtimes_install(tmp_path: Path) -> None:
     """Installed from a wheel, the runtime lives in site-packages: only the app knows its project."""
     import embedding_runtime

@@ -509,6 +509,23 @@ def test_an_apps_thread_count_is_held_to_the_cpus_too(model_root: Path) -> None:
         EmbeddingService(FIXTURE_PROFILE, roots=[ModelRoot(model_root, "bundled")], threads=0)
 
 
+def test_the_caller_chooses_the_variant_without_touching_the_environment(model_root: Path) -> None:
+    """``variant=`` is the in-process choice (a build, verify): it wins over the environment, says so in
+    ``explain()``, and the CPU's block list and the folder's variants still hold."""
+    roots = [ModelRoot(model_root, "bundled")]
+    env = {"EMBEDDING_RUNTIME_VARIANT": "int8"}
+    for variant in ("fp32", "int8"):
+        service = EmbeddingService(FIXTURE_PROFILE, roots=roots, env=env, cpu=VNNI, variant=variant)
+        service.embed_documents(["hello"])
+        assert service.variant == variant
+        assert service.explain()["variant"]["reason"] == f"variant={variant}", service.explain()["variant"]
+    auto = EmbeddingService(FIXTURE_PROFILE, roots=roots, env={}, cpu=VNNI, variant="auto")
+    auto.embed_documents(["hello"])
+    assert auto.variant == "int8", "auto lets a VNNI CPU take int8"
+    with pytest.raises(ValueError, match="variant='fp16': pass 'fp32', 'int8' or 'auto'"):
+        EmbeddingService(FIXTURE_PROFILE, roots=roots, variant="fp16")
+
+
 # -- stamps and packed vectors ------------------------------------------------
 
 

@@ -71,20 +71,27 @@ def test_pin_comes_from_pyproject_only() -> None:
     table = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["embedding-pipeline"]
     assert table["revision"] not in text and table["repo"] not in text, "the pin is written in one place"
     assert not re.search(r"\b[0-9a-f]{40}\b", text)
-    assert 'tomllib.load(open("pyproject.toml", "rb"))["tool"]["embedding-pipeline"]' in text
 
 
-def test_dispatch_revision_overrides_through_the_environment(workflow: Mapping[str, Any]) -> None:
+def test_no_workflow_holds_python_of_its_own() -> None:
+    """The workflows run commands; the suite holds the logic (ci-outputs reads the table and the lock)."""
+    for path in sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml")):
+        runs = [s.get("run", "") for j in yaml.safe_load(path.read_text())["jobs"].values() for s in j.get("steps", [])]
+        inline = [run for run in runs if re.search(r"\bpython3?\b[^\n]*(\s-\s|\s-c\s|<<)", run)]
+        assert inline == [], f"{path.name}: {inline}"
+
+
+def test_dispatch_revision_reaches_every_step_as_its_flag(workflow: Mapping[str, Any]) -> None:
     nightly = triggers(yaml.safe_load(CALLER.read_text()))
     assert "schedule" in nightly and "workflow_dispatch" in nightly
     assert set(nightly["workflow_dispatch"]["inputs"]) == {"revision", "skip-nuitka"}
     steps = {s.get("name"): s for s in job(workflow)["steps"]}
-    assert (
-        steps["Read the model pin and the cache paths from pyproject.toml"]["env"]["REVISION_OVERRIDE"]
-        == "${{ inputs.revision }}"
-    )
-    for name in ("prepare-model", "build-nuitka", "build-pyinstaller", "verify-artifact"):
-        assert steps[name]["env"]["EMBEDDING_MODEL_REVISION"] == "${{ steps.pin.outputs.revision }}"
+    pin = steps["Read the model pin, the cache paths and the locked versions"]
+    assert pin["env"]["REVISION"] == "${{ inputs.revision }}" and '--revision "$REVISION"' in pin["run"]
+    for name in STEP_SESSIONS:
+        assert steps[name]["env"]["REVISION"] == "${{ steps.pin.outputs.revision }}", name
+        assert steps[name]["run"].strip() == f'nox -s {name} -- --revision "$REVISION"', name
+    assert "EMBEDDING_MODEL_REVISION" not in WORKFLOW.read_text(), "nothing the plan resolves goes by environment"
     assert steps["build-nuitka"]["if"] == "${{ !inputs.skip-nuitka }}"
 
 
@@ -96,8 +103,9 @@ def test_every_step_is_its_own_existing_nox_session(workflow: Mapping[str, Any])
 
     sessions = set(nox.registry.get())
     runs = [s["run"] for s in job(workflow)["steps"] if "nox -s" in s.get("run", "")]
-    called = [re.fullmatch(r"nox -s ([\w-]+)", run.strip())[1] for run in runs]  # type: ignore[index]
-    assert called == STEP_SESSIONS, "one step per session, in pipeline order"
+    called = [re.match(r"nox -s ([\w-]+)", run.strip())[1] for run in runs]  # type: ignore[index]
+    assert set(called) <= sessions
+    assert [c for c in called if c != "ci-outputs"] == STEP_SESSIONS, "one step per session, in pipeline order"
     assert set(called) <= sessions
     assert [step.name for step in STEPS] == STEP_SESSIONS
 
@@ -213,23 +221,31 @@ def cache_step(workflow: Mapping[str, Any], name: str) -> dict[str, Any]:
     return dict(next(s for s in job(workflow)["steps"] if s.get("name") == name)["with"])
 
 
-def run_pin_step(project: Path) -> subprocess.CompletedProcess[str]:
-    """The pin step's own script, run in ``project`` as the runner would (the workflow's env set)."""
-    document = yaml.safe_load(WORKFLOW.read_text())
-    step = next(s for s in job(document)["steps"] if s.get("id") == "pin")
-    script = re.search(r"<<'PY'[^\n]*\n(.*)\nPY", step["run"], re.DOTALL)
-    assert script is not None
-    return subprocess.run(
-        [sys.executable, "-"], input=script[1], cwd=project, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "REVISION_OVERRIDE": "", "SUITE_VERSION": str(document["env"]["SUITE_VERSION"])},
-    )  # fmt: skip
+def run_pin_step(project: Path, revision: str = "") -> subprocess.CompletedProcess[str]:
+    """What the pin step runs in ``project`` (``nox -s ci-outputs -- ...``: the suite's command), with the
+    workflow's own version."""
+    suite = str(yaml.safe_load(WORKFLOW.read_text())["env"]["SUITE_VERSION"])
+    command = [sys.executable, "-m", "build_hooks.cli", "ci-outputs", "--revision", revision, "--suite-version", suite]
+    env = {k: v for k, v in child_env().items() if k != "GITHUB_OUTPUT"}
+    return subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=120, env=env)
 
 
-def pin_outputs(project: Path) -> dict[str, str]:
+def pin_outputs(project: Path, revision: str = "") -> dict[str, str]:
     """The pin step's outputs in ``project``."""
-    result = run_pin_step(project)
+    result = run_pin_step(project, revision)
     assert result.returncode == 0, result.stderr
     return dict(line.split("=", 1) for line in result.stdout.splitlines())
+
+
+def noxfile_step(project: Path) -> subprocess.CompletedProcess[str]:
+    """The step before nox: the noxfile must pin the suite in a PEP 723 block (bash, as the runner runs it)."""
+    document = yaml.safe_load(WORKFLOW.read_text())
+    step = next(s for s in job(document)["steps"] if s.get("name", "").startswith("The noxfile installs the suite"))
+    env = {**child_env(), "SUITE_VERSION": str(document["env"]["SUITE_VERSION"])}
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=project, capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
 
 
 def test_the_workflow_refuses_an_app_that_names_another_suite_in_one_line_each(tmp_path: Path) -> None:
@@ -239,19 +255,36 @@ def test_the_workflow_refuses_an_app_that_names_another_suite_in_one_line_each(t
     shutil.copytree(REPO_ROOT / "devtools" / "foreign_app", app)
     lock = '[[package]]\nname = "desktop-embedding-pipeline"\nversion = "{}"\n'
     (app / "uv.lock").write_text(lock.format(version))
-    assert run_pin_step(app).returncode == 0
+    assert run_pin_step(app).returncode == 0 and noxfile_step(app).returncode == 0
+    assert noxfile_step(REPO_ROOT).returncode == 0, "the suite's own checkout imports its source"
     (app / "uv.lock").write_text(lock.format("0.1.0"))
     stale = run_pin_step(app)
     assert stale.returncode == 1
     assert stale.stderr.splitlines() == [
-        f"::error::this is embedding-pipeline.yml of {version} but uv.lock holds desktop-embedding-pipeline 0.1.0: "
-        f"call the workflow at @v0.1.0, or `uv add --group build desktop-embedding-pipeline=={version}`"
+        f"ERROR: this is embedding-pipeline.yml of {version} but uv.lock holds desktop-embedding-pipeline 0.1.0: "
+        f"call the workflow at @v0.1.0, or move the app to {version} (CHANGELOG.md, Upgrading)"
     ]
     (app / "uv.lock").write_text(lock.format(version))
     (app / "noxfile.py").write_text((REPO_ROOT / "devtools" / "foreign_app_0.1.0" / "noxfile.py").read_text())
-    old = run_pin_step(app)
-    assert old.returncode == 1 and len(old.stderr.splitlines()) == 1, old.stderr
-    assert old.stderr.startswith("::error::noxfile.py has no PEP 723 block pinning desktop-embedding-pipeline==")
+    old = noxfile_step(app)
+    assert old.returncode == 1 and len(old.stdout.splitlines()) == 1, old.stdout + old.stderr
+    assert old.stdout.startswith(
+        f"::error::noxfile.py has no PEP 723 block pinning desktop-embedding-pipeline=={version}"
+    )
+
+
+def test_the_revision_input_is_the_only_override(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    shutil.copytree(REPO_ROOT / "devtools" / "foreign_app", app)
+    other = "c" * 40
+    assert pin_outputs(app, other)["revision"] == other
+    env_override = subprocess.run(
+        [sys.executable, "-m", "build_hooks.cli", "ci-outputs"], cwd=app, capture_output=True, text=True,
+        timeout=120, env={**child_env(), "EMBEDDING_MODEL_REVISION": other},
+    )  # fmt: skip
+    assert f"revision={other}" not in env_override.stdout, "the environment does not move the workflow's pin"
+    bad = run_pin_step(app, "main")
+    assert bad.returncode == 2 and "40-character" in bad.stderr, bad.stderr
 
 
 def test_the_caches_are_keyed_on_the_apps_table_lock_and_suite_version(

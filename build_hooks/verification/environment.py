@@ -18,18 +18,12 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from build_hooks.bundle import NATIVE_BACKED, UNSHIPPED_NATIVES
+from build_hooks.bundle import NATIVE_BACKED, UNSHIPPED_NATIVES, is_native
 
-NATIVE_SUFFIXES = (".so", ".pyd", ".dll", ".dylib")
 _SYSTEM_LIBRARY_DIRS = (
     *(f"{prefix}/lib/{arch}-linux-gnu" for prefix in ("", "/usr") for arch in ("x86_64", "aarch64")),
     *("/lib64", "/usr/lib64", "/lib", "/usr/lib", "/usr/local/lib"),
 )
-
-
-def is_native(name: str) -> bool:
-    """A native library or extension module, by its file name (``libssl.so.3`` included)."""
-    return name.endswith(NATIVE_SUFFIXES) or ".so." in name
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,6 @@ from embedding_runtime.build_api import (
     SELF_CHECK_TEXTS,
     STDLIB_ACCELERATORS,
     TIKTOKEN_CACHE_ENV,
-    VARIANT_ENV,
     ProbeRecord,
     SelfCheckReport,
     decide_variant,
@@ -200,7 +199,8 @@ def golden_problems(
         golden = EmbeddingService(
             profile_contract(target.config, target.pin.profile_id),
             roots=[ModelRoot(target.config.output_root, "source")],
-            env={VARIANT_ENV: variant},
+            env={},
+            variant=variant,
         ).embed_documents(list(SELF_CHECK_TEXTS))
         cosine = float(row_cosines(np.array(values, dtype=np.float32), golden).min())
         cosines[variant] = round(cosine, 6)
