@@ -159,3 +159,16 @@ def test_the_readme_is_short_and_the_site_has_no_broken_link(tmp_path: Path) -> 
         "ci.html: a link to steps.html#no-such-heading, a heading that does not exist",
         "ci.html: a link to gone.md, which is not a page of the guide",
     ], problems
+
+
+def test_the_readme_names_the_workflows_inputs_secret_and_ref() -> None:
+    """An adopter learns from the README alone what to call, at which ref, with what."""
+    import yaml
+
+    from build_hooks.versions import suite_version
+
+    text = README.read_text(encoding="utf-8")
+    document = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "embedding-pipeline.yml").read_text())
+    called = (document.get("on") or document[True])["workflow_call"]
+    assert all(f"`{name}`" in text for name in [*called["inputs"], *called["secrets"]]), "every input and secret"
+    assert f"embedding-pipeline.yml@v{suite_version()}`" in text and "`OWNER`" in text
