@@ -4,7 +4,7 @@
     nox -s demo               the same, offline, on a generated model
     nox -s demo-foreign       the same for a second app that adopts the suite (devtools/foreign_app)
     nox -s wheels             the runtime and suite wheels (dist/wheels)
-    nox -s tests / lint       the test suite / ruff + mypy + actionlint + the adopter's surface check
+    nox -s tests / lint       the test suite / ruff + mypy + actionlint + zizmor + the adopter's surface check
     nox -s adoption / docs    docs/adopt.md, the 0.1.0 app's upgrade, the workflows and the release
                               executed / the documentation site (guide and API reference)
 
@@ -63,7 +63,10 @@ def lint(session: nox.Session) -> None:
     session.run("lint-imports")
     # The adopter's surface against the last release's (api-snapshot.json) and CHANGELOG.md.
     session.run("python", "-m", "devtools.api_docs", "check-api")
+    workflows = [str(p) for p in sorted((ROOT / ".github" / "workflows").glob("*.yml"))]
     if shutil.which("actionlint", path=str(Path(session.bin))):
-        session.run("actionlint", *(str(p) for p in sorted((ROOT / ".github" / "workflows").glob("*.yml"))))
+        session.run("actionlint", *workflows)
     else:
         session.log("# actionlint has no wheel for this platform; the workflow tests still run in `tests`")
+    # The workflows' security audit (pinned actions, injection, credentials), without asking GitHub.
+    session.run("zizmor", "--offline", *workflows)

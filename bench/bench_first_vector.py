@@ -51,7 +51,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.bench_scale import SampledRun, sampled_run
-from build_hooks.bundle import Builder
+from build_hooks.freezing.target import Builder
 from devtools.demo_project import APP_NAME, Project
 from embedding_runtime.build_api import FORBID_NETWORK_ENV, MODELS_FOLDER, data_path
 

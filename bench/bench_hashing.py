@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from build_hooks.hashing import digest_file
+from build_hooks.prepare_model.hashing import digest_file
 from embedding_runtime.build_api import sha256_file
 
 

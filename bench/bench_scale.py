@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from build_hooks import fsutil
-from build_hooks.bundle import Builder
+from build_hooks.freezing.target import Builder
 from devtools.demo_project import (
     APP_NAME,
     ARTIFACT_REPO,

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.bench_scale import sampled_run
-from build_hooks.bundle import Builder
+from build_hooks.freezing.target import Builder
 from devtools.demo_project import APP_NAME, Project
 from devtools.fixture_model import vocabulary
 from embedding_runtime.build_api import FORBID_NETWORK_ENV

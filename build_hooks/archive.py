@@ -30,11 +30,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from build_hooks import fsutil, provenance
-from build_hooks.bundle import Builder, Target
+from build_hooks import fsutil
 from build_hooks.errors import PipelineError, UsageError
-from build_hooks.manifest import manifest_path
-from build_hooks.sbom import sbom_path
+from build_hooks.freezing import provenance
+from build_hooks.freezing.target import Builder, Target, manifest_path, sbom_path
 from embedding_runtime.build_api import sha256_file
 
 ARCHIVES_FOLDER = "archives"

@@ -7,7 +7,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 # Windows refuses to rename a folder while another process (an antivirus
@@ -33,6 +33,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def atomic_write_files(files: Mapping[Path, bytes]) -> None:
+    """:func:`atomic_write_bytes` each file, in the mapping's order (the one a reader trusts last)."""
+    for path, data in files.items():
+        atomic_write_bytes(path, data)
+
+
+def remove_all(paths: Iterable[Path]) -> None:
+    """Remove each path, a folder with everything in it; what is already gone is no error."""
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def fsync_dir(folder: Path) -> None:

@@ -20,22 +20,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from build_hooks.build_pyinstaller import PLAN_FLAG
-from build_hooks.build_stamp import stamp_path, write_stamp
-from build_hooks.bundle import EXCLUDED_MODULES, target_for
 from build_hooks.config import find_pyproject, load_config, project_holding
-from build_hooks.errors import BuildFailedError, PipelineError, PreflightError
-from build_hooks.licenses import notices, shipped, system_licences, write_notices
-from build_hooks.manifest import data_problems, manifest_path, write_manifest
-from build_hooks.plan import BuildPlan, make_plan, read_plan, write_plan
-from build_hooks.sbom import Analysis, pyinstaller_collection, pyinstaller_sources, sbom_path, write_sbom
+from build_hooks.errors import PipelineError, PreflightError
+from build_hooks.freezing.collection import Analysis, pyinstaller_collection
+from build_hooks.freezing.plan import BuildPlan, make_plan, read_plan, write_plan
+from build_hooks.freezing.pyinstaller import PLAN_FLAG
+from build_hooks.freezing.records import write_records
+from build_hooks.freezing.selection import EXCLUDED_MODULES
+from build_hooks.freezing.target import target_for
 from build_hooks.versions import REMOVED_SPEC_ATTRIBUTES
 
 __all__ = ["SpecInputs"]
@@ -123,17 +121,8 @@ class SpecInputs:
         collected and the stamp of the plan's inputs. A bad copy (or a check that cannot pass) ends
         PyInstaller with one ``ERROR:`` line (``SystemExit``, as the spec's refusal does) and leaves
         no dist and no records behind: nothing that failed its checks stays where an artifact goes."""
-        dist = self.plan.dist
         try:
-            what = shipped(pyinstaller_sources(analysis))
-            write_notices(dist, notices(what))  # the licence texts of what it collected
-            if problems := data_problems(self.plan, dist, write_manifest(self.plan, dist)):
-                raise BuildFailedError(f"the dist is not what the plan lists: {'; '.join(problems)}")
-            write_sbom(self.plan, dist, pyinstaller_collection(analysis), system_licences(what))
-            write_stamp(dist, self.plan.inputs)
+            write_records(self.plan, pyinstaller_collection(analysis))
         except PipelineError as failed:
-            shutil.rmtree(dist, ignore_errors=True)
-            for record in (manifest_path(dist), sbom_path(dist), stamp_path(dist)):
-                record.unlink(missing_ok=True)
-            raise SystemExit(f"{failed.report()} (the build was removed)") from None
-        return dist
+            raise SystemExit(failed.report()) from None
+        return self.plan.dist

@@ -30,7 +30,9 @@ from build_hooks.errors import UsageError
 __all__ = [
     "DISTRIBUTION",
     "RUNTIME_DISTRIBUTION",
+    "locked_packages",
     "locked_version",
+    "locked_versions",
     "project_problems",
     "script_requirements",
     "spec_problems",
@@ -70,8 +72,8 @@ def suite_version() -> str:
         return str(tomllib.loads(source.read_text(encoding="utf-8"))["project"]["version"])
 
 
-def locked_version(lock: Path, name: str) -> str | None:
-    """The version of ``name`` in a uv lock file; ``None`` without a lock or without the package.
+def locked_packages(lock: Path) -> list[dict[str, Any]] | None:
+    """The package tables of a uv lock file, read once by each caller; ``None`` without a lock.
     :class:`UsageError` when the lock cannot be read."""
     try:
         packages = tomllib.loads(lock.read_text(encoding="utf-8")).get("package", [])
@@ -79,8 +81,17 @@ def locked_version(lock: Path, name: str) -> str | None:
         return None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise UsageError(f"{lock} cannot be read ({err}): run `uv lock` in {lock.parent}") from None
-    wanted = canonicalize_name(name)
-    return next((str(p.get("version")) for p in packages if canonicalize_name(str(p.get("name"))) == wanted), None)
+    return [p for p in packages if isinstance(p, dict) and "name" in p]
+
+
+def locked_versions(lock: Path) -> dict[str, str]:
+    """Every distribution a uv lock file names, by canonical name, with its version (none without a lock)."""
+    return {canonicalize_name(str(p["name"])): str(p.get("version")) for p in locked_packages(lock) or []}
+
+
+def locked_version(lock: Path, name: str) -> str | None:
+    """The version of ``name`` in a uv lock file; ``None`` without a lock or without the package."""
+    return locked_versions(lock).get(canonicalize_name(name))
 
 
 def script_requirements(noxfile: Path) -> list[Requirement] | None:

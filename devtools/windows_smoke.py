@@ -41,9 +41,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from build_hooks.manifest import manifest_path
+from build_hooks.freezing.target import manifest_path, sbom_path
 from build_hooks.pipeline_steps import STEPS
-from build_hooks.sbom import sbom_path
 from devtools.demo_project import APP_NAME, ARTIFACT_SPEC, PROFILE_ID, Project
 from devtools.dev_sessions import demo_step_arguments
 from devtools.fixture_model import fixture_files

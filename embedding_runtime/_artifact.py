@@ -1,6 +1,6 @@
 """What a frozen app knows about its own artifact: folder and file names, and the self-check.
 
-The build side (``build_hooks.bundle``) lays artifacts out with these names,
+The build side (``build_hooks.freezing.target``) lays artifacts out with these names,
 and the app reads them back; neither spells them anywhere else. The self-check
 schema is the one definition the launcher writes and verify-artifact reads.
 """

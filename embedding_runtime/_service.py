@@ -18,25 +18,26 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
 import numpy as np
-import numpy.typing as npt
 
 from embedding_runtime import _cpu as cpu_facts
 from embedding_runtime._completeness import folder_problem, loaded_bytes_problem
+from embedding_runtime._engine import DisabledError, Engine, EngineSettings, Vectors, import_libraries
 from embedding_runtime._errors import EmbeddingsDisabledError, InvalidTextError, ServiceClosedError
-from embedding_runtime._layout import VARIANT_FILES, PreparedMarker, read_marker
+from embedding_runtime._layout import PreparedMarker, read_marker
 from embedding_runtime._locations import ModelRoot, ProcessFacts, app_data_location, model_roots, override_root
 from embedding_runtime._model_bytes import ModelBytes
 from embedding_runtime._probe import ProbeRecord, bundled_probe_record, canary_problem, forged_marker_problem
 from embedding_runtime._profiles import ProfileContract, get_profile
 from embedding_runtime._proof_memo import is_proven, memo_path, proof_key, remember
 from embedding_runtime._resolve import CANARY_MISMATCH, FORGED_MARKER, Resolution, resolve
-from embedding_runtime._settings import DISABLE_ENV, THREADS_ENV, not_understood, say_once, switch
+from embedding_runtime._settings import DISABLE_ENV, not_understood, say_once, switch
+from embedding_runtime._threads import thread_choice
 from embedding_runtime._variant import VARIANT_ENV, VariantDecision, decide_variant
 from embedding_runtime._vectors import model_id
 
@@ -46,73 +47,6 @@ DEFAULT_APP_NAME = "embedding-runtime"
 # Text beyond this many characters per allowed token cannot survive truncation;
 # cutting it first keeps a pasted megabyte from costing a megabyte of tokenizing.
 _CHARS_PER_TOKEN_CAP = 64
-# Texts tokenized at once: bounds the memory of a long call (10,000 texts cost what 1,000 do).
-_TEXTS_PER_CHUNK = 256
-
-Vectors = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """How the ONNX session runs. The defaults won bench/bench_runtime.py against every bare
-    onnxruntime configuration (see the README's runtime section for the figures)."""
-
-    threads: int
-    # onnxruntime's memory arena reuses buffers between batches; the token budget bounds its size.
-    arena: bool = True
-    # Workers spin briefly for the next task instead of sleeping: faster batches, at the cost of
-    # CPU while a call runs (not between calls).
-    spinning: bool = True
-    # Rows x longest row of one batch. None: the contract's batch_token_budget, else
-    # default_token_budget(threads).
-    token_budget: int | None = None
-    # onnxruntime's graph optimisation level: "basic", "extended" or "all". None: default_optimization().
-    optimization: str | None = None
-
-
-# Tokens per batch when the contract fixes no budget. The sweeps' best budget followed the thread
-# count, not the model's token limit: one thread wants small batches (256 was best, or within 1 %,
-# on every shape: less padding, and no other thread to share the work with), two want 1024 to keep
-# both busy. Past 4096 no shape gained anything but memory.
-_ONE_THREAD_BUDGET = 256
-_TOKENS_PER_THREAD = 512
-_MAX_DEFAULT_BUDGET = 4096
-# A batch's padded size (rows x longest row) is at most this times its real tokens, plus the allowance
-# (short texts cost the call more than their padding). See token_budget_batches.
-_PADDING_SLACK = 1.25
-_PADDING_ALLOWANCE = 32
-
-
-# A NodeProto's op_type field (field 4, length-delimited) holding "ReduceMean": how a graph that writes
-# its normalisation out in primitive ops (an RMSNorm; a LayerNorm exported before opset 17) spells it.
-_WRITTEN_OUT_NORMALISATION = b'"\nReduceMean'
-
-
-def default_optimization(variant: str, threads: int = 1, graph: bytes = b"") -> tuple[str, str]:
-    """The graph optimisation level bench/bench_runtime.py found fastest, and why.
-
-    fp32: all. int8 on two threads or more: all, whose fused int8 kernels (MatMulIntegerToFloat,
-    DynamicQuantizeMatMul) ran 6-13 % faster than basic on every shape, hand-built and exported
-    from transformers. int8 on one thread depends on the model: a graph (``graph``, its bytes) that
-    writes its normalisation out in primitive ops (``ReduceMean``: a Llama's RMSNorm) ran 9-15 %
-    faster with all, whose fusions collapse those chains; one whose normalisation is already one
-    ``LayerNormalization`` ran up to 20 % faster with basic, whose separate int8 products share
-    one quantisation of each activation."""
-    if variant != "int8":
-        return "all", "fp32: every fusion onnxruntime has"
-    if threads >= 2:
-        return "all", f"int8 on {threads} threads: the fused int8 kernels were faster on every shape"
-    if _WRITTEN_OUT_NORMALISATION in graph:
-        return "all", "int8 on one thread, a graph that writes its normalisation out (ReduceMean): fused"
-    return "basic", "int8 on one thread, normalisation already one operator: the unfused int8 kernels"
-
-
-def default_token_budget(threads: int) -> int:
-    """The batch budget (rows x longest row) of a service running ``threads`` intra-op threads:
-    256 tokens on one thread, 512 per thread from two on (at most 4096)."""
-    if threads <= 1:
-        return _ONE_THREAD_BUDGET
-    return min(_MAX_DEFAULT_BUDGET, _TOKENS_PER_THREAD * threads)
 
 
 class State(enum.Enum):
@@ -130,16 +64,6 @@ class State(enum.Enum):
     """No folder could serve, for the rest of the process; ``disabled_reason`` says why."""
     CLOSED = "closed"
     """``close()`` was called; every call raises :class:`ServiceClosedError`."""
-
-
-class _ContractMismatchError(Exception):
-    """The model's output does not fit the profile contract."""
-
-
-class _DisabledError(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason, self.detail = reason, detail
-        super().__init__(detail)
 
 
 class EmbeddingService:
@@ -213,13 +137,13 @@ class EmbeddingService:
         self._load_seconds: dict[str, float] = {}
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be at least 1, not {threads}")
-        chosen, self._threads_reason = _thread_choice(threads or (settings.threads if settings else None), self._env)
+        chosen, self._threads_reason = thread_choice(threads or (settings.threads if settings else None), self._env)
         self._settings = replace(settings, threads=chosen) if settings else EngineSettings(chosen)
         self._state = State.INIT
-        self._disabled: _DisabledError | None = None
+        self._disabled: DisabledError | None = None
         self._resolution: Resolution | None = None
         self._decision: VariantDecision | None = None
-        self._engine: _Engine | None = None
+        self._engine: Engine | None = None
         # The one lock, taken only to load (a C lock: a Ctrl-C cannot land between taking it and the
         # `with` that gives it back). Calls in flight are neither counted nor locked: a Ctrl-C can land
         # on any line, also before a count is taken back or inside threading.Condition's Python code
@@ -281,10 +205,10 @@ class EmbeddingService:
             self._state = State.LOADING
             try:
                 self._engine = self._load()
-            except _DisabledError as disable:
+            except DisabledError as disable:
                 self._disable(disable)
             except Exception as err:  # a load must end READY or DISABLED, never stay LOADING
-                self._disable(_DisabledError("load_failed", f"{type(err).__name__}: {err}"))
+                self._disable(DisabledError("load_failed", f"{type(err).__name__}: {err}"))
             except BaseException:  # Ctrl-C while loading: the next call may try again
                 self._state = State.INIT
                 raise
@@ -296,7 +220,7 @@ class EmbeddingService:
     def _ready(self) -> bool:
         return self._state is State.READY
 
-    def _disable(self, disable: _DisabledError) -> NoReturn:
+    def _disable(self, disable: DisabledError) -> NoReturn:
         self._disabled, self._state = disable, State.DISABLED
         logger.warning("embeddings disabled (%s): %s", disable.reason, disable.detail)
         raise EmbeddingsDisabledError(disable.reason, disable.detail) from None
@@ -386,7 +310,7 @@ class EmbeddingService:
                 current = current.f_back
         return False
 
-    def _load(self) -> _Engine:
+    def _load(self) -> Engine:
         started = time.perf_counter()
         clock: dict[str, float] = {}
         try:
@@ -398,16 +322,16 @@ class EmbeddingService:
             logger.debug("load took %s", ", ".join(f"{k} {v:.3f} s" for k, v in clock.items()))
         return engine
 
-    def _load_timed(self, clock: dict[str, float]) -> _Engine:
+    def _load_timed(self, clock: dict[str, float]) -> Engine:
         """Load, adding the seconds of each phase to ``clock`` (what is left is finding and checking folders)."""
         if switch(self._env, DISABLE_ENV):
-            raise _DisabledError("disabled_by_env", f"{DISABLE_ENV}={self._env.get(DISABLE_ENV, '').strip()}")
+            raise DisabledError("disabled_by_env", f"{DISABLE_ENV}={self._env.get(DISABLE_ENV, '').strip()}")
         self._cpu = self._cpu or cpu_facts.detect()
         self._decision = decide_variant(self._cpu, self._env, self._variant)
         requested = self._env.get(VARIANT_ENV, "auto") if self._variant is None else self._variant
         strict = requested.strip().lower() in ("fp32", "int8")
         settings = self._settings
-        opened: list[_Engine] = []
+        opened: list[Engine] = []
 
         reference = _bundled_marker(self._roots, self.contract.profile_id)
         versions: dict[str, str] = {}
@@ -420,11 +344,11 @@ class EmbeddingService:
             # and hashed on a thread from now on, while the libraries are imported and the tokenizer loads.
             files = ModelBytes.start(folder, variant) if self._probe is not None else None
             try:
-                ort, tokenizers = _import_libraries(clock)  # not the folder's fault: raised through resolve
+                ort, tokenizers = import_libraries(clock)  # not the folder's fault: raised through resolve
                 versions.update(onnxruntime=ort.__version__, tokenizers=tokenizers.__version__)
                 try:
-                    engine = _Engine.open(ort, tokenizers, self.contract, folder, variant, settings, clock, files)
-                except _DisabledError as failure:  # a folder that cannot load is skipped: the next one may
+                    engine = Engine.open(ort, tokenizers, self.contract, folder, variant, settings, clock, files)
+                except DisabledError as failure:  # a folder that cannot load is skipped: the next one may
                     return f"{failure.reason}: {failure.detail}"
             finally:
                 if files is not None:
@@ -446,18 +370,16 @@ class EmbeddingService:
         )
         resolution = self._resolution
         if resolution.folder is None or resolution.variant is None:
-            _import_libraries(clock)  # a library that does not import says so first, as when a folder loads
-            raise _DisabledError(
-                *_why_nothing_serves(resolution, self._decision, self._roots, self.contract.profile_id)
-            )
+            import_libraries(clock)  # a library that does not import says so first, as when a folder loads
+            raise DisabledError(*_why_nothing_serves(resolution, self._decision, self._roots, self.contract.profile_id))
         if strict and resolution.variant != self._decision.preferred:
-            raise _DisabledError(
+            raise DisabledError(
                 "variant_unavailable", f"{VARIANT_ENV} asks for {self._decision.preferred}, no folder has it"
             )
         return opened[-1]
 
     def _canary(
-        self, engine: _Engine, folder: Path, variant: str, record: ProbeRecord, versions: Mapping[str, str]
+        self, engine: Engine, folder: Path, variant: str, record: ProbeRecord, versions: Mapping[str, str]
     ) -> str | None:
         """The canary of ``folder``: its shortest probe text when the model was made from the very bytes
         the record was (the bundled copy: only this CPU's kernels are left to prove) or when this app
@@ -484,7 +406,7 @@ class EmbeddingService:
             remember(memo, key)
         return problem
 
-    def _run_canary(self, engine: _Engine, folder: Path, variant: str, probe: ProbeRecord, proof: str) -> str | None:
+    def _run_canary(self, engine: Engine, folder: Path, variant: str, probe: ProbeRecord, proof: str) -> str | None:
         # As the build recorded them: documents, full dimension.
         prompted = [self.contract.document_prompt + text for text in probe.texts]
         problem = canary_problem(probe, variant, lambda _: engine.embed(prompted, engine.full_dim))
@@ -496,218 +418,6 @@ class EmbeddingService:
 
 _EMBED_CODE = EmbeddingService._embed.__code__  # every call of a service runs inside this frame
 _CLOSE_POLL_SECONDS = 0.005
-
-
-class _Engine:
-    """A loaded tokenizer + ONNX session, and the batching around them."""
-
-    def __init__(
-        self,
-        contract: ProfileContract,
-        session: Any,
-        tokenizer: Any,
-        model_file: Path,
-        variant: str,
-        settings: EngineSettings,
-        digests: Mapping[str, str],
-        optimization: tuple[str, str],
-    ) -> None:
-        self.contract, self.session, self.tokenizer = contract, session, tokenizer
-        self.model_file, self.variant, self.threads = model_file, variant, settings.threads
-        self.settings = settings
-        self.optimization = optimization  # the graph optimisation level, and why
-        self.digests = digests  # sha256 of each file the tokenizer and the session were made from
-        self.token_budget = (
-            settings.token_budget or contract.batch_token_budget or default_token_budget(settings.threads)
-        )
-        self.full_dim = contract.dimension
-        inputs = {i.name for i in session.get_inputs()}
-        self.feeds_token_types = "token_type_ids" in inputs
-        self.output_name = session.get_outputs()[0].name
-
-    @classmethod
-    def open(
-        cls,
-        ort: Any,
-        tokenizers: Any,
-        contract: ProfileContract,
-        folder: Path,
-        variant: str,
-        settings: EngineSettings,
-        clock: dict[str, float],
-        files: ModelBytes | None,
-    ) -> _Engine:
-        """Tokenizer and session of ``folder``'s ``variant``, their seconds added to ``clock``. Made from
-        ``files`` (bytes read once and hashed meanwhile: the engine's ``digests``), as the canary needs;
-        without, from the files as they are (no digests)."""
-        model_file = folder / VARIANT_FILES[variant][1]
-        try:
-            started = time.perf_counter()
-            if files is None:
-                tokenizer = tokenizers.Tokenizer.from_file(str(folder / VARIANT_FILES[variant][0]))
-            else:
-                tokenizer = tokenizers.Tokenizer.from_buffer(files.tokenizer)
-            tokenized = time.perf_counter()
-            clock["tokenizer"] = clock.get("tokenizer", 0.0) + tokenized - started
-            # The contract decides truncation and padding, whatever tokenizer.json carries.
-            tokenizer.no_padding()
-            tokenizer.enable_truncation(max_length=contract.max_tokens)
-            options = ort.SessionOptions()
-            if settings.optimization:
-                optimization = (settings.optimization, "set by the service's settings")
-            else:
-                graph = files.graph if files is not None else b""
-                if files is None and variant == "int8" and settings.threads == 1:
-                    graph = model_file.read_bytes()
-                optimization = default_optimization(variant, settings.threads, graph)
-            options.graph_optimization_level = _graph_level(ort, optimization[0])
-            options.intra_op_num_threads = settings.threads
-            options.inter_op_num_threads = 1
-            options.enable_cpu_mem_arena = settings.arena
-            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spinning else "0")
-            try:
-                if files is None:
-                    model: str | bytes = str(model_file)
-                else:
-                    model, sidecar = files.graph, files.sidecar
-                    if sidecar is not None and files.sidecar_location is not None:
-                        options.add_external_initializers_from_files_in_memory(
-                            [files.sidecar_location], [sidecar], [len(sidecar)]
-                        )
-                session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
-                del model
-                digests = files.digests() if files is not None else {}
-                engine = cls(contract, session, tokenizer, model_file, variant, settings, digests, optimization)
-                probe = engine.embed(["probe"], contract.dimension)  # the first run: part of the session's cost
-            finally:
-                clock["session"] = clock.get("session", 0.0) + time.perf_counter() - tokenized
-        except _ContractMismatchError as err:
-            raise _DisabledError("contract_mismatch", f"{model_file}: {err}") from err
-        except Exception as err:  # any failure to load is the same condition for the caller
-            raise _DisabledError("load_failed", f"{model_file}: {type(err).__name__}: {err}") from err
-        if not np.isfinite(probe).all():
-            raise _DisabledError("load_failed", f"{model_file} computes NaN or Inf")
-        return engine
-
-    def embed(self, texts: Sequence[str], dim: int) -> Vectors:
-        """Vectors of ``texts`` in their order; tokenized a chunk at a time, so memory stays bounded."""
-        out = np.empty((len(texts), dim), dtype=np.float32)
-        for start in range(0, len(texts), _TEXTS_PER_CHUNK):
-            chunk = texts[start : start + _TEXTS_PER_CHUNK]
-            encodings = self.tokenizer.encode_batch(list(chunk), add_special_tokens=True)
-            ids = [e.ids for e in encodings]
-            for rows in token_budget_batches([len(i) for i in ids], self.token_budget):
-                out[[start + r for r in rows]] = self._run([ids[r] for r in rows], dim)
-        return out
-
-    def _run(self, batch_ids: Sequence[Sequence[int]], dim: int) -> Vectors:
-        contract = self.contract
-        width = max(1, max(len(row) for row in batch_ids))
-        input_ids = np.full((len(batch_ids), width), contract.pad_token_id, dtype=np.int64)
-        mask = np.zeros((len(batch_ids), width), dtype=np.int64)
-        for r, row in enumerate(batch_ids):
-            span = slice(width - len(row), width) if contract.padding_side == "left" else slice(0, len(row))
-            input_ids[r, span] = row
-            mask[r, span] = 1
-        feeds = {"input_ids": input_ids, "attention_mask": mask}
-        if self.feeds_token_types:
-            feeds["token_type_ids"] = np.zeros_like(input_ids)
-        hidden = self.session.run([self.output_name], feeds)[0]
-        if hidden.ndim != 3 or hidden.shape[-1] != contract.dimension:
-            raise _ContractMismatchError(
-                f"the model returns shape {hidden.shape}; "
-                f"{contract.profile_id} needs (batch, tokens, {contract.dimension})",
-            )
-        return pool(hidden, mask, contract, dim)
-
-
-def _graph_level(ort: Any, name: str) -> Any:
-    levels = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
-    if name not in levels:
-        raise ValueError(f"unknown graph optimisation level {name!r}: pick one of {', '.join(levels)}")
-    return getattr(ort.GraphOptimizationLevel, levels[name])
-
-
-def pool(hidden: npt.NDArray[Any], mask: npt.NDArray[np.int64], contract: ProfileContract, dim: int) -> Vectors:
-    """Per-token states to one vector per row: pooling, Matryoshka cut, L2 normalisation."""
-    if contract.pooling == "last_token":
-        last = (mask.shape[1] - 1) if contract.padding_side == "left" else (mask.sum(axis=1) - 1)
-        pooled = hidden[np.arange(hidden.shape[0]), last]
-    elif contract.pooling == "cls":
-        first = (mask.shape[1] - mask.sum(axis=1)) if contract.padding_side == "left" else 0
-        pooled = hidden[np.arange(hidden.shape[0]), first]
-    else:
-        weights = mask[..., None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
-    vectors = np.asarray(pooled[:, :dim], dtype=np.float32)
-    if contract.normalize:
-        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    return vectors
-
-
-def token_budget_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
-    """Row indices grouped so that rows x longest row <= ``budget``; similar lengths share a batch.
-
-    Sorting by length keeps padding small, and a batch also ends before its padding would pass a
-    quarter of its real tokens (and 32 more): in a large call neighbours differ little anyway, but
-    a dozen mixed texts (the canary's) padded to their longest wasted a third of the work. The caller
-    writes each batch's results back by index, so the caller's order is kept.
-    """
-    batches: list[list[int]] = []
-    current: list[int] = []
-    real = 0  # tokens of the rows in ``current``
-    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
-        longest = max(lengths[index], 1)  # ascending order: the new row is the longest
-        padded = (len(current) + 1) * longest
-        if current and (padded > budget or padded > _PADDING_SLACK * (real + longest) + _PADDING_ALLOWANCE):
-            batches.append(current)
-            current, real = [], 0
-        current.append(index)
-        real += longest
-    if current:
-        batches.append(current)
-    return batches
-
-
-def default_threads(cpu_count: int | None) -> int:
-    """Intra-op threads: every CPU, at most 8 (past that a small model gains nothing).
-
-    A desktop app embeds in bursts (a re-index, a query) and waits for the result: half the
-    CPUs halves its speed. An app that embeds in the background of interactive work passes
-    ``threads=1`` (or sets EMBEDDING_RUNTIME_THREADS) for that service.
-    """
-    return max(1, min(8, cpu_count or 1))
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on: its affinity mask where the OS has one (Linux; a container's
-    or ``taskset``'s limit), else every CPU (``os.process_cpu_count`` from Python 3.13)."""
-    counter = getattr(os, "process_cpu_count", None)
-    if counter is not None:
-        return max(1, counter() or 1)
-    if hasattr(os, "sched_getaffinity"):
-        with suppress(OSError):
-            return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
-def _thread_choice(requested: int | None, env: Mapping[str, str]) -> tuple[int, str]:
-    """The threads a service runs, and why: the app's figure, else EMBEDDING_RUNTIME_THREADS, else
-    the default; never more than the CPUs this process may use (100,000 threads do not finish)."""
-    cpus = usable_cpus()
-    raw = env.get(THREADS_ENV, "").strip()
-    if requested is not None:
-        wanted, why = requested, f"set by the app for this service ({requested})"
-    elif raw.isascii() and raw.isdigit() and (digits := raw.lstrip("0")):
-        wanted, why = int(digits) if len(digits) <= 6 else 10**6, f"{THREADS_ENV}={raw[:20]}"
-    else:
-        wanted = default_threads(cpus)
-        why = f"every CPU this process may use ({cpus}), at most 8: embedding runs in bursts the app waits for"
-        if raw:
-            why = f"{THREADS_ENV}={raw[:20]!r} is not a whole number above 0, so ignored; {why}"
-    if wanted > cpus:
-        return cpus, f"{why}, lowered to the {cpus} CPUs this process may use"
-    return wanted, why
 
 
 def _validated(texts: Sequence[str], cap: int) -> list[str]:
@@ -746,31 +456,6 @@ def _why_nothing_serves(
     if refused:
         return refused[0], f"no folder serves: {tried}"
     return "model_file_missing", f"no complete profile folder: {tried}"
-
-
-def _import_libraries(clock: dict[str, float]) -> tuple[Any, Any]:
-    """onnxruntime and tokenizers, their seconds added to ``clock`` (imported here, by name, so that both
-    freezers see the imports); a library that does not import disables the service."""
-    started = time.perf_counter()
-    try:
-        import onnxruntime
-    except ImportError as err:
-        raise _not_importable("onnxruntime", err) from err
-    try:
-        import tokenizers
-    except ImportError as err:
-        raise _not_importable("tokenizers", err) from err
-    clock["imports"] = clock.get("imports", 0.0) + time.perf_counter() - started
-    return onnxruntime, tokenizers
-
-
-def _not_importable(name: str, err: ImportError) -> BaseException:
-    """What a failed ``import name`` means: the package is missing or does not load, which disables
-    the service; or a Ctrl-C landed during the import, which pybind11 reports as ImportError
-    ("initialization failed") caused by the KeyboardInterrupt: that stays a Ctrl-C."""
-    if isinstance(err.__cause__, KeyboardInterrupt) or isinstance(err.__context__, KeyboardInterrupt):
-        return KeyboardInterrupt()
-    return _DisabledError(f"{name}_missing", str(err))
 
 
 # Skip reasons of a complete folder refused when opened (see proves_itself in EmbeddingService._load).

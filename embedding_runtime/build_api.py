@@ -26,6 +26,7 @@ from embedding_runtime._cli import UsageParser
 from embedding_runtime._completeness import folder_problem
 from embedding_runtime._cpu import CpuFacts
 from embedding_runtime._cpu import detect as detect_cpu
+from embedding_runtime._engine import token_budget_batches
 from embedding_runtime._hashing import FileDigest, sha256_file
 from embedding_runtime._layout import (
     DEFAULT_PROFILE_ID,
@@ -43,7 +44,6 @@ from embedding_runtime._probe import FP32_MIN_COSINE, INT8_CPU_MARGIN, ProbeReco
 from embedding_runtime._profiles import get_profile
 from embedding_runtime._records import RecordProblem, read_json_record
 from embedding_runtime._self_check import self_check
-from embedding_runtime._service import token_budget_batches
 from embedding_runtime._settings import THREADS_ENV
 from embedding_runtime._tiktoken_cache import CACHE_ENV as TIKTOKEN_CACHE_ENV
 from embedding_runtime._tiktoken_cache import (

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from build_hooks.manifest import manifest_path
+from build_hooks.freezing.target import manifest_path, sbom_path
 from build_hooks.prepare_model import HubSource, PrepareRequest, prepare_profile
-from build_hooks.sbom import sbom_path
+from build_hooks.tiktoken_cache.warm import WarmRequest, warm_cache
 from build_hooks.verification.selfcheck import run_offline
-from build_hooks.warm_tiktoken import WarmRequest, warm_cache
 from devtools.demo_project import (
     APP_NAME,
     ARTIFACT_REPO,

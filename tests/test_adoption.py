@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from build_hooks.build_nuitka import options_for_project
-from build_hooks.bundle import target_for
 from build_hooks.config import load_config
+from build_hooks.freezing.plan import make_plan
+from build_hooks.freezing.target import target_for
 from build_hooks.nox_sessions import check_suite_version
-from build_hooks.plan import make_plan
 from build_hooks.versions import DISTRIBUTION
 from devtools.adoption import adoption_blocks
 from devtools.foreign_project import TEMPLATE

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from build_hooks.archive import ArchiveError, pack, records_of, unpack
-from build_hooks.licenses import INDEX_FILE, LICENSES_FOLDER, LicenseMissingError, notices, shipped
-from build_hooks.manifest import manifest_path
+from build_hooks.freezing.licenses import INDEX_FILE, LICENSES_FOLDER, LicenseMissingError, notices, shipped
+from build_hooks.freezing.target import manifest_path
 from build_hooks.verification.lock import locked_files, needed_names
 from build_hooks.verification.selfcheck import run_offline
 from build_hooks.verification.verify import Anchors, marker_problems, verify

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from build_hooks.build_nuitka import make_data_readable, nuitka_options
-from build_hooks.bundle import BYTECODE_PACKAGES
-from build_hooks.manifest import data_problems, dist_entries
-from build_hooks.plan import make_plan
-from build_hooks.sbom import nuitka_report_path
+from build_hooks.freezing.manifest import data_problems, dist_entries
+from build_hooks.freezing.nuitka_options import nuitka_options
+from build_hooks.freezing.nuitka_startup import preload_code, sets_own_interrupt_handler
+from build_hooks.freezing.plan import make_plan
+from build_hooks.freezing.records import make_readable
+from build_hooks.freezing.selection import BYTECODE_PACKAGES
+from build_hooks.freezing.target import manifest_path, nuitka_report_path, sbom_path
 from devtools.demo_project import PROFILE_ID, Project
-from tests.artifacts import damaged, run_nuitka, self_check_elsewhere, source_vectors
+from tests.artifacts import copy_project, damaged, run_nuitka, self_check_elsewhere, source_vectors
+from tests.support import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a cold Nuitka build alone takes ~5 min
 
@@ -107,7 +113,7 @@ def test_mode_0600_files_become_readable(tmp_path: Path) -> None:
     sidecar.parent.mkdir(parents=True)
     sidecar.write_bytes(b"weights")
     sidecar.chmod(0o600)
-    make_data_readable(tmp_path)
+    make_readable(tmp_path)
     assert stat.S_IMODE(sidecar.stat().st_mode) == 0o644
 
 
@@ -123,3 +129,76 @@ def test_data_goes_file_by_file_and_platform_specific_libraries(artifact_project
     assert "--noinclude-dlls=onnxruntime/capi/libonnxruntime.so*" in linux
     assert "--noinclude-dlls=onnxruntime/capi/libonnxruntime*.dylib" in nuitka_options(plan, platform="darwin")
     assert not any("noinclude-dlls" in arg for arg in nuitka_options(plan, platform="win32"))
+
+
+def test_a_build_from_a_copy_in_another_folder_writes_identical_records(
+    artifact_project: Project, nuitka_artifact: Path, tmp_path: Path
+) -> None:
+    """Nuitka's program is reproducible (verify rebuilds it and compares it byte for byte), and so are
+    the records: a copy of the project in another folder builds a manifest and an SBOM byte for byte
+    the first build's (sources relative to the project, the SBOM's time the app's commit's)."""
+    project = copy_project(artifact_project, tmp_path / "elsewhere")
+    rebuilt = run_nuitka(project)
+    assert rebuilt.returncode == 0, rebuilt.stdout[-2000:] + rebuilt.stderr[-2000:]
+    for record in (manifest_path, sbom_path):
+        assert record(nuitka_artifact).read_bytes() == record(project.nuitka_artifact).read_bytes(), record
+
+
+HARD = {"__future__", "os", "sys", "typing", "importlib", "importlib.metadata"}.__contains__
+
+
+def test_the_start_up_code_loads_the_main_modules_hard_imports_under_the_c_handler() -> None:
+    """Nuitka aborts when a hard import fails, and a KeyboardInterrupt inside one is a failure: the main
+    module's hard imports are loaded first (a package's parents too), under names the app never sees."""
+    source = "from __future__ import annotations\nimport os, json\nimport importlib.metadata\n"
+    source += "\ndef f():\n    import typing\n"
+    code = preload_code(source, HARD)
+    loaded = [line.split()[1] for line in code.splitlines() if line.endswith(" as _embedding_pipeline_loaded")]
+    assert loaded == ["__future__", "importlib", "importlib.metadata", "os", "typing"]
+    assert "del _embedding_pipeline_loaded" in code and "json" not in code
+    namespace: dict[str, object] = {}
+    exec(compile(code.split("import signal")[0], "<preload>", "exec"), namespace)
+    assert not {"os", "typing", "importlib", "_embedding_pipeline_loaded"} & namespace.keys()
+
+
+def test_an_app_that_sets_its_own_sigint_handler_gets_it_straight_from_the_c_handler() -> None:
+    """The launcher sets its handler in its first lines: no Python handler comes in between (a Ctrl-C there
+    was a KeyboardInterrupt that Nuitka's exit path read before it was normalised: a SIGSEGV)."""
+    launcher = (REPO_ROOT / "app" / "launcher.py").read_text(encoding="utf-8")
+    assert sets_own_interrupt_handler(ast.parse(launcher))
+    assert "signal.signal(" not in preload_code(launcher, HARD)
+    for own in (
+        "import signal\nsignal.signal(signal.SIGINT, h)\n",
+        "from signal import SIGINT, signal\nsignal(SIGINT, h)\n",
+    ):
+        assert sets_own_interrupt_handler(ast.parse(own)), own
+    for other in (
+        "import signal\ndef main():\n    signal.signal(signal.SIGINT, h)\n",
+        "signal.signal(signal.SIGTERM, h)\n",
+    ):
+        assert not sets_own_interrupt_handler(ast.parse(other)), other
+
+
+def test_any_other_app_gets_a_keyboard_interrupt_with_its_value() -> None:
+    """An app that sets no handler gets one raising ``KeyboardInterrupt()``: an exception with its value
+    (``default_int_handler``'s has none until normalised), and only where the C handler is the start-up's."""
+    code = preload_code("print('app')\n", HARD)
+    assert "raise KeyboardInterrupt()" in code and "default_int_handler" not in code
+    child = (
+        "import ctypes, signal, os\n"
+        "libc = ctypes.CDLL(None)\n"
+        "libc.signal.restype = ctypes.c_void_p\n"
+        "libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]\n"
+        "HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_int)(lambda n: None)\n"
+        "libc.signal(signal.SIGINT, ctypes.cast(HANDLER, ctypes.c_void_p))  # a C handler, as the start-up's\n"
+        "real = signal.getsignal  # and Python's record of it, as a Nuitka start-up under that handler has it\n"
+        "signal.getsignal = lambda n: None if n == signal.SIGINT else real(n)\n"
+        f"exec({code!r})\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    [None for _ in range(10**6)]  # a signal check comes at once\n"
+        "except KeyboardInterrupt as caught:\n"
+        "    print(type(caught).__name__, caught.__traceback__ is not None)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == "KeyboardInterrupt True\n", result.stderr

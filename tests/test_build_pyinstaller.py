@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from build_hooks.bundle import preflight_problems
-from build_hooks.manifest import manifest_path
-from build_hooks.sbom import sbom_path
+from build_hooks.freezing.content import preflight_problems
+from build_hooks.freezing.target import manifest_path, sbom_path
 from build_hooks.verification.selfcheck import run_offline
 from devtools.demo_project import ARTIFACT_REPO, ARTIFACT_REVISION, PROFILE_ID, Project
 from embedding_runtime import _completeness

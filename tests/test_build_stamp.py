@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from build_hooks.build_pyinstaller import PLAN_FLAG
-from build_hooks.build_stamp import changed_inputs, read_stamp, rebuild_reason, write_stamp
-from build_hooks.bundle import Builder, target_for
+from build_hooks import fsutil
 from build_hooks.config import load_config
-from build_hooks.plan import make_plan, read_plan, write_plan
+from build_hooks.freezing.plan import make_plan, read_plan, write_plan
+from build_hooks.freezing.pyinstaller import PLAN_FLAG
+from build_hooks.freezing.stamp import changed_inputs, read_stamp, rebuild_reason, stamp_document
+from build_hooks.freezing.target import Builder, stamp_path, target_for
 from devtools.demo_project import ARTIFACT_REPO, ARTIFACT_REVISION, PROFILE_ID, Project, write_pyproject
 from embedding_runtime.build_api import BUILD_INFO_FILE, MARKER_NAME, data_path
 from tests.artifacts import copy_project, run_nuitka, run_step
@@ -155,10 +156,10 @@ def test_a_changed_profile_or_tool_names_the_input(artifact_project: Project, tm
     assert rebuild_reason(dist, after) == "there is no artifact yet"
     dist.mkdir()
     assert rebuild_reason(dist, after) == "no record of the inputs it was built from"
-    write_stamp(dist, {**after, "version numpy": "1.0"})
+    fsutil.atomic_write_bytes(stamp_path(dist), stamp_document({**after, "version numpy": "1.0"}))
     assert read_stamp(dist) is not None
     assert rebuild_reason(dist, after) == "version numpy changed"
-    write_stamp(dist, after)
+    fsutil.atomic_write_bytes(stamp_path(dist), stamp_document(after))
     assert rebuild_reason(dist, after) is None
 
 

@@ -10,13 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from build_hooks.bundle import MODEL_NOTICE_FILE, target_for
+from build_hooks import fsutil
 from build_hooks.config import load_config
 from build_hooks.errors import UsageError
-from build_hooks.manifest import write_manifest
+from build_hooks.freezing.collection import Collection
+from build_hooks.freezing.content import MODEL_NOTICE_FILE
+from build_hooks.freezing.manifest import dist_entries, manifest_document
+from build_hooks.freezing.plan import make_plan, write_plan
+from build_hooks.freezing.sbom import sbom_document
+from build_hooks.freezing.target import manifest_path, sbom_path, target_for
 from build_hooks.pipeline_steps import COMMANDS, STEPS, Command, pin_args, run_pipeline
-from build_hooks.plan import make_plan, write_plan
-from build_hooks.sbom import Collection, write_sbom
 from devtools.demo_project import ARTIFACT_REPO, PROFILE_ID, Project
 from devtools.loopback_hub import serve_hub
 from embedding_runtime.build_api import (
@@ -35,7 +38,10 @@ OVERRIDE = "d" * 8 + "0123456789abcdef0123456789abcdef"
 LAYOUT_LITERAL = re.compile(
     r"[\"'](data/embedding_models|data/tiktoken_cache)|\.dist[\"']|[\"']_internal[\"'/]|build-info\.json[\"']"
 )
-DESCRIPTION = {REPO_ROOT / "embedding_runtime" / "_artifact.py", REPO_ROOT / "build_hooks" / "bundle.py"}
+DESCRIPTION = {REPO_ROOT / "embedding_runtime" / "_artifact.py", REPO_ROOT / "build_hooks" / "freezing" / "target.py"}
+# The suite's tree reads as the pipeline: a few modules at the top, the rest in stage packages.
+MAX_TOP_MODULES = 10
+MAX_MODULE_LINES = 600
 
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda step: step.name)
@@ -75,7 +81,8 @@ def test_the_step_list_is_spelled_once() -> None:
 
 def test_importing_the_plan_loads_no_download_client() -> None:
     """verify and the plan need no hub client and no freezer (filelock is the suite's own lock, not the hub's)."""
-    code = "import sys, build_hooks.plan, build_hooks.verification.verify; print(' '.join(sorted(sys.modules)))"
+    modules = "build_hooks.freezing.plan, build_hooks.verification.verify"
+    code = f"import sys, {modules}; print(' '.join(sorted(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     loaded = {name.split(".")[0] for name in result.stdout.split()}
@@ -114,6 +121,26 @@ def test_no_artifact_path_is_spelled_outside_the_description() -> None:
         if LAYOUT_LITERAL.search(line)
     ]
     assert offenders == []
+
+
+def test_the_description_exists_and_spells_the_layout() -> None:
+    """The test above passes vacuously if the description moved: each of its files spells a layout name."""
+    for path in DESCRIPTION:
+        assert LAYOUT_LITERAL.search(path.read_text(encoding="utf-8")), path
+
+
+def test_the_suite_is_stage_packages_and_no_module_is_too_long() -> None:
+    top = sorted(p.name for p in (REPO_ROOT / "build_hooks").glob("*.py"))
+    assert len(top) <= MAX_TOP_MODULES, top
+    stages = {"cli", "prepare_model", "tiktoken_cache", "freezing", "verification"}
+    assert stages <= {p.name for p in (REPO_ROOT / "build_hooks").iterdir() if (p / "__init__.py").is_file()}
+    long = {
+        path.relative_to(REPO_ROOT).as_posix(): lines
+        for package in ("build_hooks", "embedding_runtime")
+        for path in (REPO_ROOT / package).rglob("*.py")
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}
 
 
 def test_the_pipeline_takes_only_the_pin() -> None:
@@ -175,8 +202,9 @@ def test_a_revision_override_flows_through_every_step(
     ]:
         (data / name).unlink()
         shutil.copy(source, data / name)
-    write_manifest(override_plan, dist)
-    write_sbom(override_plan, dist, Collection("pyinstaller", frozenset()))  # its files, as a build would
+    entries, collected = dist_entries(dist), Collection("pyinstaller", frozenset())  # its files, as a build would
+    fsutil.atomic_write_bytes(manifest_path(dist), manifest_document(override_plan, dist, entries))
+    fsutil.atomic_write_bytes(sbom_path(dist), sbom_document(override_plan, dist, collected, entries))
     agreed = run_step(
         project, "verify_artifact.py", "--revision", OVERRIDE, "--static-only", "--reports", str(tmp_path)
     )

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from build_hooks.bundle import target_for
 from build_hooks.cli import sizes
 from build_hooks.cli.clean import clean_targets
 from build_hooks.config import load_config
+from build_hooks.freezing.target import target_for
 from build_hooks.pipeline_steps import StepOutcome, result_table
 from tests.support import REPO_ROOT
 

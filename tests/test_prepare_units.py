@@ -13,7 +13,7 @@ from build_hooks import fsutil
 from build_hooks.cli.prepare_model import endpoints_from
 from build_hooks.config import load_config, resolve_pin, revision_problem
 from build_hooks.errors import SourceError, UsageError
-from build_hooks.hashing import digest_file
+from build_hooks.prepare_model.hashing import digest_file
 from build_hooks.prepare_model.prepare import safe_relative_path
 from build_hooks.prepare_model.retry import RetryPolicy, SourceGaveUpError, call_with_retry, describe_failure
 from build_hooks.prepare_model.sources import HubCacheSource, MissingFilesError, redact_url

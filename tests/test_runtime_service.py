@@ -31,15 +31,9 @@ from embedding_runtime import (
     unpack_vector,
 )
 from embedding_runtime._cpu import CpuFacts
+from embedding_runtime._engine import Engine, EngineSettings, default_optimization, token_budget_batches
 from embedding_runtime._profiles import ProfileContract, get_profile, register_profile
-from embedding_runtime._service import (
-    EngineSettings,
-    _Engine,
-    default_optimization,
-    default_threads,
-    default_token_budget,
-    token_budget_batches,
-)
+from embedding_runtime._threads import default_threads, default_token_budget
 from embedding_runtime._vectors import model_id
 from tests.runtime_fixtures import (
     FIXTURE_PROFILE,
@@ -382,7 +376,7 @@ def test_close_waits_for_calls_in_flight(model_root: Path) -> None:
     outcome: list[object] = []
 
     def pause_inside_the_engine(frame: FrameType, event: str, arg: object) -> None:
-        if event == "call" and frame.f_code is _Engine.embed.__code__:
+        if event == "call" and frame.f_code is Engine.embed.__code__:
             inside.set()
             release.wait()
 
@@ -500,7 +494,7 @@ def test_the_thread_setting_never_exceeds_the_cpus_the_process_may_use(value: st
 
 
 def test_an_apps_thread_count_is_held_to_the_cpus_too(model_root: Path) -> None:
-    from embedding_runtime._service import usable_cpus
+    from embedding_runtime._threads import usable_cpus
 
     service = EmbeddingService(FIXTURE_PROFILE, roots=[ModelRoot(model_root, "bundled")], threads=100_000, env={})
     report = service.explain()

@@ -13,8 +13,9 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from build_hooks.bundle import PYINSTALLER_CONTENTS, is_native
-from build_hooks.sbom import sbom_components, sbom_files, sbom_path
+from build_hooks.freezing.sbom import sbom_components, sbom_files
+from build_hooks.freezing.selection import is_native
+from build_hooks.freezing.target import PYINSTALLER_CONTENTS, sbom_path
 from build_hooks.verification.verify import verify
 from devtools.demo_project import ARTIFACT_REPO, ARTIFACT_REVISION, Project
 from embedding_runtime.build_api import DATA_FOLDER, HTTP_CLIENTS

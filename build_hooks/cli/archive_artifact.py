@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from build_hooks.archive import archive_name, archives_dir, pack, source_date_epoch
-from build_hooks.bundle import BUILDERS, target_for
 from build_hooks.cli._common import Parser, add_pin_flags, exits_on_error, fail, log, pin_from
 from build_hooks.config import load_config
+from build_hooks.freezing.target import BUILDERS, target_for
 
 
 @exits_on_error()

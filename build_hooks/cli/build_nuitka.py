@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from build_hooks import build_nuitka
-from build_hooks.bundle import target_for
 from build_hooks.cli._common import add_pin_flags, build_step_parser, check_only, exits_on_error, log, pin_from
 from build_hooks.config import load_config
-from build_hooks.plan import make_plan, write_plan
+from build_hooks.freezing import nuitka
+from build_hooks.freezing.nuitka_options import nuitka_options
+from build_hooks.freezing.plan import make_plan, write_plan
+from build_hooks.freezing.target import target_for
 
 
 @exits_on_error()
@@ -25,7 +26,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     if args.print_options:
         plan = make_plan(target, "nuitka", dist=target.dist_dir("nuitka", dist_root))
         write_plan(plan)  # the options name the generated data files
-        print("\n".join(build_nuitka.nuitka_options(plan)))
+        print("\n".join(nuitka_options(plan)))
         return 0
-    build_nuitka.build(target, dist_root, compiler_args, force=args.force, log=log)
+    nuitka.build(target, dist_root, compiler_args, force=args.force, log=log)
     return 0

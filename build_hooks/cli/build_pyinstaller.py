@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from build_hooks import build_pyinstaller
-from build_hooks.bundle import target_for
 from build_hooks.cli._common import add_pin_flags, build_step_parser, check_only, exits_on_error, log, pin_from
 from build_hooks.config import load_config
-from build_hooks.plan import make_plan, write_plan
+from build_hooks.freezing import pyinstaller
+from build_hooks.freezing.plan import make_plan, write_plan
+from build_hooks.freezing.target import target_for
 
 
 @exits_on_error()
@@ -27,8 +27,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         return 0
     if args.print_options:
         plan = make_plan(target, "pyinstaller", dist=target.dist_dir("pyinstaller", dist_root), options=freezer_args)
-        command = build_pyinstaller.pyinstaller_command(plan, write_plan(plan), freezer_args)
+        command = pyinstaller.pyinstaller_command(plan, write_plan(plan), freezer_args)
         print("\n".join(command[3:]))
         return 0
-    build_pyinstaller.build(target, dist_root, freezer_args, force=args.force, log=log)
+    pyinstaller.build(target, dist_root, freezer_args, force=args.force, log=log)
     return 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from build_hooks.cli._common import Parser, exits_on_error, log
 from build_hooks.config import PipelineConfig, load_config, resolve_pin
-from build_hooks.versions import DISTRIBUTION, locked_version, project_problems
+from build_hooks.versions import DISTRIBUTION, locked_version, locked_versions, project_problems
 
 
 @exits_on_error()
@@ -66,7 +66,7 @@ def ci_outputs(config: PipelineConfig, revision: str = "") -> dict[str, str]:
     the project), the encodings, the app's name and the suite's and Nuitka's locked versions."""
     pin = resolve_pin(config, revision=revision.strip() or None, env={})
     root = config.project_root
-    lock = root / "uv.lock"
+    locked = locked_versions(root / "uv.lock")
     output_root = config.output_root.relative_to(root).as_posix()
     return {
         "repo": pin.repo,
@@ -78,6 +78,6 @@ def ci_outputs(config: PipelineConfig, revision: str = "") -> dict[str, str]:
         "tiktoken-cache": config.tiktoken_cache.relative_to(root).as_posix(),
         "encodings": "-".join(config.tiktoken_encodings),
         "app-name": config.app_name,
-        "suite-version": locked_version(lock, DISTRIBUTION) or "none",
-        "nuitka-version": locked_version(lock, "nuitka") or "none",
+        "suite-version": locked.get(DISTRIBUTION, "none"),
+        "nuitka-version": locked.get("nuitka", "none"),
     }

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from build_hooks import fsutil
-from build_hooks.bundle import BUILDERS, target_for
 from build_hooks.cli._common import Parser, exits_on_error
 from build_hooks.config import load_config
+from build_hooks.freezing.target import BUILDERS, target_for
 
 
 @exits_on_error()

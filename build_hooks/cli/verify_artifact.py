@@ -10,9 +10,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from build_hooks.archive import ArchiveError, is_archive, records_of, unpack
-from build_hooks.bundle import target_for
 from build_hooks.cli._common import Parser, add_pin_flags, exits_on_error, fail, log, pin_from
 from build_hooks.config import load_config
+from build_hooks.freezing.target import target_for
 from build_hooks.verification.lock import WHEELHOUSE_ENV
 from build_hooks.verification.verify import (
     Anchors,

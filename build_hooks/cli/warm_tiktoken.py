@@ -10,7 +10,7 @@ from pathlib import Path
 
 from build_hooks.cli._common import Parser, add_pin_flags, exits_on_error, log, pin_from
 from build_hooks.config import PipelineConfig, load_config
-from build_hooks.warm_tiktoken import MIRROR_ENV, WarmRequest, WarmResult, parse_from_file, warm_cache
+from build_hooks.tiktoken_cache.warm import MIRROR_ENV, WarmRequest, WarmResult, parse_from_file, warm_cache
 
 
 def build_parser(config: PipelineConfig, prog: str | None = None) -> argparse.ArgumentParser:

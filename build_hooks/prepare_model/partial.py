@@ -20,7 +20,7 @@ from typing import Any
 
 from build_hooks import fsutil
 from build_hooks.errors import OutputLocationError
-from build_hooks.hashing import Digester, DownloadDigest, feed
+from build_hooks.prepare_model.hashing import Digester, DownloadDigest, feed
 from build_hooks.prepare_model.sources import RemoteFile
 from embedding_runtime.build_api import RecordProblem, read_json_record
 

@@ -32,7 +32,7 @@ from huggingface_hub.utils import validate_repo_id
 from build_hooks import fsutil
 from build_hooks.config import validated_pin
 from build_hooks.errors import InsufficientSpaceError, OutputLocationError, SourceError, UsageError
-from build_hooks.hashing import DownloadDigest
+from build_hooks.prepare_model.hashing import DownloadDigest
 from build_hooks.prepare_model.partial import PART_SUFFIX, PartialFile, sweep_download_dir
 from build_hooks.prepare_model.retry import RetryPolicy, SourceGaveUpError, call_with_retry
 from build_hooks.prepare_model.sources import ModelSource, RemoteFile

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from build_hooks.bundle import NATIVE_BACKED, UNSHIPPED_NATIVES, is_native
+from build_hooks.freezing.selection import NATIVE_BACKED, UNSHIPPED_NATIVES, is_native
 
 _SYSTEM_LIBRARY_DIRS = (
     *(f"{prefix}/lib/{arch}-linux-gnu" for prefix in ("", "/usr") for arch in ("x86_64", "aarch64")),

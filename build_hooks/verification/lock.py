@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import tarfile
-import tomllib
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -45,6 +44,7 @@ from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel
 
 from build_hooks import fsutil
 from build_hooks.errors import AnchorUnavailableError, UsageError
+from build_hooks.versions import locked_packages
 
 WHEELHOUSE_ENV = "EMBEDDING_PIPELINE_WHEELHOUSE"
 SUITE_DISTRIBUTIONS = ("desktop-embedding-pipeline", "embedding-runtime")
@@ -108,10 +108,10 @@ def needed_names(lock: Path) -> set[str]:
 
 
 def _packages(lock: Path) -> list[dict[str, Any]]:
-    try:
-        return list(tomllib.loads(lock.read_text(encoding="utf-8")).get("package", []))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise UsageError(f"{lock} cannot be read ({err}): verify anchors third-party files to it") from err
+    packages = locked_packages(lock)
+    if packages is None:
+        raise UsageError(f"{lock} is missing: verify anchors third-party files to it; run `uv lock` in {lock.parent}")
+    return packages
 
 
 def locked_files(lock: Path, names: Iterable[str], tags: Iterable[Tag] | None = None) -> list[LockedFile]:

@@ -1,7 +1,7 @@
 """What Nuitka makes of an app, derived at verify time by building it again.
 
 Nuitka's output is reproducible here (Linux, gcc, its default ``--reproducible``;
-:data:`build_hooks.build_nuitka` asks for it on every OS): a build with a cold cache
+:data:`build_hooks.freezing.nuitka` asks for it on every OS): a build with a cold cache
 and one with a warm cache, in two folders, from two environments of the same
 interpreter, give byte-identical folders, the compiled program included. So
 verify builds the program again from the plan it made anew, with the same
@@ -37,10 +37,11 @@ from pathlib import Path
 from filelock import FileLock
 
 from build_hooks import fsutil
-from build_hooks.build_nuitka import nuitka_command
 from build_hooks.errors import AnchorUnavailableError
-from build_hooks.plan import BuildPlan
-from build_hooks.sbom import nuitka_report_path, report_sources
+from build_hooks.freezing.collection import report_sources
+from build_hooks.freezing.nuitka_options import nuitka_command
+from build_hooks.freezing.plan import BuildPlan
+from build_hooks.freezing.target import nuitka_report_path
 from build_hooks.verification.environment import installed_roots
 from build_hooks.verification.listing import list_artifact
 from build_hooks.verification.lock import LockTree

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from build_hooks.bundle import is_native
+from build_hooks.freezing.selection import is_native
 from build_hooks.verification.environment import BuildEnvironment
 from build_hooks.verification.listing import Entry
 from build_hooks.verification.reference import NO_REBUILD_FLOOR, Digest, Expected, Reference

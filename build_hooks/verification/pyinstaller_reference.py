@@ -34,7 +34,7 @@ from typing import Any
 from filelock import FileLock
 
 from build_hooks.errors import AnchorUnavailableError
-from build_hooks.plan import BuildPlan, write_plan
+from build_hooks.freezing.plan import BuildPlan, write_plan
 from build_hooks.verification.lock import LockTree
 from build_hooks.verification.pyinstaller_archive import ArchiveError, archive_problems, read_archive
 from build_hooks.verification.reference import Expected, Reference, coverage_floor

@@ -13,7 +13,7 @@ freezer does not make is an extra file wherever an identical copy may exist; a
 path it makes that is not there is missing; a symlink stands for its own path and
 is checked as the freezer wrote it, or as the file it is (a link where a file
 belongs fails); a file the source came from must still match its distribution's
-RECORD. ``data/`` is the plan's (:func:`build_hooks.manifest.data_problems`).
+RECORD. ``data/`` is the plan's (:func:`build_hooks.freezing.manifest.data_problems`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from build_hooks.bundle import Builder
+from build_hooks.freezing.target import Builder
 from build_hooks.verification.code_objects import code_differences, load_code
 from build_hooks.verification.listing import Entry
 

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from build_hooks.bundle import Target, profile_contract
+from build_hooks.freezing.content import profile_contract
+from build_hooks.freezing.target import Target
 from embedding_runtime import EmbeddingService, ModelRoot
 from embedding_runtime.build_api import (
     FORBID_NETWORK_ENV,

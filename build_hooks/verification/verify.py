@@ -33,21 +33,14 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from build_hooks import fsutil
-from build_hooks.bundle import Builder, Target
 from build_hooks.errors import AnchorUnavailableError, PipelineError, PreflightError, UsageError
-from build_hooks.licenses import INDEX_FILE, LICENSES_FOLDER, LicenseMissingError, notices, shipped
-from build_hooks.manifest import (
-    RECORD_MAX_BYTES,
-    UNREADABLE,
-    data_problems,
-    dist_changes,
-    manifest_path,
-    read_build_manifest,
-)
+from build_hooks.freezing.licenses import INDEX_FILE, LICENSES_FOLDER, LicenseMissingError, notices, shipped
+from build_hooks.freezing.manifest import RECORD_MAX_BYTES, UNREADABLE, data_problems, dist_changes, read_build_manifest
+from build_hooks.freezing.plan import BuildPlan, make_plan, write_plan
+from build_hooks.freezing.provenance import interpreter_facts, source_revision
+from build_hooks.freezing.sbom import read_sbom, sbom_components, sbom_problems
+from build_hooks.freezing.target import Builder, Target, manifest_path, sbom_path
 from build_hooks.pipeline_steps import format_table
-from build_hooks.plan import BuildPlan, make_plan, write_plan
-from build_hooks.provenance import interpreter_facts, source_revision
-from build_hooks.sbom import read_sbom, sbom_components, sbom_path, sbom_problems
 from build_hooks.verification.environment import BuildEnvironment, installed_roots
 from build_hooks.verification.listing import Entry, list_artifact
 from build_hooks.verification.lock import LockTree, default_wheelhouse, lock_tree
@@ -72,7 +65,12 @@ from embedding_runtime.build_api import (
 )
 
 # Markers of the vendored runtime: PyInstaller keeps .pyc files, Nuitka compiles module names in.
-RUNTIME_MODULES = ("embedding_runtime/__init__", "embedding_runtime/_service", "embedding_runtime/_resolve")
+RUNTIME_MODULES = (
+    "embedding_runtime/__init__",
+    "embedding_runtime/_service",
+    "embedding_runtime/_engine",
+    "embedding_runtime/_resolve",
+)
 Log = Callable[[str], None]
 
 
@@ -442,7 +440,7 @@ def _allowed(anchors: Anchors, tree: LockTree) -> dict[Path, str]:
 
 def _expect_notices(reference: Reference, tree: LockTree, listing: dict[str, Entry], scratch: Path) -> int:
     """``licenses/`` as the build must have written it for what the freezer collected, from the lock's
-    distributions (:mod:`build_hooks.licenses`). From a rule's guess (``--no-rebuild``) only the texts
+    distributions (:mod:`build_hooks.freezing.licenses`). From a rule's guess (``--no-rebuild``) only the texts
     it can name are required; the index and the rest are held to the manifest."""
     folder = scratch / LICENSES_FOLDER
     for name, data in notices(shipped(reference.sources, site=[tree.path])).items():

@@ -14,10 +14,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from build_hooks.build_stamp import build_message, rebuild_reason
-from build_hooks.bundle import Target
 from build_hooks.errors import BuildFailedError, UsageError
-from build_hooks.plan import BuildPlan, make_plan, write_plan
+from build_hooks.freezing.plan import BuildPlan, make_plan, write_plan
+from build_hooks.freezing.stamp import build_message, rebuild_reason
+from build_hooks.freezing.target import Target
 from build_hooks.versions import spec_problems
 
 Log = Callable[[str], None]

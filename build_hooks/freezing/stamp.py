@@ -2,7 +2,7 @@
 
 The stamp beside an artifact (``<dist>.inputs.json``) records the plan's inputs
 as the build that made the artifact saw them, one digest per input
-(:func:`build_hooks.plan.build_inputs`): the app's spec, entry, profiles module
+(:func:`build_hooks.freezing.plan.build_inputs`): the app's spec, entry, profiles module
 and sources, the suite's and the vendored runtime's files, the tool versions,
 the options, the configuration and every data file.
 """
@@ -13,17 +13,12 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from build_hooks import fsutil
-from build_hooks.manifest import RECORD_MAX_BYTES, manifest_path
-from build_hooks.sbom import sbom_path
+from build_hooks.freezing.manifest import RECORD_MAX_BYTES
+from build_hooks.freezing.target import manifest_path, sbom_path, stamp_path
 from embedding_runtime.build_api import read_json_record
 
 STAMP_SCHEMA = 1
 _SHOWN = 5
-
-
-def stamp_path(dist: Path) -> Path:
-    return dist.with_name(dist.name + ".inputs.json")
 
 
 def rebuild_reason(dist: Path, inputs: Mapping[str, str]) -> str | None:
@@ -51,9 +46,10 @@ def changed_inputs(recorded: Mapping[str, str], current: Mapping[str, str]) -> l
     return sorted(name for name in recorded.keys() | current.keys() if recorded.get(name) != current.get(name))
 
 
-def write_stamp(dist: Path, inputs: Mapping[str, str]) -> None:
+def stamp_document(inputs: Mapping[str, str]) -> bytes:
+    """The stamp of a build made from ``inputs``: written last, once every record before it is."""
     document = {"schema": STAMP_SCHEMA, "inputs": dict(sorted(inputs.items()))}
-    fsutil.atomic_write_bytes(stamp_path(dist), json.dumps(document, indent=1).encode() + b"\n")
+    return json.dumps(document, indent=1).encode() + b"\n"
 
 
 def read_stamp(dist: Path) -> dict[str, str] | None:

@@ -3,7 +3,7 @@
 # have pure-Python fallbacks a freezer may silently ship instead (the self-check reports them).
 from PyInstaller.utils.hooks import collect_submodules
 
-from build_hooks.bundle import LAZY_IMPORTS
+from build_hooks.freezing.selection import LAZY_IMPORTS
 from embedding_runtime.build_api import STDLIB_ACCELERATORS
 
 hiddenimports = [*collect_submodules("embedding_runtime"), *LAZY_IMPORTS, *STDLIB_ACCELERATORS]

@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from cyclonedx.contrib.license.factories import LicenseFactory
 from cyclonedx.model import ExternalReference, ExternalReferenceType, HashAlgorithm, HashType, Property, XsUri
@@ -31,11 +30,12 @@ from cyclonedx.output import make_outputter
 from cyclonedx.schema import OutputFormat, SchemaVersion
 from packageurl import PackageURL
 
-from build_hooks import fsutil
-from build_hooks.bundle import PYINSTALLER_CONTENTS, Builder, is_native
-from build_hooks.licenses import declared_licences
-from build_hooks.manifest import RECORD_MAX_BYTES, read_build_manifest
-from build_hooks.provenance import source_date_epoch
+from build_hooks.freezing.collection import Collection
+from build_hooks.freezing.licenses import declared_licences
+from build_hooks.freezing.manifest import RECORD_MAX_BYTES
+from build_hooks.freezing.provenance import source_date_epoch
+from build_hooks.freezing.selection import is_native
+from build_hooks.freezing.target import PYINSTALLER_CONTENTS, sbom_path
 from embedding_runtime.build_api import (
     DATA_FOLDER,
     MODELS_FOLDER,
@@ -46,108 +46,10 @@ from embedding_runtime.build_api import (
 )
 
 if TYPE_CHECKING:
-    from build_hooks.plan import BuildPlan
+    from build_hooks.freezing.plan import BuildPlan
 
 SCHEMA_VERSION = SchemaVersion.V1_6
 PROPERTY_PREFIX = "embedding-pipeline"
-
-
-class Analysis(Protocol):
-    """The part of PyInstaller's ``Analysis`` the SBOM reads: its tables of contents."""
-
-    pure: Iterable[tuple[str, str, str]]
-    binaries: Iterable[tuple[str, str, str]]
-    datas: Iterable[tuple[str, str, str]]
-
-
-@dataclass(frozen=True)
-class Collection:
-    """The Python modules a freezer put into an artifact (dotted names)."""
-
-    builder: Builder
-    modules: frozenset[str]
-
-    def top_levels(self) -> set[str]:
-        return {name.split(".")[0] for name in self.modules}
-
-
-def sbom_path(dist: Path) -> Path:
-    """``<dist>.cdx.json``, beside the artifact like its manifest (never inside it)."""
-    return dist.with_name(dist.name + ".cdx.json")
-
-
-def nuitka_report_path(dist: Path) -> Path:
-    return dist.with_name(dist.name + ".compilation-report.xml")
-
-
-def pyinstaller_collection(analysis: Analysis) -> Collection:
-    """Modules from the analysis: pure modules by name (with ``noarchive=True`` PyInstaller moves
-    them into ``datas`` as ``.pyc`` files), extension modules by their path."""
-    modules = {name for name, _source, _kind in analysis.pure}
-    modules |= {_compiled_module(dest) for dest, _source, _kind in analysis.datas if dest.endswith(".pyc")}
-    modules |= {_extension_module(dest) for dest, _source, kind in analysis.binaries if kind == "EXTENSION"}
-    return Collection("pyinstaller", frozenset(modules))
-
-
-def pyinstaller_sources(analysis: Analysis) -> list[tuple[str, Path]]:
-    """(destination or module name, source file) of everything the analysis collected."""
-    entries = [*analysis.pure, *analysis.binaries, *analysis.datas, *modules_outside_pyz(analysis)]
-    return [(dest, Path(source)) for dest, source, kind in entries if source and source != "-" and kind != "SYMLINK"]
-
-
-def modules_outside_pyz(analysis: Analysis) -> list[tuple[str, str, str]]:
-    """With noarchive=True every pure module is compiled into datas from the workpath: its source is
-    what PyInstaller records as a module outside the PYZ. An analysis PyInstaller found unchanged
-    restores its lists from its guts file but not that one: it is read from the same file."""
-    outside = list(getattr(analysis, "_modules_outside_pyz", None) or [])
-    toc_file = getattr(analysis, "tocfilename", None)
-    if outside or toc_file is None or not Path(toc_file).is_file():
-        return outside
-    from PyInstaller.utils.misc import load_py_data_struct
-
-    guts = dict(zip((g[0] for g in getattr(analysis, "_GUTS", [])), load_py_data_struct(toc_file), strict=False))
-    return list(guts.get("_modules_outside_pyz") or [])
-
-
-def _compiled_module(dest: str) -> str:
-    """``embedding_runtime/__init__.pyc`` -> ``embedding_runtime``."""
-    parts = PurePosixPath(dest.replace("\\", "/")).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _extension_module(dest: str) -> str:
-    """``numpy/_core/_multiarray_umath.cpython-311-….so`` -> ``numpy._core._multiarray_umath``;
-    the interpreter's own (``python3.11/lib-dynload/_json.cpython-311-….so``) -> ``_json``."""
-    path = PurePosixPath(dest.replace("\\", "/"))
-    package = () if "lib-dynload" in path.parts else path.parts[:-1]
-    return ".".join([*package, path.name.split(".")[0]])
-
-
-def nuitka_collection(report: Path) -> Collection:
-    """Modules from Nuitka's compilation report (``--report=``): every module it compiled or included."""
-    root = ET.parse(report).getroot()
-    return Collection("nuitka", frozenset(node.attrib["name"] for node in root.iter("module")))
-
-
-def report_sources(report: Path, cwd: Path) -> dict[str, Path]:
-    """What a Nuitka compilation report says each file came from: ``dest -> source`` for every
-    extension module, library and data file it copied, ``module:<name> -> source`` for what it
-    compiled in; paths made absolute for this interpreter and ``cwd``, the folder Nuitka ran in."""
-    variables = {"${sys.prefix}": sys.prefix, "${sys.real_prefix}": sys.base_prefix, "${cwd}": str(cwd)}
-    sources: dict[str, Path] = {}
-    for node in ET.parse(report).getroot().iter():
-        source = node.attrib.get("source_path")
-        if source is None:
-            continue
-        for name, value in variables.items():
-            source = source.replace(name, value)
-        if "${" in source:
-            continue  # a place Nuitka names by a variable this interpreter has no value for
-        if node.tag in ("included_extension", "included_dll") and "dest_path" in node.attrib:
-            sources[node.attrib["dest_path"].replace("\\", "/")] = Path(source)
-        elif node.tag == "module" and "name" in node.attrib:
-            sources[f"module:{node.attrib['name']}"] = Path(source)
-    return sources
 
 
 @dataclass
@@ -210,7 +112,8 @@ def build_sbom(
     freezer = _installed(collection.builder)
     if freezer is not None:
         distribution(freezer)
-    for top in sorted(collection.top_levels() - stdlib):
+    top_levels = {name.split(".")[0] for name in collection.modules}
+    for top in sorted(top_levels - stdlib):
         owner = owners.owner(top)
         if owner is not None:
             distribution(owner)
@@ -245,7 +148,6 @@ def build_sbom(
     data = f"{contents}{DATA_FOLDER}/"
     bom = Bom()
     bom.metadata.component = root
-    bom.metadata.timestamp = _timestamp(plan.target.config.app_entry.parent)
     # The same build gives the same serial number: derived from every file's hash.
     hashes = json.dumps({rel: entry.sha256 for rel, entry in sorted(files.items())})
     bom.serial_number = uuid.uuid5(uuid.NAMESPACE_URL, f"{plan.target.config.app_name}/{collection.builder}/{hashes}")
@@ -259,20 +161,22 @@ def build_sbom(
     for component in top_components:
         bom.components.add(component)
     bom.register_dependency(root, top_components)
+    bom.metadata.timestamp = _timestamp(plan.target.config.app_entry.parent)
     return bom
 
 
-def write_sbom(plan: BuildPlan, dist: Path, collection: Collection, licences: Mapping[str, str] | None = None) -> Path:
-    """Write ``<dist>.cdx.json`` from the build's manifest (which must already be written); ``licences``
-    names the licence of each system library, by file name."""
-    files = read_build_manifest(dist)
-    if files is None:
-        raise FileNotFoundError(f"{dist} has no build manifest: the SBOM is written after it")
+def sbom_document(
+    plan: BuildPlan,
+    dist: Path,
+    collection: Collection,
+    files: Mapping[str, FileDigest],
+    licences: Mapping[str, str] | None = None,
+) -> bytes:
+    """The SBOM of ``dist`` from its manifest entries (``files``); ``licences`` names the licence of
+    each system library, by file name."""
     bom = build_sbom(plan, dist, collection, files, licences or {})
-    text = make_outputter(bom, OutputFormat.JSON, SCHEMA_VERSION).output_as_string(indent=1)
-    target = sbom_path(dist)
-    fsutil.atomic_write_bytes(target, text.encode() + b"\n")
-    return target
+    text: str = make_outputter(bom, OutputFormat.JSON, SCHEMA_VERSION).output_as_string(indent=1)
+    return text.encode() + b"\n"
 
 
 def read_sbom(dist: Path) -> dict[str, Any] | None:

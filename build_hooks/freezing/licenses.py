@@ -11,7 +11,7 @@ to the system (a shared library the freezer copied in). For each, in order:
   ``LICENSE`` and ``ThirdPartyNotices.txt``);
 - a distribution that ships no licence file (tokenizers 0.23.3): the licence its
   metadata or shipped SBOM names, the copyright line from that SBOM, and the
-  licence's standard text (``build_hooks/license_texts/``);
+  licence's standard text (``build_hooks/freezing/license_texts/``);
 - the suite's own runtime: its MIT licence;
 - CPython's ``LICENSE.txt`` (on Windows it covers the DLLs of the python.org build);
 - a system library: on Debian and Ubuntu its package (``dpkg -S``) and that
@@ -42,8 +42,8 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from build_hooks.bundle import is_native
 from build_hooks.errors import PipelineError
+from build_hooks.freezing.selection import is_native
 
 LICENSES_FOLDER = "licenses"
 INDEX_FILE = "INDEX.txt"

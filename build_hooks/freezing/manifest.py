@@ -16,8 +16,8 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from build_hooks import fsutil
-from build_hooks.plan import BuildPlan
+from build_hooks.freezing.plan import BuildPlan
+from build_hooks.freezing.target import manifest_path
 from embedding_runtime.build_api import DATA_FOLDER, FileDigest, read_json_record, sha256_file
 
 BUILD_MANIFEST_SCHEMA = 1
@@ -25,10 +25,6 @@ BUILD_MANIFEST_SCHEMA = 1
 RECORD_MAX_BYTES = 64 * 2**20
 # What a digest function returns, instead of a sha256, for a file that cannot be read.
 UNREADABLE = "unreadable"
-
-
-def manifest_path(dist: Path) -> Path:
-    return dist.with_name(dist.name + ".manifest.json")
 
 
 def dist_entries(dist: Path) -> dict[str, FileDigest]:
@@ -39,11 +35,10 @@ def dist_entries(dist: Path) -> dict[str, FileDigest]:
     return entries
 
 
-def write_manifest(plan: BuildPlan, dist: Path) -> dict[str, FileDigest]:
-    """Hash every file of ``dist`` once and record it, with where each data file came from; the entries."""
-    entries = dist_entries(dist)
+def manifest_document(plan: BuildPlan, dist: Path, entries: Mapping[str, FileDigest]) -> bytes:
+    """The manifest of ``dist`` from its entries (:func:`dist_entries`), with where each data file came
+    from, relative to the project: two clones in two folders write one manifest."""
     data_root = plan.target.data_root(dist).relative_to(dist)
-    # Where each data file came from, relative to the project: two clones in two folders write one manifest.
     project = plan.target.config.project_root
     sources = {(data_root / f.dest).as_posix(): Path(os.path.relpath(f.source, project)).as_posix() for f in plan.data}
     files: dict[str, dict[str, object]] = {}
@@ -52,8 +47,7 @@ def write_manifest(plan: BuildPlan, dist: Path) -> dict[str, FileDigest]:
         if relative in sources:
             files[relative]["source"] = sources[relative]
     document = {"schema": BUILD_MANIFEST_SCHEMA, "builder": plan.builder, "pin": str(plan.pin), "files": files}
-    fsutil.atomic_write_bytes(manifest_path(dist), json.dumps(document, indent=1, sort_keys=True).encode() + b"\n")
-    return entries
+    return json.dumps(document, indent=1, sort_keys=True).encode() + b"\n"
 
 
 def read_build_manifest(dist: Path) -> dict[str, FileDigest] | None:
