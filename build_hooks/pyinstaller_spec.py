@@ -33,6 +33,7 @@ from build_hooks.freezing.plan import BuildPlan, make_plan, read_plan, write_pla
 from build_hooks.freezing.pyinstaller import PLAN_FLAG
 from build_hooks.freezing.records import write_records
 from build_hooks.freezing.selection import EXCLUDED_MODULES
+from build_hooks.freezing.stamp import void_records
 from build_hooks.freezing.target import target_for
 from build_hooks.versions import REMOVED_SPEC_ATTRIBUTES
 
@@ -76,6 +77,7 @@ class SpecInputs:
             plan = make_plan(target, "pyinstaller", dist=dist)
             write_plan(plan)
         CONF["distpath"] = str(plan.dist.parent)
+        void_records(plan.dist)  # a build that fails from here on is never "up to date"
         return cls(plan)
 
     def __getattr__(self, name: str) -> NoReturn:

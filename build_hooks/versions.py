@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from build_hooks.errors import UsageError
 __all__ = [
     "DISTRIBUTION",
     "RUNTIME_DISTRIBUTION",
+    "installed_versions",
     "locked_packages",
     "locked_version",
     "locked_versions",
@@ -87,6 +88,17 @@ def locked_packages(lock: Path) -> list[dict[str, Any]] | None:
 def locked_versions(lock: Path) -> dict[str, str]:
     """Every distribution a uv lock file names, by canonical name, with its version (none without a lock)."""
     return {canonicalize_name(str(p["name"])): str(p.get("version")) for p in locked_packages(lock) or []}
+
+
+def installed_versions(names: Iterable[str]) -> dict[str, str]:
+    """The installed version of each distribution (``absent`` for one that is not installed), by name."""
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "absent"
+    return found
 
 
 def locked_version(lock: Path, name: str) -> str | None:

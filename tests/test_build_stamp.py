@@ -16,8 +16,8 @@ from build_hooks import fsutil
 from build_hooks.config import load_config
 from build_hooks.freezing.plan import make_plan, read_plan, write_plan
 from build_hooks.freezing.pyinstaller import PLAN_FLAG
-from build_hooks.freezing.stamp import changed_inputs, read_stamp, rebuild_reason, stamp_document
-from build_hooks.freezing.target import Builder, stamp_path, target_for
+from build_hooks.freezing.stamp import changed_inputs, read_stamp, rebuild_reason, stamp_document, void_records
+from build_hooks.freezing.target import Builder, manifest_path, sbom_path, stamp_path, target_for
 from devtools.demo_project import ARTIFACT_REPO, ARTIFACT_REVISION, PROFILE_ID, Project, write_pyproject
 from embedding_runtime.build_api import BUILD_INFO_FILE, MARKER_NAME, data_path
 from tests.artifacts import copy_project, run_nuitka, run_step
@@ -161,6 +161,26 @@ def test_a_changed_profile_or_tool_names_the_input(artifact_project: Project, tm
     assert rebuild_reason(dist, after) == "version numpy changed"
     fsutil.atomic_write_bytes(stamp_path(dist), stamp_document(after))
     assert rebuild_reason(dist, after) is None
+
+
+def test_a_build_that_starts_voids_the_last_ones_records_stamp_first(tmp_path: Path) -> None:
+    """A freezer that fails half-way leaves a half-built dist: no record beside it may still call it up
+    to date, even when removing one of them fails."""
+    dist = tmp_path / "app.dist"
+    dist.mkdir()
+    inputs = {"builder": "nuitka"}
+    for record in (manifest_path(dist), sbom_path(dist)):
+        record.write_text("{}")
+    fsutil.atomic_write_bytes(stamp_path(dist), stamp_document(inputs))
+    assert rebuild_reason(dist, inputs) is None
+    void_records(dist)
+    assert not any(record.exists() for record in (manifest_path(dist), sbom_path(dist), stamp_path(dist)))
+    assert rebuild_reason(dist, inputs) == "its manifest or SBOM is missing"
+    fsutil.atomic_write_bytes(stamp_path(dist), stamp_document(inputs))
+    manifest_path(dist).mkdir()  # a record that cannot be removed as a file
+    with pytest.raises(OSError):
+        void_records(dist)
+    assert not stamp_path(dist).exists(), "the stamp goes first"
 
 
 def built_or_up_to_date(result: subprocess.CompletedProcess[str]) -> str:

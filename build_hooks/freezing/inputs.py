@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.metadata
 import json
 import sys
 import tomllib
@@ -26,7 +25,7 @@ from build_hooks.config import PipelineConfig
 from build_hooks.errors import UsageError
 from build_hooks.freezing.content import DataFile
 from build_hooks.freezing.target import Builder, Target
-from build_hooks.versions import locked_versions
+from build_hooks.versions import installed_versions, locked_versions
 from embedding_runtime.build_api import sha256_file
 
 SUITE = "desktop-embedding-pipeline"
@@ -41,15 +40,8 @@ def build_inputs(target: Target, builder: Builder, data: Sequence[DataFile], opt
     sources, the suite's and the vendored runtime's files, and every data file."""
     config = target.config
     inputs = {"builder": builder, "python": sys.version, "options": " ".join(options)}
-    # The versions of everything the app's lock names (the freezer may collect any of it), and the lock.
-    lock = config.project_root / "uv.lock"
-    # An unreadable lock still changes its digest below; its names are then unknown here.
-    try:
-        locked = list(locked_versions(lock))
-    except UsageError:
-        locked = []
-    inputs |= {f"version {name}": _version(name) for name in sorted({*TOOLS, SUITE, *locked})}
     inputs |= config_inputs(config)
+    lock = config.project_root / "uv.lock"
     files = {"entry": config.app_entry, "uv.lock": lock}
     if builder == "pyinstaller" and config.pyinstaller_spec is not None:
         files["spec"] = config.pyinstaller_spec
@@ -61,6 +53,13 @@ def build_inputs(target: Target, builder: Builder, data: Sequence[DataFile], opt
         files |= {f"{package.__name__} {p.relative_to(root).as_posix()}": p for p in sorted(root.rglob("*.py"))}
     inputs |= {name: sha256_file(path) if path.is_file() else "absent" for name, path in files.items()}
     inputs |= {f"data {f.dest}": f.sha256 for f in data}
+    # The installed version of everything the app's lock names (the freezer may collect any of it). An
+    # unreadable lock still changes its digest above; its names are then unknown here.
+    try:
+        locked = list(locked_versions(lock))
+    except UsageError:
+        locked = []
+    inputs |= {f"version {name}": v for name, v in installed_versions(sorted({*TOOLS, SUITE, *locked})).items()}
     return inputs
 
 
@@ -144,10 +143,3 @@ def _module_file(source_root: Path, module: str | None) -> Path | None:
         return None
     base = source_root.joinpath(*module.split("."))
     return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
-
-
-def _version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "absent"

@@ -21,7 +21,7 @@ from build_hooks.freezing.collection import nuitka_collection
 from build_hooks.freezing.nuitka_options import nuitka_command, options_for_project
 from build_hooks.freezing.plan import make_plan, write_plan
 from build_hooks.freezing.records import write_records
-from build_hooks.freezing.stamp import build_message, rebuild_reason
+from build_hooks.freezing.stamp import build_message, rebuild_reason, void_records
 from build_hooks.freezing.target import Target, nuitka_report_path
 
 __all__ = ["build", "options_for_project"]
@@ -43,6 +43,7 @@ def build(
     log(build_message(dist, why))
     ccache = shutil.which("ccache")
     log(f"ccache: {'used, ' + ccache if ccache else 'not found (install the build group to speed up rebuilds)'}")
+    void_records(dist)
     shutil.rmtree(dist, ignore_errors=True)
     started = time.monotonic()
     # The app's packages import from its source root (src/ in a src layout), installed or not.

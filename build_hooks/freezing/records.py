@@ -7,7 +7,8 @@ was collected; and last the stamp of the plan's inputs, which lets the next
 build with the same inputs skip. The records are made first and written
 together, the stamp last. A check that fails, or a record that cannot be
 written, removes the dist and every record beside it: nothing that failed its
-checks stays where an artifact goes.
+checks stays where an artifact goes. (A build that starts has voided the last
+one's records: :func:`build_hooks.freezing.stamp.void_records`.)
 """
 
 from __future__ import annotations

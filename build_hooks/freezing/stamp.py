@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from build_hooks.freezing.manifest import RECORD_MAX_BYTES
-from build_hooks.freezing.target import manifest_path, sbom_path, stamp_path
+from build_hooks.freezing.target import manifest_path, record_paths, sbom_path, stamp_path
 from embedding_runtime.build_api import read_json_record
 
 STAMP_SCHEMA = 1
@@ -34,6 +34,13 @@ def rebuild_reason(dist: Path, inputs: Mapping[str, str]) -> str | None:
         more = f" and {len(changed) - _SHOWN} more" if len(changed) > _SHOWN else ""
         return f"{', '.join(changed[:_SHOWN])}{more} changed"
     return None
+
+
+def void_records(dist: Path) -> None:
+    """Remove the last build's records beside ``dist``, the stamp first: a build that starts calls
+    this, so that one failing half-way leaves nothing that calls its half-built dist up to date."""
+    for record in reversed(record_paths(dist)):
+        record.unlink(missing_ok=True)
 
 
 def build_message(dist: Path, why: str) -> str:
