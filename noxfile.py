@@ -22,7 +22,7 @@ import nox
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from build_hooks.nox_sessions import PYTHON, install_groups, log_versions, register  # noqa: E402
+from build_hooks.nox_sessions import app_python, install_groups, log_versions, register  # noqa: E402
 from devtools.dev_sessions import register_dev  # noqa: E402
 
 # uv where it is installed, plain virtualenv (with pip) where it is not.
@@ -31,6 +31,7 @@ nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["tests", "lint"]
 
 # The same public call an app's noxfile makes; then this repository's demos and wheels.
+PYTHON = app_python(ROOT)  # .python-version
 register(ROOT, python=PYTHON)
 register_dev(ROOT, python=PYTHON)
 

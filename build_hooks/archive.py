@@ -59,14 +59,22 @@ def records_of(dist: Path) -> tuple[Path, ...]:
     )
 
 
-def archive_name(target: Target, builder: Builder, platform_name: str = sys.platform, machine: str = "") -> str:
-    """``<app>-<app version>-<os>-<arch>-<builder>`` with ``.tar.gz``, or ``.zip`` on Windows."""
+def archive_name(
+    target: Target,
+    builder: Builder,
+    platform_name: str = sys.platform,
+    machine: str = "",
+    python: tuple[int, int] = (sys.version_info.major, sys.version_info.minor),
+) -> str:
+    """``<app>-<app version>-<os>-<arch>-py<X.Y>-<builder>`` with ``.tar.gz``, or ``.zip`` on Windows:
+    the Python the artifact holds is in the name (a matrix builds one app with several)."""
     config = target.config
     machine = (machine or platform.machine()).lower()
     os_name = _OS_NAMES.get(platform_name, platform_name)
     arch = _ARCH_NAMES.get(machine, machine)
     suffix = ".zip" if platform_name == "win32" else ".tar.gz"
-    return f"{config.app_name}-{config.app_version or UNVERSIONED}-{os_name}-{arch}-{builder}{suffix}"
+    tag = f"py{python[0]}.{python[1]}"
+    return f"{config.app_name}-{config.app_version or UNVERSIONED}-{os_name}-{arch}-{tag}-{builder}{suffix}"
 
 
 def archives_dir(target: Target) -> Path:

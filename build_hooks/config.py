@@ -23,6 +23,7 @@ The table's keys (paths are relative to the project root):
 | ``source-root`` | no | where the app's packages import from (``"src"`` in a src layout) | ``"."`` |
 | ``profiles-module`` | no | the app's module that calls ``register_profile`` (imported by the build) | |
 | ``pyinstaller-spec`` | no | the app's spec, for ``build-pyinstaller`` | |
+| ``python`` | no | the Python the nox sessions build with (``"3.12"``) | ``.python-version``, else 3.11 |
 
 The environment overrides the pin: ``EMBEDDING_MODEL_REPO``, ``EMBEDDING_MODEL_REVISION``,
 ``EMBEDDING_MODEL_PROFILE_ID`` (as the reusable workflow's ``revision`` input does).
@@ -72,6 +73,7 @@ KEYS: dict[str, Any] = {
     "profiles-module": None,
     "pyinstaller-spec": None,
     "int8-min-cosine": DEFAULT_INT8_MIN_COSINE,
+    "python": None,
 }
 """Every key of ``[tool.embedding-pipeline]`` with its default (:data:`REQUIRED`: none; ``None``:
 left out means the feature is off). Any other key is refused."""
@@ -91,6 +93,8 @@ KEY_HELP: dict[str, str] = {
     "profiles-module": "the app's module that declares its `ProfileContract`s (imported by the build)",
     "pyinstaller-spec": "the app's PyInstaller spec (required for `build-pyinstaller`)",
     "int8-min-cosine": "verify's floor for int8 against fp32 vectors of the self-check texts",
+    "python": "the Python the nox sessions build with, `3.12` (none: `.python-version`, else 3.11); "
+    "`nox --force-python` overrides it for one run",
 }
 """What each key of :data:`KEYS` is for, one line each (docs/configuration.md's table is made from both)."""
 REVISION_PATTERN = re.compile(r"^[0-9a-f]{40}$")

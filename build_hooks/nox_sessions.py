@@ -23,6 +23,7 @@ console script, in the session's environment.
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -33,10 +34,19 @@ from build_hooks.errors import UsageError
 from build_hooks.pipeline_steps import CONSOLE_SCRIPT, STEPS, Command, StepOutcome, pin_args, result_table, run_pipeline
 from build_hooks.versions import project_problems
 
-__all__ = ["DISTRIBUTION", "PYTHON", "check_suite_version", "install_groups", "register"]
+__all__ = ["DISTRIBUTION", "PYTHON", "app_python", "check_suite_version", "install_groups", "register"]
 
-PYTHON = "3.11"
-"""The Python the sessions build with (``register(root, python=...)`` picks another)."""
+
+class _Fallback(str):
+    """:data:`PYTHON`'s type: the value ``register`` takes when its caller names no Python, which it
+    replaces with the app's own (:func:`app_python`)."""
+
+    __slots__ = ()
+
+
+PYTHON: str = _Fallback("3.11")
+"""The Python the sessions build with when the app names none (:func:`app_python`)."""
+
 DISTRIBUTION = versions.DISTRIBUTION
 """The suite's distribution name, as the app's ``uv.lock`` and the noxfile's PEP 723 block name it."""
 
@@ -73,8 +83,32 @@ def run_step(session: nox.Session, step: Command, *args: str) -> None:
     session.run(CONSOLE_SCRIPT, step.name, *args)
 
 
+def app_python(root: Path) -> str:
+    """The Python the app builds with: ``python`` in its ``[tool.embedding-pipeline]`` table, else the
+    first line of its ``.python-version``, else :data:`PYTHON`. ``SystemExit`` (one line) when the value
+    is not a version such as ``3.12`` or ``3.12.1``."""
+    try:
+        table = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8")).get("tool", {})
+        value, where = table.get("embedding-pipeline", {}).get("python"), "[tool.embedding-pipeline] python"
+    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+        value, where = None, ""
+    pinned = root / ".python-version"
+    if value is None and pinned.is_file():
+        lines = [line.strip() for line in pinned.read_text(encoding="utf-8").splitlines()]
+        value, where = next((line for line in lines if line and not line.startswith("#")), None), str(pinned)
+    if value is None:
+        return str(PYTHON)
+    if problem := versions.python_version_problem(value):
+        raise SystemExit(f"ERROR: {where}: {problem}")
+    return str(value)
+
+
 def register(root: Path, python: str = PYTHON, venv_backend: str = "uv") -> None:
     """Declare the pipeline's sessions for the project at ``root``: an app's noxfile calls this once.
+
+    The sessions build with ``python`` when the caller names one, else the app's own
+    (:func:`app_python`: its table's ``python``, its ``.python-version``, else :data:`PYTHON`, 3.11).
+    ``nox --force-python 3.13`` builds one run with another (the reusable workflow's Python axis does).
 
     Each session installs the project's ``build`` group (which holds this suite) as locked in
     ``uv.lock``, with uv (so ``[tool.uv]`` settings and sources apply), and runs the step through
@@ -86,6 +120,7 @@ def register(root: Path, python: str = PYTHON, venv_backend: str = "uv") -> None
             noxfile's PEP 723 block names one that is not (one line saying which to change).
     """
     check_suite_version(root)
+    python = app_python(root) if isinstance(python, _Fallback) else python
     for step in STEPS:
         nox.session(name=step.name, python=python, venv_backend=venv_backend, tags=["pipeline"], default=False)(
             _step_session(step)

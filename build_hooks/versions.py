@@ -35,6 +35,7 @@ __all__ = [
     "locked_version",
     "locked_versions",
     "project_problems",
+    "python_version_problem",
     "script_requirements",
     "spec_problems",
     "suite_version",
@@ -244,3 +245,14 @@ def _source_problems(document: dict[str, Any]) -> Iterator[str]:
                 f"pyproject.toml's [tool.uv.sources] takes {name} from {source}: delete that line; the suite and the "
                 f"runtime install from the package index (or, unreleased, from `find-links`) ({_UPGRADING})"
             )
+
+
+PYTHON_VERSION = re.compile(r"^3\.\d{1,2}(\.\d{1,3})?$")
+
+
+def python_version_problem(value: object) -> str:
+    """Why ``value`` is not a Python version an app may build with (``"3.12"``, ``"3.12.1"``), or "".
+    The ``python`` key of the table is read by nox's own interpreter only (``nox_sessions.app_python``)."""
+    if isinstance(value, str) and PYTHON_VERSION.match(value):
+        return ""
+    return f'{value!r} is not a Python version: write one such as "3.12"'

@@ -437,7 +437,8 @@ def check_workflows(workdir: Path) -> None:
             raise AdoptionError(f"{what}: the download was not checked on a fresh runner ({download})")
         archives = [name for name in run.artifact_names() if name.endswith((".tar.gz", ".zip"))]
         version = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
-        if archives != [f"{table['app-name']}-{version}-linux-x86_64-pyinstaller.tar.gz"]:
+        python = f"py{sys.version_info.major}.{sys.version_info.minor}"
+        if archives != [f"{table['app-name']}-{version}-linux-x86_64-{python}-pyinstaller.tar.gz"]:
             raise AdoptionError(f"{what}: the run uploaded {run.artifact_names()}, not the PyInstaller archive")
         print(f"workflow > {what}: uploaded {run.artifact_names()}; caches {[c['key'] for c in run.caches]}")
 

@@ -6,6 +6,8 @@ nox -s wheels          build both distributions; install the runtime wheel alone
 nox -s adoption        docs/adopt.md executed; the 0.1.0 app upgraded; the workflows run for two apps
 nox -s docs            the API reference (build/docs) and the runtime's API snapshot check
 nox -s windows-smoke   Linux only, opt-in: the Windows PyInstaller build under Wine, self-checked and verified
+nox -s demo-pythons    opt-in: `nox -s demo` on Python 3.12 and 3.13 (found on PATH or in pyenv), a table
+nox -s arm64-smoke     Linux only, opt-in, root: Linux arm64 under qemu-user on three emulated CPUs
 nox -s canary-cpus     Linux only, opt-in: int8 against fp32 here and on an emulated AVX2-only CPU; verify there
 nox -s bench-models    opt-in: real-architecture bench models exported from transformers (torch, pip)
 nox -s bench-peers     opt-in: the runtime beside fastembed on those models
@@ -14,6 +16,8 @@ nox -s bench-peers     opt-in: the runtime beside fastembed on those models
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -36,6 +40,19 @@ def demo_step_arguments(project: PurePath) -> dict[str, list[str]]:
         "prepare-model": ["--source", str(project / "model-source")],
         "warm-tiktoken": ["--from-file", f"o200k_base={project / 'o200k_base.tiktoken.gz'}"],
     }
+
+
+def find_python(version: str) -> str | None:
+    """An interpreter for ``version`` ("3.12"): ``python3.12`` on PATH (not a pyenv shim, which answers
+    only for the versions pyenv has activated), else pyenv's newest 3.12.x."""
+    if (found := shutil.which(f"python{version}")) and "shims" not in Path(found).parts:
+        return found
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates = sorted(
+        (pyenv_root / "versions").glob(f"{version}.*/bin/python{version}"),
+        key=lambda path: [int(part) for part in path.parents[1].name.split(".") if part.isdigit()],
+    )
+    return str(candidates[-1]) if candidates else None
 
 
 def register_dev(root: Path, python: str) -> None:
@@ -93,6 +110,53 @@ def register_dev(root: Path, python: str) -> None:
         (installs Wine and mingw from Debian when missing; `-- --fresh` starts over)."""
         install_groups(session, "test")  # the demo project's generated model
         session.run("python", "-m", "devtools.windows_smoke", *session.posargs)
+
+    @nox.session(name="demo-pythons", python=False, default=False)
+    def demo_pythons(session: nox.Session) -> None:
+        """`nox -s demo` on other Pythons than the app's (`-- 3.12 3.13`, the default), each in its own
+        envdir (.nox/python-<version>), with a table. Each interpreter is found on PATH (`python3.12`) or
+        in pyenv's versions (`$(pyenv root)/versions/3.12.*`): uv here downloads none."""
+        results: list[tuple[str, str, str]] = []
+        for version in session.posargs or ["3.12", "3.13"]:
+            interpreter = find_python(version)
+            if interpreter is None:
+                results.append((version, "-", "no interpreter on PATH or in pyenv"))
+                continue
+            envdir = str(root / ".nox" / f"python-{version}")
+            try:
+                session.run(
+                    sys.executable, "-m", "nox", "-f", str(root / "noxfile.py"), "-s", "demo",
+                    "--force-python", interpreter, "--envdir", envdir, external=True,
+                )  # fmt: skip
+                results.append((version, interpreter, "passed"))
+            except nox.command.CommandFailed:
+                results.append((version, interpreter, "FAILED"))
+        session.log("\n" + "\n".join(f"| {v} | {path} | {result} |" for v, path, result in results))
+        if any(result != "passed" for _, _, result in results):
+            session.error("demo failed on " + ", ".join(v for v, _, result in results if result != "passed"))
+
+    @nox.session(name="arm64-smoke", python=python, default=False)
+    def arm64_smoke(session: nox.Session) -> None:
+        """Linux x86-64 only, as root: the launcher on Linux arm64 in a Debian 12 chroot under qemu-user,
+        on cortex-a53 (fp32), neoverse-n1 and max (int8): doctor, the source self-check, the PyInstaller
+        build, the artifact's self-check and verify, with a table (devtools/arm64/smoke.sh says how).
+        `-- --steps "3 4"` runs some steps on the kept chroot; `-- --fresh` starts over."""
+        if sys.platform != "linux" or os.uname().machine != "x86_64" or os.geteuid() != 0:
+            session.error("arm64-smoke runs on Linux x86-64 as root (chroot, mounts, binfmt_misc)")
+        env = {"PROJECT": str(root), "DEMO": str(root / "build" / "demo"), "W": str(root / "build" / "arm64-smoke")}
+        args = list(session.posargs)
+        if "--fresh" in args:
+            args.remove("--fresh")
+            env["FRESH"] = "1"
+        if "--steps" in args:
+            at = args.index("--steps")
+            env["STEPS"] = args[at + 1] if at + 1 < len(args) else session.error('--steps needs a list: "3 4"')
+            del args[at : at + 2]
+        if args:
+            session.error(f"arm64-smoke takes --steps and --fresh, not {' '.join(args)}")
+        if not (root / "build" / "demo" / "data" / "embedding_models").is_dir():
+            session.error("arm64-smoke runs on the demo's data: run `nox -s demo` first")
+        session.run("bash", str(root / "devtools" / "arm64" / "smoke.sh"), external=True, env=env)
 
     @nox.session(name="canary-cpus", python=python, default=False)
     def canary_cpus(session: nox.Session) -> None:

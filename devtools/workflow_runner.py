@@ -2,8 +2,8 @@
 
 What the adoption check needs to prove that a workflow runs for an app, without GitHub: the
 expressions the workflows use (``${{ }}`` with contexts, ``!``, ``&&``, ``||``, ``==``, ``!=``
-and the functions ``always``, ``success``, ``failure``, ``hashFiles``, ``fromJSON``, ``startsWith``,
-``endsWith``, ``contains``), the step
+and the functions ``always``, ``success``, ``failure``, ``hashFiles``, ``fromJSON``, ``format``,
+``startsWith``, ``endsWith``, ``contains``), the step
 outputs (``$GITHUB_OUTPUT``), several jobs in ``needs`` order (a job's ``if:`` without a status
 function is ``success() && ...``, as GitHub implies; each job after the first runs on a fresh
 runner: a new copy of the clone as it was before any job ran), and stand-ins for the actions:
@@ -401,7 +401,14 @@ class LocalRunner:
         linux = [name for name in oses if str(name).startswith("ubuntu")]
         if not linux:
             raise WorkflowError(f"the matrix has no Linux runner to stand in for: {oses}")
-        return {**matrix, "os": linux[0]}
+        chosen = {**matrix, "os": linux[0]}
+        if "python" in matrix:  # setup-python stands in with this interpreter: its entry of the axis
+            here = f"{sys.version_info.major}.{sys.version_info.minor}"
+            mine = [v for v in matrix["python"] if str(v) == here or str(v).startswith(here + ".")]
+            if not mine:
+                raise WorkflowError(f"the matrix's Pythons {matrix['python']} do not include this one ({here})")
+            chosen["python"] = mine[0]
+        return chosen
 
     def _steps(self, steps: Sequence[Mapping[str, Any]], context: Context, workspace: Path, artifacts: Path) -> JobRun:
         job = JobRun(workspace=workspace)
@@ -650,6 +657,7 @@ class LocalRunner:
             "cancelled": lambda: False,
             "hashFiles": lambda *patterns: hash_files(self._places().workspace, *patterns),
             "fromJSON": json.loads,
+            "format": github_format,
             # GitHub compares strings ignoring case.
             "startsWith": lambda text, prefix: as_text(text).lower().startswith(as_text(prefix).lower()),
             "endsWith": lambda text, suffix: as_text(text).lower().endswith(as_text(suffix).lower()),
@@ -660,6 +668,23 @@ class LocalRunner:
             ),
         }
         return Expression(match[1], context, functions).evaluate()
+
+
+def github_format(template: str, *args: Any) -> str:
+    """GitHub's ``format('{0} {1}', a, b)``: ``{N}`` replaced by the N-th argument, ``{{``/``}}`` escaped."""
+    text = as_text(template)
+    out, i = [], 0
+    while i < len(text):
+        if text.startswith("{{", i) or text.startswith("}}", i):
+            out.append(text[i])
+            i += 2
+        elif text[i] == "{" and (end := text.find("}", i)) > i and text[i + 1 : end].isdigit():
+            out.append(as_text(args[int(text[i + 1 : end])]))
+            i = end + 1
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 @dataclass(frozen=True)

@@ -183,4 +183,5 @@ def _readable(report: dict[str, Any]) -> str:
         lines.append(f"load        {seconds.pop('total'):.2f} s ({phases})")
     if cpu := report["cpu"]:
         lines.append(f"cpu         {cpu['arch']} {cpu['model_name']} ({', '.join(cpu['sources'])})")
+        lines.extend(f"cpu         {reason}" for reason in cpu.get("ignored", ()))
     return "\n".join(lines)

@@ -131,6 +131,46 @@ def test_the_foreign_noxfile_registers_the_steps_and_nightly_with_one_call(tmp_p
     assert sum("register(" in line for line in code_lines) == 1 and len(code_lines) <= 4
 
 
+@pytest.mark.parametrize(
+    ("key", "python_version", "expected"),
+    [
+        (None, None, "3.11"),
+        (None, "3.12\n", "3.12"),
+        (None, "# pinned by uv\n3.13.0\n", "3.13.0"),
+        ('"3.13"', "3.12\n", "3.13"),
+        ("3.12", None, "ERROR: [tool.embedding-pipeline] python: 3.12 is not a Python version"),
+        (None, "pypy3.10\n", "ERROR: "),
+    ],
+)
+def test_the_sessions_build_with_the_app_s_own_python(
+    tmp_path: Path, key: str | None, python_version: str | None, expected: str
+) -> None:
+    """register(root) takes the app's table `python`, else its .python-version, else 3.11; a value that is
+    not a version stops nox with one line."""
+    app = tmp_path / "app"
+    shutil.copytree(TEMPLATE, app, ignore=shutil.ignore_patterns(".python-version"))
+    if key is not None:
+        pyproject = app / "pyproject.toml"
+        pyproject.write_text(
+            pyproject.read_text().replace("[tool.embedding-pipeline]\n", f"[tool.embedding-pipeline]\npython = {key}\n")
+        )
+    if python_version is not None:
+        (app / ".python-version").write_text(python_version)
+    code = (
+        "import runpy, nox.registry; runpy.run_path('noxfile.py')\n"
+        "print(sorted({str(func.python) for func in nox.registry.get().values()}))"
+    )
+    env = child_env({"NOX_SCRIPT_MODE": "none"})
+    result = subprocess.run([sys.executable, "-c", code], cwd=app, env=env, capture_output=True, text=True, timeout=300)
+    if expected.startswith("ERROR: "):
+        assert result.returncode != 0
+        assert result.stderr.strip().splitlines()[-1].startswith(expected), result.stderr
+        assert "write one such as" in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == str([expected])
+
+
 def readme_blocks() -> dict[str, str]:
     return {b.path or f"run:{b.line}": b.text for b in adoption_blocks((REPO_ROOT / "docs" / "adopt.md").read_text())}
 
@@ -273,3 +313,29 @@ def test_the_private_module_contract_names_every_private_module_of_the_runtime()
     (private,) = [c for c in contracts if c["name"].startswith("Only the runtime itself imports its private")]
     modules = {f"embedding_runtime.{p.stem}" for p in (REPO_ROOT / "embedding_runtime").glob("_*.py")}
     assert set(private["forbidden_modules"]) == modules - {"embedding_runtime.__init__", "embedding_runtime.__main__"}
+
+
+def test_demo_pythons_finds_each_interpreter_on_path_or_in_pyenv_never_a_shim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`nox -s demo-pythons`: a pyenv shim answers only for activated versions, so it is passed over;
+    pyenv's newest patch release wins (3.12.10 over 3.12.9)."""
+    from devtools.dev_sessions import find_python
+
+    def executable(path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+        return path
+
+    pyenv = tmp_path / "pyenv"
+    shim = executable(pyenv / "shims" / "python3.12")
+    for version in ("3.12.9", "3.12.10", "3.13.0"):
+        executable(pyenv / "versions" / version / "bin" / f"python{version.rsplit('.', 1)[0]}")
+    monkeypatch.setenv("PYENV_ROOT", str(pyenv))
+    monkeypatch.setenv("PATH", str(shim.parent))
+    assert find_python("3.12") == str(pyenv / "versions" / "3.12.10" / "bin" / "python3.12")
+    assert find_python("3.14") is None
+    on_path = executable(tmp_path / "bin" / "python3.13")
+    monkeypatch.setenv("PATH", f"{on_path.parent}{os.pathsep}{shim.parent}")
+    assert find_python("3.13") == str(on_path)

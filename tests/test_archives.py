@@ -176,9 +176,11 @@ def archives(
 def test_the_demo_leaves_one_archive_per_artifact_named_for_the_app_its_version_and_the_machine(
     archives: dict[str, Path],
 ) -> None:
+    """...and the Python it holds: a matrix that builds the app with 3.11 and 3.13 uploads both."""
     arch = {"x86_64": "x86_64", "aarch64": "arm64"}[os.uname().machine]
+    python = f"py{sys.version_info.major}.{sys.version_info.minor}"
     assert sorted(p.name for p in archives.values()) == [
-        f"{APP_NAME}-{APP_VERSION}-linux-{arch}-{builder}.tar.gz" for builder in ("nuitka", "pyinstaller")
+        f"{APP_NAME}-{APP_VERSION}-linux-{arch}-{python}-{builder}.tar.gz" for builder in ("nuitka", "pyinstaller")
     ]
 
 

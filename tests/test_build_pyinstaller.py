@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -95,6 +96,19 @@ def test_build_and_test_tools_are_left_out(pyinstaller_artifact: Path) -> None:
 def test_only_the_profile_is_bundled_not_the_prepare_working_files(pyinstaller_artifact: Path) -> None:
     models = pyinstaller_artifact / "_internal" / "data" / "embedding_models"
     assert [p.name for p in models.iterdir()] == [PROFILE_ID]
+
+
+def test_each_python_keeps_its_own_pyinstaller_work_folder(
+    artifact_project: Project, pyinstaller_artifact: Path
+) -> None:
+    """PyInstaller's incremental check kept a PYZ another Python made (its toc matched): the 3.12 build
+    after a 3.11 one failed at launch with "Python magic pattern mismatch!". The suite's work folder is
+    the interpreter's own, so a build never meets another Python's archive."""
+    work = artifact_project.root / "build" / "pyinstaller"
+    (pyz,) = work.rglob("PYZ-00.pyz")
+    assert pyz.relative_to(work).parts[0] == sys.implementation.cache_tag
+    with pyz.open("rb") as archive:
+        assert archive.read(8)[4:8] == importlib.util.MAGIC_NUMBER, "the PYZ holds this Python's bytecode"
 
 
 # -- refusals -----------------------------------------------------------------

@@ -14,7 +14,7 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,7 +25,7 @@ from devtools.demo_project import Project
 from embedding_runtime._completeness import leads_elsewhere
 from embedding_runtime._cpu import (
     PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE,
-    WINDOWS_CPU_KEY,
+    WINDOWS_CPUS_KEY,
     CpuIdentity,
     _interpreter_machine,
     cpu_facts,
@@ -148,31 +148,49 @@ WINDOWS_CPUS = {
 }
 
 
-class SimulatedWinreg:
-    """The ``winreg`` calls the runtime makes, over the values of one machine's CPU key."""
+class RegistryKey(str):
+    """An open key: its path, and a context manager as winreg's handles are."""
 
-    HKEY_LOCAL_MACHINE = 0x80000002
-
-    def __init__(self, values: Mapping[str, str]) -> None:
-        self.values = dict(values)
-        self.opened: list[tuple[int, str]] = []
-
-    def OpenKey(self, root: int, path: str) -> SimulatedWinreg:  # noqa: N802 (winreg's names)
-        self.opened.append((root, path))
-        if (root, path) != (self.HKEY_LOCAL_MACHINE, WINDOWS_CPU_KEY):
-            raise FileNotFoundError(2, "The system cannot find the file specified")
-        return self
-
-    def QueryValueEx(self, key: object, name: str) -> tuple[str, int]:  # noqa: N802
-        if name not in self.values:
-            raise FileNotFoundError(2, "The system cannot find the file specified")
-        return self.values[name], 1  # REG_SZ
-
-    def __enter__(self) -> SimulatedWinreg:
+    def __enter__(self) -> RegistryKey:
         return self
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+
+class SimulatedWinreg:
+    """The ``winreg`` calls the runtime makes, over one machine's ``CentralProcessor`` keys: core 0
+    has ``values``; every core of ``midrs`` (ARM64) has its ``CP 4000`` REG_QWORD, as Windows writes it."""
+
+    HKEY_LOCAL_MACHINE = 0x80000002
+
+    def __init__(self, values: Mapping[str, object], midrs: Sequence[int] = ()) -> None:
+        cores = max(len(midrs), 1)
+        self.keys: dict[str, dict[str, object]] = {
+            f"{WINDOWS_CPUS_KEY}\\{n}": {**(values if n == 0 else {}), **({"CP 4000": midrs[n]} if midrs else {})}
+            for n in range(cores)
+        }
+        self.keys[WINDOWS_CPUS_KEY] = {}
+        self.opened: list[tuple[int | str, str]] = []
+
+    def OpenKey(self, root: int | str, path: str) -> RegistryKey:  # noqa: N802 (winreg's names)
+        self.opened.append((root, path))
+        full = path if root == self.HKEY_LOCAL_MACHINE else f"{root}\\{path}"
+        if full not in self.keys:
+            raise FileNotFoundError(2, "The system cannot find the file specified")
+        return RegistryKey(full)
+
+    def EnumKey(self, key: str, index: int) -> str:  # noqa: N802
+        children = [k.rsplit("\\", 1)[1] for k in self.keys if k.rsplit("\\", 1)[0] == key]
+        if index >= len(children):
+            raise OSError(259, "No more data is available")
+        return children[index]
+
+    def QueryValueEx(self, key: str, name: str) -> tuple[object, int]:  # noqa: N802
+        if name not in self.keys[key]:
+            raise FileNotFoundError(2, "The system cannot find the file specified")
+        value = self.keys[key][name]
+        return value, 11 if isinstance(value, int) else 1  # REG_QWORD, REG_SZ
 
 
 class SimulatedKernel32:
@@ -183,9 +201,10 @@ class SimulatedKernel32:
         return int(feature == PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE and self.dot_product)
 
 
-def windows_identity(machine: str, *, dot_product: bool = False) -> CpuIdentity:
+def windows_identity(machine: str, *, dot_product: bool = False, midrs: Sequence[int] = ()) -> CpuIdentity:
     vendor, identifier, name = WINDOWS_CPUS[machine]
-    registry = SimulatedWinreg({"VendorIdentifier": vendor, "Identifier": identifier, "ProcessorNameString": name})
+    values = {"VendorIdentifier": vendor, "Identifier": identifier, "ProcessorNameString": name}
+    registry = SimulatedWinreg(values, midrs)
     return identity_from_windows(read_windows(registry, SimulatedKernel32(dot_product)))
 
 
@@ -228,7 +247,12 @@ INTEL_MAC = {
     "machdep.cpu.model": (158).to_bytes(4, "little"),
     "machdep.cpu.brand_string": b"Intel(R) Core(TM) i9-9880H CPU @ 2.30GHz\0",
 }
-APPLE_M2 = {"machdep.cpu.brand_string": b"Apple M2\0", "hw.optional.arm.FEAT_DotProd": (1).to_bytes(4, "little")}
+# hw.cpufamily: CPUFAMILY_ARM_BLIZZARD_AVALANCHE (mach/machine.h), the M2's cores.
+APPLE_M2 = {
+    "machdep.cpu.brand_string": b"Apple M2\0",
+    "hw.optional.arm.FEAT_DotProd": (1).to_bytes(4, "little"),
+    "hw.cpufamily": (0xDA33D83D).to_bytes(4, "little"),
+}
 XEON_MAC = {
     "machdep.cpu.vendor": b"GenuineIntel\0",
     "machdep.cpu.family": (6).to_bytes(4, "little"),
@@ -259,7 +283,7 @@ class SimulatedSysctl:
     ("values", "expected"),
     [
         (INTEL_MAC, ("GenuineIntel", 6, 158, "Intel(R) Core(TM) i9-9880H CPU @ 2.30GHz", frozenset())),
-        (APPLE_M2, ("", None, None, "Apple M2", frozenset({"ASIMDDP"}))),
+        (APPLE_M2, ("Apple", None, None, "Apple M2", frozenset({"ASIMDDP"}))),
     ],
     ids=["intel-mac", "apple-m2"],
 )

@@ -22,9 +22,9 @@ import yaml
 from build_hooks.config import load_config
 from build_hooks.freezing.target import sbom_path, target_for
 from build_hooks.verification.verify import locate
-from build_hooks.versions import suite_version
+from build_hooks.versions import locked_packages, suite_version
 from devtools.demo_project import Project
-from devtools.workflow_runner import LocalRunner, WorkflowError, runner_environ
+from devtools.workflow_runner import LocalRunner, WorkflowError, github_format, runner_environ
 from tests.artifacts import linked_copy
 from tests.support import REPO_ROOT, child_env
 
@@ -55,14 +55,53 @@ def test_the_nightly_calls_the_reusable_pipeline_with_every_input(workflow: Mapp
     call = job(caller)
     assert call["uses"] == "./.github/workflows/embedding-pipeline.yml"
     inputs = triggers(workflow)["workflow_call"]["inputs"]
-    assert set(inputs) == {"python-version", "os-list", "revision", "skip-nuitka"}
+    assert set(inputs) == {"python-version", "python-versions", "os-list", "revision", "skip-nuitka"}
     assert set(call["with"]) <= set(inputs) and {"revision", "skip-nuitka"} <= set(call["with"])
     assert call["secrets"] == {"HF_TOKEN": "${{ secrets.HF_TOKEN }}"}
     assert set(triggers(workflow)["workflow_call"]["secrets"]) == {"HF_TOKEN"}
     # A called workflow gets no more than its caller grants: the attestation needs these.
     assert call["permissions"] == job(workflow)["permissions"]
-    assert re.fullmatch(r"3\.11\.\d+", call["with"]["python-version"])
-    assert inputs["python-version"]["default"] == call["with"]["python-version"]
+    # The nightly's Python axis: the app's 3.11 and the newest, 3.13 (python-version stays for one).
+    assert json.loads(call["with"]["python-versions"]) == ["3.11", "3.13"]
+    assert "python-version" not in call["with"]
+    assert re.fullmatch(r"3\.11\.\d+", inputs["python-version"]["default"])
+    assert inputs["python-versions"]["default"] == "[]"
+
+
+def test_every_job_builds_with_the_matrix_python_whatever_the_app_names(
+    workflow: Mapping[str, Any], tmp_path: Path
+) -> None:
+    """One axis: python-versions when given, else [python-version]; nox is forced to it (NOXFORCEPYTHON),
+    setup-python installs it, and every name that must differ per Python says it."""
+    runner = LocalRunner(REPO_ROOT, {}, tmp_path)
+    for each in workflow["jobs"].values():
+        axis = each["strategy"]["matrix"]["python"]
+        for given, expected in (
+            ({"python-versions": "[]", "python-version": "3.11.9"}, ["3.11.9"]),
+            ({"python-versions": '["3.11", "3.13"]', "python-version": "3.11.9"}, ["3.11", "3.13"]),
+        ):
+            assert runner.evaluate(axis, {"inputs": given}) == expected
+        assert each["env"]["NOXFORCEPYTHON"] == "${{ matrix.python }}"
+        setup = [s for s in each["steps"] if s.get("uses", "").startswith("actions/setup-python@")]
+        assert [s["with"]["python-version"] for s in setup] == ["${{ matrix.python }}"]
+        assert "matrix.python" in each["name"]
+    (reports,) = [s for s in uploads(workflow) if "archive" not in s["with"]]
+    assert "matrix.python" in reports["with"]["name"]
+
+
+def test_the_nightly_builds_on_linux_arm64_and_says_why_not_on_windows_arm64(workflow: Mapping[str, Any]) -> None:
+    text = CALLER.read_text()
+    call = job(yaml.safe_load(text))
+    runners = json.loads(call["with"]["os-list"])
+    default = json.loads(triggers(workflow)["workflow_call"]["inputs"]["os-list"]["default"])
+    assert set(runners) == set(default) | {"ubuntu-24.04-arm"}, "the nightly: every default runner and Linux arm64"
+    assert "windows-11-arm" not in runners
+    assert re.search(r"windows-11-arm is left out: tiktoken [\d.]+ \(locked\) publishes no win_arm64 wheel", text)
+    tiktoken = next(p for p in locked_packages(REPO_ROOT / "uv.lock") or [] if p["name"] == "tiktoken")
+    assert f"tiktoken {tiktoken['version']} (locked)" in text, "the comment names the locked version"
+    assert tiktoken.get("wheels") and not any("win_arm64" in wheel["url"] for wheel in tiktoken["wheels"])
+    onnxruntime = next(p for p in locked_packages(REPO_ROOT / "uv.lock") or [] if p["name"] == "onnxruntime")
+    assert any("win_arm64" in wheel["url"] for wheel in onnxruntime["wheels"]), "the comment's other claim"
 
 
 def test_pin_comes_from_pyproject_only() -> None:
@@ -153,7 +192,6 @@ def uploads(workflow: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def test_each_archive_is_uploaded_as_one_unzipped_file_and_reports_always(workflow: Mapping[str, Any]) -> None:
     """upload-artifact v7's direct upload: a zip of the folders would drop dotfiles and modes."""
-    assert workflow["env"]["PYTHON_VERSION"] == "${{ inputs.python-version }}"
     archives = [s for s in uploads(workflow) if "archive" in s["with"]]
     assert [s["with"]["path"] for s in archives] == [
         "dist/archives/${{ steps.archive.outputs.pyinstaller }}",
@@ -394,7 +432,7 @@ def test_nuitka_cache_is_saved_after_every_run_and_restored_by_prefix(workflow: 
     key, prefix = cache["key"], cache["restore-keys"]
     assert key.startswith(prefix), "the restore prefix must match the keys this step saves"
     assert key.removeprefix(prefix) == "${{ github.run_id }}-${{ github.run_attempt }}", "immutable keys: per run"
-    for part in ("runner.os", "runner.arch", "env.PYTHON_VERSION", "steps.pin.outputs.nuitka-version"):
+    for part in ("runner.os", "runner.arch", "matrix.python", "steps.pin.outputs.nuitka-version"):
         assert part in prefix
 
 
@@ -455,7 +493,9 @@ def test_the_runner_reads_expressions_as_github_does() -> None:
     with pytest.raises(WorkflowError, match=r"steps\.pin\.outputs\.missing is not set"):
         runner.expand("${{ steps.pin.outputs.missing }}", context)
     with pytest.raises(WorkflowError, match="not one this runner knows"):
-        runner.expand("${{ format('{0}', 'b') }}", context)
+        runner.expand("${{ toJSON('b') }}", context)
+    assert runner.expand("${{ format('[\"{0}\"] {1}', 'b', 3) }}", context) == '["b"] 3'
+    assert github_format("{{0}} {0}", "b") == "{0} b", "GitHub's escaped braces"
     assert runner.expand("${{ startsWith('refs/tags/V1', 'refs/tags/v') }}", context) is True, "GitHub ignores case"
     assert runner.expand("${{ contains(fromJSON('[\"a\", \"B\"]'), 'b') && !endsWith('abc', 'b') }}", context)
 

@@ -31,7 +31,10 @@ def pyinstaller_command(
     config = plan.target.config
     if config.pyinstaller_spec is None:
         raise UsageError("set pyinstaller-spec in [tool.embedding-pipeline] to the app's spec file")
-    work = plan.target.build_dir / "pyinstaller"
+    # One work folder per interpreter: PyInstaller's incremental checks keep a PYZ made by another
+    # Python (its toc matched), and that Python's bytecode then fails to load ("Python magic pattern
+    # mismatch!"). The stamp, not PyInstaller, decides that a build is needed.
+    work = plan.target.build_dir / "pyinstaller" / (sys.implementation.cache_tag or "python")
     return [
         python, "-m", "PyInstaller", str(config.pyinstaller_spec), "--noconfirm",
         f"--distpath={plan.dist.parent}", f"--workpath={work}", *extra_args,
