@@ -37,6 +37,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -402,12 +403,16 @@ class LocalRunner:
         if not linux:
             raise WorkflowError(f"the matrix has no Linux runner to stand in for: {oses}")
         chosen = {**matrix, "os": linux[0]}
-        if "python" in matrix:  # setup-python stands in with this interpreter: its entry of the axis
+        if "python" in matrix:
+            # setup-python stands in with this interpreter: the axis's entry for its X.Y, which the job
+            # then sees as this interpreter's own version (nox is forced to it: "3.11.9" would be another).
             here = f"{sys.version_info.major}.{sys.version_info.minor}"
             mine = [v for v in matrix["python"] if str(v) == here or str(v).startswith(here + ".")]
             if not mine:
                 raise WorkflowError(f"the matrix's Pythons {matrix['python']} do not include this one ({here})")
-            chosen["python"] = mine[0]
+            chosen["python"] = platform.python_version()
+            if str(mine[0]) != chosen["python"]:
+                self.log(f"workflow > matrix python {mine[0]}: this interpreter, {chosen['python']}, stands in")
         return chosen
 
     def _steps(self, steps: Sequence[Mapping[str, Any]], context: Context, workspace: Path, artifacts: Path) -> JobRun:

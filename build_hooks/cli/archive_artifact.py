@@ -21,7 +21,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser = Parser(
         prog=prog or "embedding-pipeline archive-artifact",
         description="Pack each artifact verify passed, with its SHA256SUMS, SBOM, verify report and manifest, "
-        "into dist/archives/<app>-<version>-<os>-<arch>-<builder>.tar.gz (.zip on Windows): every byte, mode, "
+        "into dist/archives/<app>-<version>-<os>-<arch>-py<X.Y>-<builder>.tar.gz (.zip on Windows): every byte, mode, "
         "dotfile and symlink kept, reproducibly (entry times from SOURCE_DATE_EPOCH, else the app's commit time).",
     )
     parser.add_argument("dist", nargs="*", type=Path, help="artifact folders (default: every one under dist/)")
