@@ -23,7 +23,6 @@ console script, in the session's environment.
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -87,17 +86,10 @@ def app_python(root: Path) -> str:
     """The Python the app builds with: ``python`` in its ``[tool.embedding-pipeline]`` table, else the
     first line of its ``.python-version``, else :data:`PYTHON`. ``SystemExit`` (one line) when the value
     is not a version such as ``3.12`` or ``3.12.1``."""
-    try:
-        table = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8")).get("tool", {})
-        value, where = table.get("embedding-pipeline", {}).get("python"), "[tool.embedding-pipeline] python"
-    except (OSError, tomllib.TOMLDecodeError, AttributeError):
-        value, where = None, ""
-    pinned = root / ".python-version"
-    if value is None and pinned.is_file():
-        lines = [line.strip() for line in pinned.read_text(encoding="utf-8").splitlines()]
-        value, where = next((line for line in lines if line and not line.startswith("#")), None), str(pinned)
-    if value is None:
+    named = versions.named_python(root)
+    if named is None:
         return str(PYTHON)
+    value, where = named
     if problem := versions.python_version_problem(value):
         raise SystemExit(f"ERROR: {where}: {problem}")
     return str(value)

@@ -34,6 +34,7 @@ __all__ = [
     "locked_packages",
     "locked_version",
     "locked_versions",
+    "named_python",
     "project_problems",
     "python_version_problem",
     "script_requirements",
@@ -247,12 +248,28 @@ def _source_problems(document: dict[str, Any]) -> Iterator[str]:
             )
 
 
-PYTHON_VERSION = re.compile(r"^3\.\d{1,2}(\.\d{1,3})?$")
+_PYTHON_VERSION = re.compile(r"^3\.\d{1,2}(\.\d{1,3})?$")
+
+
+def named_python(root: Path) -> tuple[object, str] | None:
+    """The Python the app at ``root`` names, and where: ``python`` in its ``[tool.embedding-pipeline]``
+    table, else the first line of its ``.python-version``; ``None`` when it names none (unchecked:
+    :func:`python_version_problem` says what is wrong with it)."""
+    tool = _pyproject(root).get("tool")
+    table = tool.get("embedding-pipeline") if isinstance(tool, dict) else None
+    if isinstance(table, dict) and table.get("python") is not None:
+        return table["python"], "[tool.embedding-pipeline] python"
+    pinned = root / ".python-version"
+    if pinned.is_file():
+        lines = [line.strip() for line in pinned.read_text(encoding="utf-8").splitlines()]
+        if first := next((line for line in lines if line and not line.startswith("#")), None):
+            return first, str(pinned)
+    return None
 
 
 def python_version_problem(value: object) -> str:
     """Why ``value`` is not a Python version an app may build with (``"3.12"``, ``"3.12.1"``), or "".
     The ``python`` key of the table is read by nox's own interpreter only (``nox_sessions.app_python``)."""
-    if isinstance(value, str) and PYTHON_VERSION.match(value):
+    if isinstance(value, str) and _PYTHON_VERSION.match(value):
         return ""
     return f'{value!r} is not a Python version: write one such as "3.12"'

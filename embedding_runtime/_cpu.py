@@ -201,8 +201,10 @@ def _read_identity(system: str, arch: str) -> CpuIdentity:
             return identity_from_windows(read_windows())
         if system == "darwin":
             return identity_from_sysctl(read_sysctl())
-        cpuinfo, midrs = read_linux()
-        return identity_from_linux(cpuinfo, midrs, read_auxv() if arch == "arm64" else None)
+        # MIDR_EL1 and the auxiliary vector's arm64 words mean nothing to an x86 process: not read there.
+        arm64 = arch == "arm64"
+        cpuinfo, midrs = read_linux(with_midrs=arm64)
+        return identity_from_linux(cpuinfo, midrs, read_auxv() if arm64 else None)
     except (OSError, ValueError, AttributeError):  # a locked-down registry, a missing symbol: numpy still answers
         return CpuIdentity()
 
@@ -248,8 +250,9 @@ ARM_PART_NAMES = {
 _MIDR_FILES = "sys/devices/system/cpu/cpu*/regs/identification/midr_el1"
 
 
-def read_linux(root: Path = Path("/")) -> tuple[str, dict[str, str]]:
-    """``/proc/cpuinfo`` and every core's ``midr_el1`` (ARM64 kernels since 4.7) under ``root``.
+def read_linux(root: Path = Path("/"), *, with_midrs: bool = True) -> tuple[str, dict[str, str]]:
+    """``/proc/cpuinfo`` and (``with_midrs``) every core's ``midr_el1`` (ARM64 kernels since 4.7) under
+    ``root``.
 
     Either may be missing (x86 has no MIDR; a container may hide sysfs): empty then.
     """
@@ -258,7 +261,7 @@ def read_linux(root: Path = Path("/")) -> tuple[str, dict[str, str]]:
     except OSError:
         cpuinfo = ""
     midrs: dict[str, str] = {}
-    for path in sorted(root.glob(_MIDR_FILES)):
+    for path in sorted(root.glob(_MIDR_FILES)) if with_midrs else ():
         try:
             midrs[path.parents[2].name] = path.read_text(encoding="ascii", errors="replace").strip()
         except OSError:  # a core gone offline between the listing and the read

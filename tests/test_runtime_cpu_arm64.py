@@ -77,6 +77,7 @@ def big_little_features() -> str:
 def test_a_big_little_chip_names_every_core_part_from_proc_cpuinfo_and_from_sysfs() -> None:
     cpuinfo, midrs = read_linux(BIG_LITTLE)
     assert len(midrs) == 8 and cpuinfo.count("processor") == 8
+    assert read_linux(BIG_LITTLE, with_midrs=False) == (cpuinfo, {}), "an x86 process reads no sysfs MIDR"
     from_file = identity_from_cpuinfo(cpuinfo)
     from_sysfs = identity_from_linux("", midrs, None)
     assert from_file.parts == from_sysfs.parts == BIG_LITTLE_PARTS
