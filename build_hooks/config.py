@@ -74,6 +74,8 @@ KEYS: dict[str, Any] = {
     "pyinstaller-spec": None,
     "int8-min-cosine": DEFAULT_INT8_MIN_COSINE,
     "python": None,
+    "exclude-modules": [],
+    "nuitka-bytecode": [],
 }
 """Every key of ``[tool.embedding-pipeline]`` with its default (:data:`REQUIRED`: none; ``None``:
 left out means the feature is off). Any other key is refused."""
@@ -95,10 +97,15 @@ KEY_HELP: dict[str, str] = {
     "int8-min-cosine": "verify's floor for int8 against fp32 vectors of the self-check texts",
     "python": "the Python the nox sessions build with, `3.12` (none: `.python-version`, else 3.11); "
     "`nox --force-python` overrides it for one run",
+    "exclude-modules": "modules (and their submodules) the app never imports, left out of both artifacts: "
+    "`embedding-pipeline sizes` lists the candidates from the self-check's import audit",
+    "nuitka-bytecode": "the app's pure-Python dependencies Nuitka ships as bytecode instead of compiling "
+    "them to C (faster cold builds; the app's own code and the runtime are always compiled)",
 }
 """What each key of :data:`KEYS` is for, one line each (docs/configuration.md's table is made from both)."""
 REVISION_PATTERN = re.compile(r"^[0-9a-f]{40}$")
 PROFILE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+MODULE_PATTERN = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 REPO_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 
 
@@ -149,6 +156,10 @@ class PipelineConfig:
     """``pyinstaller-spec``."""
     app_version: str | None = None
     """The app's ``[project] version`` (``None``: not written there; its archives say ``unversioned``)."""
+    exclude_modules: tuple[str, ...] = ()
+    """``exclude-modules``: what the app never imports, left out of its artifacts (with submodules)."""
+    nuitka_bytecode: tuple[str, ...] = ()
+    """``nuitka-bytecode``: packages Nuitka ships as bytecode, not compiled to C."""
 
 
 def find_pyproject(start: Path | None = None) -> Path:
@@ -204,6 +215,8 @@ def load_config(pyproject: Path | None = None) -> PipelineConfig:
             profiles_module=str(optional["profiles-module"]) if "profiles-module" in optional else None,
             pyinstaller_spec=root / str(optional["pyinstaller-spec"]) if "pyinstaller-spec" in optional else None,
             app_version=_app_version(path),
+            exclude_modules=_module_names(value["exclude-modules"], "exclude-modules"),
+            nuitka_bytecode=_module_names(value["nuitka-bytecode"], "nuitka-bytecode"),
         )
     except KeyError as err:
         raise UsageError(f"{path}: [tool.{TABLE}] lacks the key {err.args[0]!r}") from err
@@ -277,6 +290,16 @@ def _pyproject(path: Path) -> dict[str, Any]:
 def _tool_tables(path: Path) -> dict[str, Any]:
     tool = _pyproject(path).get("tool", {})
     return tool if isinstance(tool, dict) else {}
+
+
+def _module_names(value: Any, key: str) -> tuple[str, ...]:
+    """The list ``key`` as dotted module names, or :class:`UsageError` naming the first that is not one."""
+    if not isinstance(value, list):
+        raise UsageError(f"{key} must be a list of module names, not {value!r}")
+    for name in value:
+        if not isinstance(name, str) or not MODULE_PATTERN.match(name):
+            raise UsageError(f"{key}: {name!r} is not a module name like 'sqlite3' or 'numpy.random'")
+    return tuple(dict.fromkeys(value))
 
 
 def _app_version(path: Path) -> str | None:

@@ -125,5 +125,6 @@ def _make_writable_and_retry(func: Callable[[str], object], path: str, _exc: obj
 
 
 def folder_bytes(folder: Path) -> int:
-    """The bytes of every file under ``folder`` (an artifact's size)."""
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    """The bytes of every file under ``folder`` (an artifact's size): a symlink counts as a link (as an
+    archive holds it), not as a second copy of its target."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())

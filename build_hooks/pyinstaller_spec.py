@@ -112,10 +112,11 @@ class SpecInputs:
 
     @property
     def excludes(self) -> list[str]:
-        """HTTP clients and build-time packages: an offline artifact carries none."""
+        """HTTP clients and build-time packages (an offline artifact carries none), and the table's
+        ``exclude-modules`` (what this app never imports)."""
         # PyInstaller adds "__main__" to the list it is given, in place, so that the analysis it saved
         # never matches the next one's and its incremental analysis (which verify re-runs) never applies.
-        return [*EXCLUDED_MODULES, "__main__"]
+        return [*EXCLUDED_MODULES, *self.plan.target.config.exclude_modules, "__main__"]
 
     def finish(self, analysis: Analysis) -> Path:
         """After COLLECT: write the manifest of every file, check the data copies against the plan

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import shutil
 import sys
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ def write_pyproject(project: Project, code_root: str = REPO_ROOT.as_posix()) -> 
     """The demo's table; the app and the spec are this checkout's, at ``code_root`` as the builder sees it.
     It is built in this checkout's locked environment, so its uv.lock (verify's anchor) is this checkout's."""
     shutil.copyfile(REPO_ROOT / "uv.lock", project.root / "uv.lock")
+    app = load_config(REPO_ROOT / "pyproject.toml")  # what the launcher leaves out and ships as bytecode
     (project.root / "pyproject.toml").write_text(
         f"""[project]
 name = "{APP_NAME}"
@@ -84,6 +86,8 @@ tiktoken-encodings = ["o200k_base"]
 app-name = "{APP_NAME}"
 app-entry = "{code_root}/app/launcher.py"
 pyinstaller-spec = "{code_root}/specs/launcher.spec"
+exclude-modules = {json.dumps(list(app.exclude_modules))}
+nuitka-bytecode = {json.dumps(list(app.nuitka_bytecode))}
 """,
         encoding="utf-8",
     )

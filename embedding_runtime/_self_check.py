@@ -45,8 +45,12 @@ class ProcessWatch:
     def __init__(self) -> None:
         self.connections: list[str] = []
         self.processes: list[str] = []
+        self.imports: set[str] = set()  # every module the process set out to load, found or not
 
     def __call__(self, event: str, args: tuple[Any, ...]) -> None:
+        if event == "import":
+            self.imports.add(str(args[0]))
+            return
         if event in _PROCESS_EVENTS:
             # subprocess.Popen's executable is None on Windows (and often elsewhere): the command line names it.
             what = args[0] if args and args[0] is not None else (args[1] if len(args) > 1 else None)
@@ -147,12 +151,26 @@ def self_check(
     report["token_counts"], report["tiktoken"] = _token_counts(info, tiktoken, source_root)
     report["accelerators"] = {name: importlib.util.find_spec(name) is not None for name in STDLIB_ACCELERATORS}
     report["http_clients"] = [name for name in HTTP_CLIENTS if importlib.util.find_spec(name) is not None]
+    report["imports"] = import_audit(watch, info.get("excluded_modules", []))
     report["network_connections_attempted"] = list(watch.connections)
     report["processes_started"] = list(watch.processes)
     report["mode"] = "artifact" if bundled_data_roots() else "source"  # frozen: the bundle's data/
     report["problems"] = problems = _problems(report, explained, source_root)
     report["ok"] = ok = not problems
     return report, ok
+
+
+def import_audit(watch: ProcessWatch, excluded: list[str]) -> dict[str, list[str]]:
+    """The import audit: every module loaded by now (what the app needs, as far as the self-check goes),
+    and each module the build left out (``exclude-modules``) that the process looked for and went on
+    without (an optional import, as asyncio's of ssl). A module it needed would have ended it instead."""
+    loaded = sorted(name for name in sys.modules if name != "__main__")
+    probed = sorted(
+        name
+        for name in watch.imports
+        if name not in sys.modules and any(name == gone or name.startswith(f"{gone}.") for gone in excluded)
+    )
+    return {"modules": loaded, "excluded_probed": probed}
 
 
 def _problems(report: SelfCheckReport, explained: Mapping[str, Any], source_root: Path | None) -> list[str]:

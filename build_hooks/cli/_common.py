@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import functools
+import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn, Protocol
 
 from build_hooks.config import Pin, PipelineConfig, resolve_pin
-from build_hooks.errors import PipelineError, PreflightError
+from build_hooks.errors import BuildFailedError, PipelineError, PreflightError
 from build_hooks.freezing.content import preflight_problems
+from build_hooks.freezing.stamp import void_records
 from build_hooks.freezing.target import Target
 from embedding_runtime import readable_output
 from embedding_runtime.build_api import UsageParser as Parser
@@ -54,6 +56,21 @@ def check_only(target: Target) -> None:
     if problems := preflight_problems(target):
         raise PreflightError(problems)
     print(f"ready to build {target.config.app_name} from {target.pin}")
+
+
+def prove_exclusions(target: Target, dist: Path) -> None:
+    """After a build: the artifact's self-check imports nothing the table's ``exclude-modules`` left out.
+    :class:`BuildFailedError` (one line) when it does, or when it cannot tell; the build is then removed."""
+    if not target.config.exclude_modules:
+        return
+    from build_hooks.verification.selfcheck import exclusion_problem  # numpy and the runtime: only when needed
+
+    if (problem := exclusion_problem(target.executable(dist), target.config.exclude_modules)) is not None:
+        void_records(dist)
+        shutil.rmtree(dist, ignore_errors=True)
+        raise BuildFailedError(f"{dist.name}: {problem} (the build was removed)")
+    left_out = ", ".join(target.config.exclude_modules)
+    log(f"exclude-modules proven: the self-check of {dist.name} imports none of {left_out}")
 
 
 def log(message: str) -> None:

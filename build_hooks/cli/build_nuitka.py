@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from build_hooks.cli._common import add_pin_flags, build_step_parser, check_only, exits_on_error, log, pin_from
+from build_hooks.cli._common import (
+    add_pin_flags,
+    build_step_parser,
+    check_only,
+    exits_on_error,
+    log,
+    pin_from,
+    prove_exclusions,
+)
 from build_hooks.config import load_config
 from build_hooks.freezing import nuitka
 from build_hooks.freezing.nuitka_options import nuitka_options
@@ -28,5 +36,5 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         write_plan(plan)  # the options name the generated data files
         print("\n".join(nuitka_options(plan)))
         return 0
-    nuitka.build(target, dist_root, compiler_args, force=args.force, log=log)
+    prove_exclusions(target, nuitka.build(target, dist_root, compiler_args, force=args.force, log=log))
     return 0

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from build_hooks.cli._common import add_pin_flags, build_step_parser, check_only, exits_on_error, log, pin_from
+from build_hooks.cli._common import (
+    add_pin_flags,
+    build_step_parser,
+    check_only,
+    exits_on_error,
+    log,
+    pin_from,
+    prove_exclusions,
+)
 from build_hooks.config import load_config
 from build_hooks.freezing import pyinstaller
 from build_hooks.freezing.plan import make_plan, write_plan
@@ -30,5 +38,5 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         command = pyinstaller.pyinstaller_command(plan, write_plan(plan), freezer_args)
         print("\n".join(command[3:]))
         return 0
-    pyinstaller.build(target, dist_root, freezer_args, force=args.force, log=log)
+    prove_exclusions(target, pyinstaller.build(target, dist_root, freezer_args, force=args.force, log=log))
     return 0

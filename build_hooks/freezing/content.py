@@ -23,6 +23,7 @@ from typing import Any
 from build_hooks.config import PipelineConfig
 from build_hooks.errors import PreflightError, UsageError
 from build_hooks.freezing.provenance import interpreter_facts, source_revision
+from build_hooks.freezing.selection import bytecode_problems, exclusion_problems
 from build_hooks.freezing.target import WITHOUT_VECTORS_ENV, Builder, Target
 from embedding_runtime import EmbeddingService, ModelRoot, ProfileContract, UnknownProfileError
 from embedding_runtime.build_api import (
@@ -149,6 +150,8 @@ def preflight_problems(
                         f"the runtime that loads them would silently disable vectors; install the build group"
                     )
         problems += _profile_problems(target, profile)
+    problems += exclusion_problems(target.config.exclude_modules)
+    problems += bytecode_problems(target.config.nuitka_bytecode)
     cache = target.config.tiktoken_cache
     for encoding, found in encoding_problems(cache, target.config.tiktoken_encodings).items():
         problems += [f"tiktoken cache: {encoding}: {p}; run `nox -s warm-tiktoken`" for p in found]
@@ -177,6 +180,8 @@ def build_info(target: Target, profile: PreparedProfile, builder: Builder) -> di
         "variants": list(marker.variants) if marker else [],
         "tiktoken_encodings": list(target.config.tiktoken_encodings),
         "app_version": target.config.app_version,
+        # What the build left out (exclude-modules): the self-check reports an attempt to import one.
+        "excluded_modules": list(target.config.exclude_modules),
         # The commit of the checkout holding the app's entry, and whether a tracked file differed from it.
         "source": source_revision(target.config.app_entry.parent),
         # The interpreter the standard library and libpython come from (verify compares its own).

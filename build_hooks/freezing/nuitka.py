@@ -52,6 +52,6 @@ def build(
         raise BuildFailedError("Nuitka failed (see its output above)")
     # What Nuitka put in, and where from: its compilation report names every module and source.
     collected = nuitka_collection(nuitka_report_path(dist), Path.cwd())
-    write_records(plan, collected)
+    write_records(plan, collected, log)
     log(f"built {dist} in {time.monotonic() - started:.0f} s, {fsutil.folder_bytes(dist) / 2**20:.0f} MiB")
     return dist

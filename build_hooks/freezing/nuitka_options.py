@@ -49,8 +49,8 @@ def nuitka_options(plan: BuildPlan, platform: str = sys.platform) -> list[str]:
         *(f"--include-package={package}" for package in (*WHOLE_PACKAGES, *PLUGIN_PACKAGES)),
         *(f"--include-module={module}" for module in PLUGIN_MODULES),
         *(f"--include-module={module}" for module in extension_accelerators()),
-        *(f"--nofollow-import-to={module}" for module in EXCLUDED_MODULES),
-        *(f"--noinclude-custom-mode={package}:bytecode" for package in BYTECODE_PACKAGES),
+        *(f"--nofollow-import-to={module}" for module in (*EXCLUDED_MODULES, *plan.target.config.exclude_modules)),
+        *(f"--noinclude-custom-mode={package}:bytecode" for package in bytecode_packages(plan)),
         # A left-out module is absent, as in any Python without it (the self-check probes for HTTP
         # clients); Nuitka's default would raise its own error on the probe instead.
         "--no-deployment-flag=excluded-module-usage",
@@ -65,6 +65,11 @@ def nuitka_options(plan: BuildPlan, platform: str = sys.platform) -> list[str]:
     ]  # fmt: skip
     options += [f"--include-data-files={f.source}={f.dest}" for f in plan.data]
     return options
+
+
+def bytecode_packages(plan: BuildPlan) -> tuple[str, ...]:
+    """What Nuitka ships as bytecode: the native-backed packages, and the app's ``nuitka-bytecode``."""
+    return tuple(dict.fromkeys((*BYTECODE_PACKAGES, *plan.target.config.nuitka_bytecode)))
 
 
 def options_for_project(project_root: Path | None = None, dist_root: Path | None = None) -> list[str]:

@@ -76,3 +76,48 @@ EXCLUDED_MODULES = (
     "pkg_resources",
     "distutils",
 )
+
+# What no app may leave out (exclude-modules): the runtime, the libraries it loads, tiktoken and what the
+# launch-time content hash runs on (hashlib: OpenSSL's sha256, else the built-in one).
+NEEDED_MODULES = (
+    "embedding_runtime", *LAZY_IMPORTS, "numpy", "tiktoken", "tiktoken_ext",
+    "hashlib", "_hashlib", "_sha2", "_sha256", "json", "encodings", "importlib",
+)  # fmt: skip
+
+
+def excludes(name: str, module: str) -> bool:
+    """Whether leaving out ``name`` leaves out ``module`` (the module itself, or a submodule of it)."""
+    return module == name or module.startswith(f"{name}.")
+
+
+def exclusion_problems(names: tuple[str, ...]) -> list[str]:
+    """Each name of ``exclude-modules`` that would leave out what every artifact needs, with the fix."""
+    return [
+        f"exclude-modules leaves out {needed}, which every artifact needs: take {name!r} out of exclude-modules"
+        for name in names
+        for needed in NEEDED_MODULES
+        if excludes(name, needed)
+    ]
+
+
+def bytecode_problems(names: tuple[str, ...]) -> list[str]:
+    """Each name of ``nuitka-bytecode`` that would ship the runtime as bytecode: it must be compiled (a
+    compiled module is how it knows it runs inside a Nuitka artifact, and finds the bundled ``data/``)."""
+    return [
+        f"nuitka-bytecode names {name}, which holds the runtime: it must be compiled (take {name!r} out)"
+        for name in names
+        if excludes(name, WHOLE_PACKAGES[0])
+    ]
+
+
+def module_of(rel: str) -> str:
+    """The module a file of a distribution holds, by its path: ``numpy/random/_pcg64.cpython-311-x86_64-linux-gnu.so``
+    -> ``numpy.random._pcg64`` (interpreter tags and suffixes dropped)."""
+    parts = PurePosixPath(rel.replace("\\", "/")).parts
+    return ".".join([*parts[:-1], parts[-1].split(".")[0]]) if parts else ""
+
+
+def left_out(rel: str, names: tuple[str, ...]) -> bool:
+    """Whether the file at ``rel`` holds a module one of ``names`` (``exclude-modules``) leaves out."""
+    module = module_of(rel)
+    return any(excludes(name, module) for name in names)

