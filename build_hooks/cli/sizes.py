@@ -13,7 +13,7 @@ from build_hooks import fsutil
 from build_hooks.cli._common import Parser, exits_on_error
 from build_hooks.config import load_config
 from build_hooks.freezing.selection import is_native, module_of
-from build_hooks.freezing.target import BUILDERS, Target, target_for
+from build_hooks.freezing.target import BUILDERS, PYINSTALLER_CONTENTS, Builder, Target, target_for
 from build_hooks.verification.verify import report_paths
 from embedding_runtime.build_api import DATA_FOLDER
 
@@ -39,25 +39,25 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     )
     args = parser.parse_args(argv)
     target = target_for(load_config(), env={})
-    dists = [dist for builder in BUILDERS if (dist := target.dist_dir(builder, args.dist_root)).is_dir()]
+    dists = {builder: dist for builder in BUILDERS if (dist := target.dist_dir(builder, args.dist_root)).is_dir()}
     if args.parts is None:
-        print(json.dumps({f"{target.builder_of(dist)}/{dist.name}": fsutil.folder_bytes(dist) for dist in dists}))
+        print(json.dumps({f"{builder}/{dist.name}": fsutil.folder_bytes(dist) for builder, dist in dists.items()}))
         return 0
     if not dists:
         print("no built artifact: run build-pyinstaller or build-nuitka first")
-    for dist in dists:
-        print("\n".join(describe(target, dist, args.parts)))
+    for builder, dist in dists.items():
+        print("\n".join(describe(target, builder, dist, args.parts)))
     return 0
 
 
-def describe(target: Target, dist: Path, count: int) -> list[str]:
-    """The lines ``--parts`` prints for one artifact."""
-    contents = target.data_root(dist)  # PyInstaller's _internal/, or the dist itself: where the parts sit
+def describe(target: Target, builder: Builder, dist: Path, count: int) -> list[str]:
+    """The lines ``--parts`` prints for ``builder``'s artifact ``dist``."""
+    contents = dist / PYINSTALLER_CONTENTS if builder == "pyinstaller" else dist  # where the parts sit
     data = contents / DATA_FOLDER
     sizes = parts(dist, contents)
     total, data_bytes = fsutil.folder_bytes(dist), fsutil.folder_bytes(data) if data.is_dir() else 0
     lines = [
-        f"{target.builder_of(dist)}/{dist.name}: {_mib(total - data_bytes)} beside data/ "
+        f"{builder}/{dist.name}: {_mib(total - data_bytes)} beside data/ "
         f"({_mib(total)} in all, data/ {_mib(data_bytes)})",
         f"  largest parts beside data/ ({count} of {len(sizes)}):",
     ]
@@ -93,6 +93,7 @@ def unimported(dist: Path, contents: Path, count: int) -> list[str]:
     except (OSError, ValueError, KeyError, TypeError):
         return [f"  never imported: no import audit in {record.name} (run verify-artifact, which runs the self-check)"]
     sizes: dict[str, int] = defaultdict(int)
+    counts: dict[str, int] = defaultdict(int)
     for path in sorted(contents.rglob("*")):
         rel = path.relative_to(contents).as_posix()
         if path.is_symlink() or not path.is_file() or rel.startswith(f"{DATA_FOLDER}/"):
@@ -101,7 +102,9 @@ def unimported(dist: Path, contents: Path, count: int) -> list[str]:
             continue
         module = module_of(rel.split("lib-dynload/")[-1]).removesuffix(".__init__")
         if module not in loaded:
-            sizes[".".join(module.split(".")[:2])] += path.stat().st_size
+            group = ".".join(module.split(".")[:2])
+            sizes[group] += path.stat().st_size
+            counts[group] += 1
     if not sizes:
         return ["  never imported: nothing (every module shipped as a file was imported by the self-check)"]
     ranked = sorted(sizes.items(), key=lambda i: -i[1])
@@ -109,7 +112,13 @@ def unimported(dist: Path, contents: Path, count: int) -> list[str]:
         f"  shipped, never imported by its self-check ({_mib(sum(sizes.values()))}; candidates for exclude-modules,"
         " once the app's own uses are checked):"
     ]
-    return lines + [f"    {name:42} {_mib(size):>10}" for name, size in ranked[:count]]
+    return lines + [f"    {_label(name, counts[name], loaded):42} {_mib(size):>10}" for name, size in ranked[:count]]
+
+
+def _label(group: str, modules: int, loaded: set[str]) -> str:
+    """A group of unimported modules: a package or module by its name, or the unimported part of a package
+    the self-check did import (``numpy._core.* (3 modules)``)."""
+    return f"{group}.* ({modules} modules)" if group in loaded else group
 
 
 def _is_extension(name: str) -> bool:

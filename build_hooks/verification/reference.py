@@ -248,8 +248,9 @@ def _path_problem(
         return f"cannot be compared: its source {expected.source} cannot be read ({wanted})"
     if shipped != wanted:
         if strips() and is_elf(expected.source):  # the build strips ELF files: equal modulo strip, or not at all
-            why = strip_problem(path.read_bytes(), expected.source.read_bytes())
-            return None if why is None else f"differs from {expected.source} by more than a strip ({why})"
+            if (why := strip_problem(path.read_bytes(), expected.source.read_bytes())) is None:
+                return None
+            return f"differs from {expected.source}, which the freezer makes it from, by more than a strip ({why})"
         return f"differs from {expected.source}, which the freezer makes it from"
     return None
 
