@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn, Protocol
 
+from build_hooks import fsutil
 from build_hooks.config import Pin, PipelineConfig, resolve_pin
 from build_hooks.errors import BuildFailedError, PipelineError, PreflightError
 from build_hooks.freezing.content import preflight_problems
@@ -67,7 +67,7 @@ def prove_exclusions(target: Target, dist: Path) -> None:
 
     if (problem := exclusion_problem(target.executable(dist), target.config.exclude_modules)) is not None:
         void_records(dist)
-        shutil.rmtree(dist, ignore_errors=True)
+        fsutil.remove_all([dist])
         raise BuildFailedError(f"{dist.name}: {problem} (the build was removed)")
     left_out = ", ".join(target.config.exclude_modules)
     log(f"exclude-modules proven: the self-check of {dist.name} imports none of {left_out}")

@@ -53,9 +53,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
 def describe(target: Target, builder: Builder, dist: Path, count: int) -> list[str]:
     """The lines ``--parts`` prints for ``builder``'s artifact ``dist``."""
     contents = dist / PYINSTALLER_CONTENTS if builder == "pyinstaller" else dist  # where the parts sit
-    data = contents / DATA_FOLDER
-    sizes = parts(dist, contents)
-    total, data_bytes = fsutil.folder_bytes(dist), fsutil.folder_bytes(data) if data.is_dir() else 0
+    sizes, data_bytes = parts(dist, contents)
+    total = sum(sizes.values()) + data_bytes
     lines = [
         f"{builder}/{dist.name}: {_mib(total - data_bytes)} beside data/ "
         f"({_mib(total)} in all, data/ {_mib(data_bytes)})",
@@ -66,21 +65,25 @@ def describe(target: Target, builder: Builder, dist: Path, count: int) -> list[s
     return lines
 
 
-def parts(dist: Path, contents: Path) -> dict[str, int]:
-    """Bytes by part, beside ``data/``: a top-level folder (a package, ``numpy.libs``, the licence texts) or
-    file (a library, the executable) of the artifact or its contents folder; the standard library's
-    top-level ``.pyc`` files as one part. A symlink counts as a link, as the archive holds it."""
+def parts(dist: Path, contents: Path) -> tuple[dict[str, int], int]:
+    """Bytes by part beside ``data/`` (a top-level folder, such as a package, ``numpy.libs`` or the licence
+    texts, or file, such as a library or the executable, of the artifact or its contents folder; the
+    standard library's top-level ``.pyc`` files as one part), and the bytes of ``data/``: one walk. A
+    symlink counts as a link, as the archive holds it."""
     sizes: dict[str, int] = defaultdict(int)
+    data_bytes = 0
     for path in sorted(dist.rglob("*")):
         if path.is_symlink() or not path.is_file():
             continue
         rel = PurePosixPath(path.relative_to(contents).as_posix()) if path.is_relative_to(contents) else None
         if rel is None:  # beside PyInstaller's contents folder: its executable, the licence texts
             sizes[path.relative_to(dist).parts[0]] += path.stat().st_size
-        elif rel.parts[0] != DATA_FOLDER:
+        elif rel.parts[0] == DATA_FOLDER:
+            data_bytes += path.stat().st_size
+        else:
             name = STDLIB_PART if len(rel.parts) == 1 and rel.suffix == ".pyc" else rel.parts[0]
             sizes[name] += path.stat().st_size
-    return dict(sizes)
+    return dict(sizes), data_bytes
 
 
 def unimported(dist: Path, contents: Path, count: int) -> list[str]:

@@ -32,14 +32,15 @@ to strip either.
 from __future__ import annotations
 
 import io
-import os
 import struct
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from build_hooks import fsutil
 
 ELF_MAGIC = b"\x7fELF"
 REMOVABLE = (".symtab", ".strtab", ".comment")
@@ -95,11 +96,11 @@ class Stripped:
     kept_because: str | None = None
 
 
-def strip_dist(dist: Path, skip: Callable[[str], bool] = lambda rel: False, workers: int = 2) -> list[Stripped]:
-    """Strip every ELF file under ``dist`` (but symlinks and what ``skip`` names, by relative path),
-    replacing a file only by a copy :func:`strip_problem` accepts (temp name + rename). A file that
-    cannot be stripped so is left as it was, with the reason."""
-    files = [p for p in sorted(dist.rglob("*")) if _candidate(p) and not skip(p.relative_to(dist).as_posix())]
+def strip_dist(dist: Path, workers: int = 2) -> list[Stripped]:
+    """Strip every ELF file under ``dist`` (symlinks aside), replacing a file only by a copy
+    :func:`strip_problem` accepts (temp name + rename). A file that cannot be stripped so is left as
+    it was, with the reason."""
+    files = [p for p in sorted(dist.rglob("*")) if _candidate(p)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(lambda path: _strip_one(dist, path), files))
 
@@ -130,13 +131,9 @@ def _strip_one(dist: Path, path: Path) -> Stripped:
         return Stripped(rel, len(source), len(source))
     if (problem := strip_problem(stripped, source)) is not None:
         return Stripped(rel, len(source), len(source), problem)
-    temp = path.with_name(f".{path.name}.strip-{os.getpid()}")
-    try:
-        temp.write_bytes(stripped)
-        temp.chmod(path.stat().st_mode & 0o7777)
-        temp.replace(path)  # never in place: a hard link to the source stays the source
-    finally:
-        temp.unlink(missing_ok=True)
+    mode = path.stat().st_mode & 0o7777
+    fsutil.atomic_write_bytes(path, stripped)  # never in place: a hard link to the source stays the source
+    path.chmod(mode)
     return Stripped(rel, len(source), len(stripped))
 
 
